@@ -1,0 +1,31 @@
+"""The typed config tree. Each section lives in its own module; a new section is one field here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from medssr_nemo.config.schema.common import ConfigValueError
+from medssr_nemo.config.schema.grpo import GRPOConfig
+from medssr_nemo.config.schema.model import ModelConfig
+from medssr_nemo.config.schema.policy import PolicyConfig
+from medssr_nemo.config.schema.reward import RewardConfig, RewardTermConfig
+from medssr_nemo.config.schema.rollout import RolloutConfig
+from medssr_nemo.config.schema.train import TrainConfig
+
+
+@dataclass
+class MedSSRConfig:
+    seed: int = 0
+    output_dir: str = "runs/default"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+__all__ = [
+    "ConfigValueError", "GRPOConfig", "MedSSRConfig", "ModelConfig", "PolicyConfig",
+    "RewardConfig", "RewardTermConfig", "RolloutConfig", "TrainConfig",
+]

@@ -1,0 +1,1 @@
+"""Evaluation on the MedSSR benchmark suite."""

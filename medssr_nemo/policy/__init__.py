@@ -1,0 +1,1 @@
+"""Policy backends: where the trained weights live and gradient steps happen."""

@@ -1,0 +1,63 @@
+"""What a policy backend takes and returns (the contract of ``hf`` and ``megatron``).
+
+Batches are right-padded token matrices. Position ``t`` of a logprob tensor holds the log
+probability of ``input_ids[:, t]`` given the tokens before it (position 0 holds 0), computed as
+``log_softmax(logits / temperature)`` — the rollout engines' convention, so the two compare.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from typing import Any, Callable, Iterator, TypedDict
+
+import torch
+
+
+class TokenBatch(TypedDict, total=False):
+    input_ids: torch.Tensor        # [B, T] long, prompt + response, right padded
+    attention_mask: torch.Tensor   # [B, T] 1 on real tokens
+    response_mask: torch.Tensor    # [B, T] 1 on response tokens (the ones trained on)
+    advantages: torch.Tensor       # [B] (sequence) or [B, T] (token) advantages
+    old_logprobs: torch.Tensor     # [B, T] logprobs of the policy that sampled (for the ratio)
+    ref_logprobs: torch.Tensor     # [B, T] logprobs of the frozen reference policy
+    group_ids: torch.Tensor        # [B] long: which prompt group each row belongs to
+
+
+# loss_fn(logprobs [b, T] of a micro-batch, micro-batch, global normalisers) -> (loss, metrics)
+# The loss must already be divided by the *global* normaliser (token or sequence count of the
+# whole step, across data-parallel ranks), so summing micro-batch losses gives the step loss.
+LossFn = Callable[[torch.Tensor, TokenBatch, dict[str, float]], tuple[torch.Tensor, dict[str, float]]]
+
+
+class PolicyBackend(abc.ABC):
+    tokenizer: Any
+
+    @abc.abstractmethod
+    def logprobs(self, batch: TokenBatch, temperature: float = 1.0) -> torch.Tensor:
+        """Per-token logprobs of the current policy, no gradient: [B, T]."""
+
+    @abc.abstractmethod
+    def reference_logprobs(self, batch: TokenBatch, temperature: float = 1.0) -> torch.Tensor:
+        """Per-token logprobs of the frozen initial policy: [B, T]."""
+
+    @abc.abstractmethod
+    def train_step(self, batch: TokenBatch, loss_fn: LossFn) -> dict[str, float]:
+        """One optimiser step over the whole batch (micro-batched inside); returns metrics
+        (loss, grad_norm, lr, and whatever ``loss_fn`` reported, token-weighted)."""
+
+    @abc.abstractmethod
+    def export_hf_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """The current weights as (HF state-dict name, tensor): what rollout engines refit from."""
+
+    @abc.abstractmethod
+    def save(self, directory: str | os.PathLike) -> None:
+        """Atomically write model, optimiser, scheduler and step to ``directory``."""
+
+    @abc.abstractmethod
+    def load(self, directory: str | os.PathLike) -> None:
+        """Restore exactly what ``save`` wrote."""
+
+    @abc.abstractmethod
+    def save_hf(self, directory: str | os.PathLike) -> None:
+        """Write a Hugging Face checkpoint (config, tokenizer, safetensors) of the policy."""

@@ -1,0 +1,58 @@
+"""Prompt templates of the MedSSR paper: the one place synthesis, labelling, training and
+evaluation build a model's input, so the four can never disagree.
+
+Base (non-chat) models get ``BASE_INSTRUCTION`` followed by the question; chat models get
+``CHAT_SYSTEM_PROMPT`` as the system message and the question as the user message.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from medssr_nemo.records import QuestionRecord
+
+PromptStyle = Literal["base", "chat"]
+
+BASE_INSTRUCTION = (
+    "You are a professional medical expert answering a multiple-choice medical question. "
+    "Please think step by step and then provide exactly one final option. "
+    "Format the final answer as: The answer is [LETTER]."
+)
+CHAT_SYSTEM_PROMPT = (
+    "Please think step by step and output the final answer as 'The answer is [LETTER]'."
+)
+# Appended after a completion that gave no answer; the next token is constrained to a letter.
+RECOVERY_SUFFIX = "\nThe answer is "
+
+
+def chat_messages(record: QuestionRecord) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": CHAT_SYSTEM_PROMPT},
+        {"role": "user", "content": record.formatted()},
+    ]
+
+
+def base_prompt(record: QuestionRecord) -> str:
+    return f"{BASE_INSTRUCTION}\n\n{record.formatted()}\n"
+
+
+def render_prompt(record: QuestionRecord, tokenizer: Any, style: PromptStyle) -> str:
+    """The prompt text for ``record``: the chat template for ``chat``, plain text for ``base``."""
+    if style == "chat":
+        if getattr(tokenizer, "chat_template", None) is None:
+            raise ValueError(
+                "prompt style 'chat' needs a tokenizer with a chat template; "
+                "this tokenizer has none (set prompt.style=base)"
+            )
+        return tokenizer.apply_chat_template(
+            chat_messages(record), tokenize=False, add_generation_prompt=True
+        )
+    if style == "base":
+        return base_prompt(record)
+    raise ValueError(f"unknown prompt style {style!r}; allowed: 'base', 'chat'")
+
+
+def encode_prompt(record: QuestionRecord, tokenizer: Any, style: PromptStyle) -> list[int]:
+    """Token ids of the prompt; special tokens come from the template, never added twice."""
+    text = render_prompt(record, tokenizer, style)
+    return list(tokenizer(text, add_special_tokens=style == "base")["input_ids"])

