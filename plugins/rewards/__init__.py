@@ -1,0 +1,1 @@
+"""Built-in reward sources: gold, pseudo_label, format, composite."""

@@ -11,7 +11,7 @@ from medssr_nemo.config.schema.common import check_range
 @dataclass
 class TrainConfig:
     data: Optional[str] = None          # JSONL/Parquet of question records (needs labels)
-    steps: int = 100                    # optimiser steps (one per rollout batch and epoch)
+    steps: int = 100                    # rollout steps (each runs grpo.ppo_epochs optimiser steps)
     save_every: int = 10                # checkpoint every N steps (and at the end)
     keep_checkpoints: int = 2
     log_every: int = 1
