@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from medssr_nemo.config.schema.common import ConfigValueError
+from medssr_nemo.config.schema.eval import EvalConfig
 from medssr_nemo.config.schema.grpo import GRPOConfig
 from medssr_nemo.config.schema.model import ModelConfig
 from medssr_nemo.config.schema.policy import PolicyConfig
@@ -23,6 +24,7 @@ class MedSSRConfig:
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 __all__ = [
