@@ -19,6 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 from medssr_nemo.config.schema import MedSSRConfig
 
 DEFAULT_CONFIG = "base"
+SCHEMA_NAME = "medssr_schema"  # base.yaml lists it first in its defaults, so every key is typed
 
 
 class ConfigError(ValueError):
@@ -49,6 +50,7 @@ def compose(config: str = DEFAULT_CONFIG, overrides: Sequence[str] = ()) -> Dict
         if not (directory / f"{name}.yaml").exists():
             known = sorted(p.stem for p in directory.glob("*.yaml"))
             raise ConfigError(f"unknown config {config!r}; built-in configs: {known}, or give a path to a .yaml file")
+    _store_schema()
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(directory), version_base=None):
@@ -61,9 +63,19 @@ def compose(config: str = DEFAULT_CONFIG, overrides: Sequence[str] = ()) -> Dict
     return composed
 
 
+def _store_schema() -> None:
+    """Register the dataclass schema with Hydra: composing on top of it gives every key a type
+    and a default, so ``key=value`` works for any schema key and a typo fails at compose time."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=MedSSRConfig)
+
+
 def validate(raw: DictConfig | dict[str, Any]) -> MedSSRConfig:
     """Check ``raw`` against the schema and build the typed config."""
     schema = OmegaConf.structured(MedSSRConfig)
+    if isinstance(raw, DictConfig):  # plain data, so extra keys Hydra let in are checked again
+        raw = OmegaConf.to_container(raw, resolve=False)
     try:
         merged = OmegaConf.merge(schema, raw)
         OmegaConf.resolve(merged)
