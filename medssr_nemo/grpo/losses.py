@@ -1,0 +1,217 @@
+"""GRPO policy loss: pure functions of per-token tensors, plus the ``LossFn`` a backend calls.
+
+Every function takes ``[B, T]`` tensors aligned with the token batch (``policy/interfaces.py``):
+position ``t`` holds the quantity of token ``t``; ``mask`` is 1 on response tokens.
+
+Normalisation is global: ``aggregate`` divides by counts of the *whole step* (all micro-batches,
+all data-parallel ranks), given from outside, so the sum of micro-batch losses equals the loss of
+the full batch and neither micro-batch size nor parallel layout changes the objective.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import torch
+
+from medssr_nemo.config.schema.grpo import GRPOConfig
+
+# Keys of the global normalisers a backend passes to the loss (whole step, all DP ranks).
+NUM_TOKENS = "num_tokens"              # response tokens
+NUM_SEQS = "num_seqs"                  # sequences with at least one response token
+MAX_RESPONSE_LEN = "max_response_len"  # longest response (used when no constant is configured)
+
+_LOG_RATIO_LIMIT = 20.0  # exp(20) ~ 5e8: keeps exp finite; far beyond any clip or KL clamp
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` over positions where ``mask`` is set (0 if none)."""
+    mask = mask.to(torch.bool)
+    total = torch.where(mask, values, torch.zeros_like(values)).sum()
+    return total / mask.sum().clamp(min=1)
+
+
+def local_normalisers(response_mask: torch.Tensor) -> dict[str, float]:
+    """This process's share of the normalisers; a backend sums NUM_TOKENS/NUM_SEQS and takes the
+    max of MAX_RESPONSE_LEN over ranks."""
+    lengths = response_mask.to(torch.long).sum(-1)
+    return {NUM_TOKENS: float(lengths.sum()), NUM_SEQS: float((lengths > 0).sum()),
+            MAX_RESPONSE_LEN: float(lengths.max()) if lengths.numel() else 0.0}
+
+
+# ----------------------------------------------------------------------------- KL to reference
+
+def _k1(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
+    """k1 = log p - log p_ref (unbiased, can be negative)."""
+    return logprobs - ref_logprobs
+
+
+def _k2(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
+    """k2 = 0.5 * (log p - log p_ref)^2."""
+    return 0.5 * (logprobs - ref_logprobs) ** 2
+
+
+def _k3(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
+    """k3 = exp(log p_ref - log p) - (log p_ref - log p) - 1 (unbiased, >= 0; Schulman 2020)."""
+    d = (ref_logprobs - logprobs).clamp(-_LOG_RATIO_LIMIT, _LOG_RATIO_LIMIT)
+    return torch.exp(d) - d - 1
+
+
+KL_ESTIMATORS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "k1": _k1, "k2": _k2, "k3": _k3,
+}
+
+
+def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k3",
+               clamp: float = 10.0) -> torch.Tensor:
+    """Per-token estimate of KL(p || p_ref) from sampled-token logprobs (see the ``_k*``
+    docstrings). k3 is clamped to [-clamp, clamp]: one token whose reference probability is far
+    higher than the policy's would otherwise dominate the step."""
+    if estimator not in KL_ESTIMATORS:
+        raise ValueError(f"unknown KL estimator {estimator!r}; known: {sorted(KL_ESTIMATORS)}")
+    kl = KL_ESTIMATORS[estimator](logprobs, ref_logprobs)
+    return kl.clamp(-clamp, clamp) if estimator == "k3" else kl
+
+
+# ----------------------------------------------------------------------------- aggregation
+
+def _token_mean(masked: torch.Tensor, mask: torch.Tensor, norms: Mapping[str, float]) -> torch.Tensor:
+    """sum_{i,t} l_it m_it / N_tokens."""
+    return masked.sum() / max(norms[NUM_TOKENS], 1.0)
+
+
+def _seq_mean_token_mean(masked: torch.Tensor, mask: torch.Tensor, norms: Mapping[str, float]) -> torch.Tensor:
+    """(1 / N_seqs) * sum_i [ sum_t l_it m_it / sum_t m_it ]  (rows without tokens add 0)."""
+    per_seq = masked.sum(-1) / mask.sum(-1).clamp(min=1)
+    return per_seq.sum() / max(norms[NUM_SEQS], 1.0)
+
+
+def _seq_mean_token_sum_norm(masked: torch.Tensor, mask: torch.Tensor, norms: Mapping[str, float]) -> torch.Tensor:
+    """sum_{i,t} l_it m_it / (N_seqs * L), L a constant length (Dr. GRPO): no length bias."""
+    return masked.sum() / max(norms[NUM_SEQS] * norms[MAX_RESPONSE_LEN], 1.0)
+
+
+AGGREGATIONS: dict[str, Callable[[torch.Tensor, torch.Tensor, Mapping[str, float]], torch.Tensor]] = {
+    "token-mean": _token_mean,
+    "seq-mean-token-mean": _seq_mean_token_mean,
+    "seq-mean-token-sum-norm": _seq_mean_token_sum_norm,
+}
+
+
+def aggregate(loss_mat: torch.Tensor, mask: torch.Tensor, mode: str,
+              global_norms: Mapping[str, float]) -> torch.Tensor:
+    """Reduce a per-token loss [B, T] to a scalar with the *global* denominators of ``mode``
+    (see the formulas in ``AGGREGATIONS``' functions). Masked positions never contribute, even if
+    they hold inf or nan."""
+    if mode not in AGGREGATIONS:
+        raise ValueError(f"unknown loss aggregation {mode!r}; known: {sorted(AGGREGATIONS)}")
+    missing = {NUM_TOKENS, NUM_SEQS, MAX_RESPONSE_LEN} - set(global_norms)
+    if missing:
+        raise KeyError(f"global normalisers lack {sorted(missing)}; got {sorted(global_norms)}")
+    bool_mask = mask.to(torch.bool)
+    masked = torch.where(bool_mask, loss_mat, torch.zeros_like(loss_mat))
+    return AGGREGATIONS[mode](masked, bool_mask.to(loss_mat.dtype), global_norms)
+
+
+# ----------------------------------------------------------------------------- PPO clip
+
+def ppo_clip_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
+                  mask: torch.Tensor, clip_low: float = 0.2, clip_high: float = 0.2,
+                  dual_clip: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """Per-token clipped surrogate loss [B, T] and clip metrics (means over masked tokens)::
+
+        rho  = exp(logp - logp_old)
+        L    = max(-A * rho, -A * clip(rho, 1 - clip_low, 1 + clip_high))
+        L    = min(L, -A * dual_clip)          where A < 0, if dual_clip > 0 (Ye et al. 2020)
+
+    ``advantages`` is [B] (one per sequence, broadcast over tokens) or [B, T]. Metrics:
+    ``clip_frac_high`` (A > 0 and rho > 1 + clip_high: the gradient is cut), ``clip_frac_low``
+    (A < 0 and rho < 1 - clip_low), ``dual_clip_frac`` (A < 0 and rho > dual_clip), ``ratio_mean``,
+    ``ratio_max``, ``ratio_min``, ``ppo_kl`` (mean of 0.5 (logp - logp_old)^2).
+    """
+    if advantages.dim() == 1:
+        advantages = advantages[:, None]
+    advantages = advantages.to(logprobs.dtype)
+    valid = mask.to(torch.bool)
+    # Padding may hold anything (even nan): the ratio there is forced to 1 so no nan reaches grads.
+    log_ratio = torch.where(valid, logprobs - old_logprobs, torch.zeros_like(logprobs))
+    ratio = torch.exp(log_ratio.clamp(-_LOG_RATIO_LIMIT, _LOG_RATIO_LIMIT))
+    unclipped = -advantages * ratio
+    clipped = -advantages * ratio.clamp(1.0 - clip_low, 1.0 + clip_high)
+    loss = torch.maximum(unclipped, clipped)
+    negative = advantages < 0
+    if dual_clip:
+        loss = torch.where(negative, torch.minimum(loss, -advantages * dual_clip), loss)
+
+    with torch.no_grad():
+        r = ratio.detach()
+        positive = advantages > 0
+        metrics = {
+            "clip_frac_high": float(masked_mean((positive & (r > 1.0 + clip_high)).float(), valid)),
+            "clip_frac_low": float(masked_mean((negative & (r < 1.0 - clip_low)).float(), valid)),
+            "dual_clip_frac": float(masked_mean((negative & (r > dual_clip)).float(), valid)) if dual_clip else 0.0,
+            "ratio_mean": float(masked_mean(r, valid)),
+            "ratio_max": float(r[valid].max()) if valid.any() else 1.0,
+            "ratio_min": float(r[valid].min()) if valid.any() else 1.0,
+            "ppo_kl": float(masked_mean(0.5 * log_ratio.detach() ** 2, valid)),
+        }
+    return loss, metrics
+
+
+# ----------------------------------------------------------------------------- the LossFn
+
+class GRPOLoss:
+    """The GRPO ``LossFn`` (``policy/interfaces.py``)::
+
+        loss = aggregate(L_clip + kl_coef * KL(p || p_ref) - entropy_coef * H, mask)
+
+    It reads ``advantages``, ``old_logprobs`` (absent: on-policy, ratio 1) and ``ref_logprobs``
+    (needed when kl_coef > 0) from the micro-batch, and ``entropy`` [b, T] when the backend was
+    asked for it through ``self.entropy``: "loss" (with gradient, entropy_coef > 0) or "metric"
+    (no gradient, for logging only). Metrics are means over the micro-batch's response tokens;
+    the backend weights them by token count (``*_max``/``*_min`` keys by max/min).
+    """
+
+    def __init__(self, cfg: GRPOConfig, max_response_len: int | None = None, log_entropy: bool = True):
+        self.cfg = cfg
+        self.max_response_len = max_response_len
+        self.entropy = "loss" if cfg.entropy_coef > 0 else ("metric" if log_entropy else "off")
+
+    def __call__(self, logprobs: torch.Tensor, batch: Mapping[str, torch.Tensor],
+                 global_norms: Mapping[str, float]) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg = self.cfg
+        for key in ("response_mask", "advantages"):
+            if key not in batch:
+                raise KeyError(f"GRPO loss needs batch[{key!r}]; batch has {sorted(batch)}")
+        mask = batch["response_mask"]
+        old = batch.get("old_logprobs")
+        old = logprobs.detach() if old is None else old.to(logprobs.dtype)
+        loss_mat, metrics = ppo_clip_loss(logprobs, old, batch["advantages"], mask,
+                                          cfg.clip_low, cfg.clip_high, cfg.dual_clip)
+        metrics["pg_loss"] = float(masked_mean(loss_mat.detach(), mask))
+        if cfg.kl_coef > 0:
+            if "ref_logprobs" not in batch:
+                raise KeyError("grpo.kl_coef > 0 needs batch['ref_logprobs'] (reference policy logprobs); "
+                               "set grpo.kl_coef=0 to train without a reference")
+            kl = kl_penalty(logprobs, batch["ref_logprobs"].to(logprobs.dtype), cfg.kl_estimator, cfg.kl_clamp)
+            kl = torch.where(mask.to(torch.bool), kl, torch.zeros_like(kl))
+            loss_mat = loss_mat + cfg.kl_coef * kl
+            metrics["kl"] = float(masked_mean(kl.detach(), mask))
+        if self.entropy != "off":
+            if "entropy" not in batch:
+                raise KeyError("GRPO loss asked the backend for per-token entropy (loss_fn.entropy="
+                               f"{self.entropy!r}) but the micro-batch has no 'entropy'")
+            metrics["entropy"] = float(masked_mean(batch["entropy"].detach(), mask))
+            if cfg.entropy_coef > 0:
+                loss_mat = loss_mat - cfg.entropy_coef * batch["entropy"]
+        norms = dict(global_norms)
+        if self.max_response_len is not None:
+            norms[MAX_RESPONSE_LEN] = float(self.max_response_len)
+        return aggregate(loss_mat, mask, cfg.loss_aggregation, norms), metrics
+
+
+def make_grpo_loss(cfg: GRPOConfig, max_response_len: int | None = None, log_entropy: bool = True) -> GRPOLoss:
+    """The GRPO ``LossFn`` for ``cfg``. ``max_response_len`` is the constant L of
+    seq-mean-token-sum-norm (pass ``rollout.max_new_tokens``); without it the step's longest
+    response is used."""
+    return GRPOLoss(cfg, max_response_len, log_entropy)
