@@ -34,7 +34,7 @@ RAREBENCH_SUBSETS = ("RAMEDIS", "MME", "HMS", "LIRICAL", "PUMCH_ADM")
 # option lines; it is an artefact of the upstream export, not part of the question.
 _STRAY_TRAILING_LINE = re.compile(r'\n[\s"\'`]*$')
 _ANSWER_CHOICES = re.compile(r"\n\s*Answer Choices:")
-_PAPER_CORE_FIELDS = ("id", "question", "gold", "name")
+_PAPER_CORE_FIELDS = ("id", "question", "gold")
 
 
 def eval_dir(root: str | os.PathLike | None = None) -> Path:
@@ -66,8 +66,8 @@ def _require(path: Path) -> None:
 def read_paper_eval_file(path: str | os.PathLike) -> list[QuestionRecord]:
     """Records of one ``test_short_<name>.json`` file, in file order, each with ``gold`` set.
 
-    ``source`` is the file's ``name`` field (e.g. ``medqa``); the remaining fields (``long``,
-    Lancet/NEJM extras) are kept in ``meta``. A malformed item raises ``RecordError`` naming the
+    ``source`` is the benchmark name from the file name (``medqa``, ``lancet``, ...); the
+    remaining fields (``long``, Lancet/NEJM extras) are kept in ``meta``. A malformed item raises ``RecordError`` naming the
     file and the item's index.
     """
     path = Path(path)
@@ -78,6 +78,7 @@ def read_paper_eval_file(path: str | os.PathLike) -> list[QuestionRecord]:
         raise RecordError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
     if not isinstance(items, list):
         raise RecordError(f"{path}: expected a JSON list of question objects, got {type(items).__name__}")
+    source = path.stem.removeprefix("test_short_")  # the file's own "name" differs in case (Lancet)
     records = []
     for index, item in enumerate(items):
         where = f"{path} item {index}"
@@ -91,7 +92,7 @@ def read_paper_eval_file(path: str | os.PathLike) -> list[QuestionRecord]:
             stem, options = split_question_text(text)
             record = QuestionRecord(
                 id=str(item["id"]), question=stem, options=options, gold=str(item["gold"]).strip(),
-                source=str(item.get("name") or path.stem.removeprefix("test_short_")),
+                source=source,
                 meta={k: v for k, v in item.items() if k not in _PAPER_CORE_FIELDS},
             )
         except RecordError as err:
