@@ -55,20 +55,6 @@ class WeightedReward(RewardSource):
         return ScoredGroup(total, metrics)
 
 
-@registry.register("reward_source", "composite")
-class CompositeReward(WeightedReward):
-    """Config form of a weighted sum: ``{name: composite, options: {terms: [{name, weight,
-    options}]}}``, for nesting composites as one term."""
-
-    name = "composite"
-
-    def __init__(self, terms: Sequence[Mapping[str, Any]]) -> None:
-        super().__init__([
-            WeightedTerm(float(t.get("weight", 1.0)), build_reward_source(t["name"], t.get("options")))
-            for t in terms
-        ])
-
-
 class RewardRouter:
     """Scores each question with the reward of its label source (gold | pseudo), so one run can
     mix human-labelled and pseudo-labelled rows."""
