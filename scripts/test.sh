@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Install (scripts/install.sh) and run the default test suite (no slow or GPU tests).
+# Extra pytest arguments pass through, e.g. `bash scripts/test.sh -m slow`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+exec .venv/bin/python -m pytest "$@"
