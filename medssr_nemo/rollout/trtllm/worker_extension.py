@@ -1,0 +1,132 @@
+"""Runs INSIDE each TensorRT-LLM GPU worker: the receiving half of the refit protocol.
+
+TensorRT-LLM instantiates this class in every worker when the ``LLM`` is built with
+``orchestrator_type="ray", ray_worker_extension_cls=WORKER_EXTENSION`` (see ``api.py``), and the
+engine reaches its methods through ``LLM._collective_rpc(name, args=...)``. It extends
+TensorRT-LLM 1.2's ``tensorrt_llm.llmapi.rlhf_utils.WorkerExtension`` (which provides
+``update_weights(ipc_handles)``, ``reset_prefix_cache()``, ``sleep(tags)``, ``wakeup(tags)``, and
+sets ``self.engine`` (the PyExecutor) and ``self.device_id``) with:
+
+- bookkeeping of which weight version the worker holds and how many tensors it received;
+- ``medssr_receive_bucket``: the broadcast path for rollout GPUs separate from training;
+- ``medssr_finish_refit``: version, tensor count and checksums for the trainer to verify.
+
+Internals this touches, as found in TensorRT-LLM 1.2's ``rlhf_utils.py`` (the same ones its own
+``update_weights`` uses): ``self.engine.model_engine.model`` (the torch module, HF-style parameter
+names for unfused tensors such as norm weights) and
+``self.engine.model_engine.model_loader.reload(model, weights, allow_partial_loading=True)``.
+NEVER RUN inside a real TensorRT-LLM worker; exercised only with ``tests/fakes/tensorrt_llm``.
+"""
+
+from __future__ import annotations
+
+import base64
+import pickle
+from typing import Any
+
+import torch
+from tensorrt_llm.llmapi.rlhf_utils import WorkerExtension
+
+from medssr_nemo.rollout.trtllm.checksum import tensor_checksum
+from medssr_nemo.rollout.trtllm.packing import unpack
+from medssr_nemo.rollout.trtllm.refit import broadcast_buffer, make_refit_group, meta_from_tuples
+
+
+def _decode_handles(serialized: Any) -> list[tuple[str, Any]]:
+    """The (name, handle) list of one bucket. Unpickling does not open the IPC handles (they are
+    (function, args) pairs that TensorRT-LLM calls later), so counting names here is cheap."""
+    if not isinstance(serialized, str):
+        return list(serialized)
+    raw = base64.b64decode(serialized)
+    try:  # TensorRT-LLM's restricted unpickler, with the deny-list its update_weights uses
+        from tensorrt_llm import serialization
+
+        handles = serialization.loads(raw, disallowed_imports={"torch.storage": ["_load_from_bytes"],
+                                                              "torch.hub": ["_load_local"], "torch": ["save"]})
+    except ImportError:
+        handles = pickle.loads(raw)  # noqa: S301 - only reached where no restricted loader exists
+    if not isinstance(handles, list):
+        raise ValueError(f"weight handles must be a list, got {type(handles).__name__}")
+    return handles
+
+
+class MedSSRWorkerExtension(WorkerExtension):
+    _medssr_version: int = 0
+    _medssr_pending: int | None = None
+    _medssr_received: int = 0
+    _medssr_group: Any = None
+
+    # ---------------------------------------------------------------- bookkeeping
+    def medssr_begin_refit(self, version: int) -> None:
+        self._medssr_pending = int(version)
+        self._medssr_received = 0
+
+    def medssr_weight_version(self) -> int:
+        return self._medssr_version
+
+    def _medssr_model(self) -> torch.nn.Module:
+        return self.engine.model_engine.model
+
+    def update_weights(self, ipc_handles: dict | None = None):  # type: ignore[override]
+        if ipc_handles is None:
+            result = super().update_weights(None)
+            if self._medssr_pending is not None:
+                self._medssr_version, self._medssr_pending = self._medssr_pending, None
+            return result
+        device_uuid = self._medssr_device_uuid()
+        if device_uuid not in ipc_handles:
+            raise ValueError(f"refit payload has no handles for this worker's GPU {device_uuid}; "
+                             f"it has {sorted(ipc_handles)}")
+        handles = _decode_handles(ipc_handles[device_uuid])
+        self._medssr_received += len(handles)
+        return super().update_weights({device_uuid: handles})
+
+    def _medssr_device_uuid(self) -> str:
+        from tensorrt_llm._torch.utils import get_device_uuid
+
+        return get_device_uuid(self.device_id)
+
+    # ---------------------------------------------------------------- broadcast path
+    def _medssr_worker_rank(self) -> int:
+        rank = getattr(self, "rank", None)
+        if rank is None and torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank = torch.distributed.get_rank()
+        if rank is None:
+            raise RuntimeError("cannot tell this TensorRT-LLM worker's rank for the refit group")
+        return int(rank)
+
+    def medssr_init_broadcast_group(self, host: str, port: int, world_size: int, backend: str) -> int:
+        """Join the trainer's refit group as rank 1 + this worker's rank; returns that rank."""
+        rank = 1 + self._medssr_worker_rank()
+        self._medssr_group = make_refit_group(host, port, rank, world_size, backend)
+        return rank
+
+    def medssr_receive_bucket(self, metas: list, packed_bytes: int) -> int:
+        if self._medssr_group is None:
+            raise RuntimeError("medssr_receive_bucket before medssr_init_broadcast_group")
+        buffer = torch.empty(int(packed_bytes), dtype=torch.uint8, device=self._medssr_device())
+        broadcast_buffer(self._medssr_group, buffer)
+        weights = unpack(meta_from_tuples(metas), buffer)
+        self._medssr_load(weights)
+        self._medssr_received += len(weights)
+        return len(weights)
+
+    def _medssr_device(self) -> torch.device:
+        return next(self._medssr_model().parameters()).device
+
+    def _medssr_load(self, weights: dict[str, torch.Tensor]) -> None:
+        """Load one bucket the way 1.2's ``update_weights`` loads rebuilt IPC tensors."""
+        model = self._medssr_model()
+        if not hasattr(model, "first_pre_reload_weights"):
+            for module in model.modules():
+                if hasattr(module, "pre_reload_weights") and not getattr(module, "_weights_removed", False):
+                    module.pre_reload_weights()
+            model.first_pre_reload_weights = True
+        self.engine.model_engine.model_loader.reload(model, weights, allow_partial_loading=True)
+
+    # ---------------------------------------------------------------- verification
+    def medssr_finish_refit(self, version: int, names: list[str]) -> dict[str, Any]:
+        params = dict(self._medssr_model().named_parameters())
+        checksums = {name: (tensor_checksum(params[name]) if name in params else None) for name in names}
+        return {"rank": getattr(self, "rank", None), "version": self._medssr_version,
+                "received": self._medssr_received, "checksums": checksums}
