@@ -13,12 +13,17 @@ Three tests, in this order (the first that fires is the reason):
     is true?" with unrelated options from counting as copies, while "Skeletal muscles" with three
     of the same four options still does.
 ``ngram overlap``
-    the record shares a word n-gram (``ngram_size``, default 13, the GPT-3 decontamination size)
-    of its normalised stem + option words with an evaluation item. N-grams that occur in
-    ``boilerplate_min_items`` or more distinct evaluation items are template text, not item
-    content ("... oxygen saturation is 98 on room air physical exam is notable ...", "which of
-    the following is the most likely cause of this patient s ..."), and are ignored; measured on
-    the shared suite such n-grams are vital-sign and lab-panel phrases and question leads.
+    the record shares word n-grams (``ngram_size``, default 13, the GPT-3 decontamination size)
+    of its normalised stem + option words with an evaluation item, and the words inside shared
+    n-grams make up at least ``ngram_min_coverage`` (default 0.3) of the shorter of the two
+    texts. N-grams found in ``boilerplate_min_items`` or more distinct evaluation items are
+    template text and never count. Why both guards: USMLE-style vignettes share 13-word phrases
+    without being the same question ("... year old man comes to the emergency department because
+    of a 4 day ...", "... pulse oximetry on room air shows an oxygen saturation of 97 ..."). On the
+    real pools (checked pair by pair) different questions that share such phrases cover at most
+    0.26 of the shorter text, rewordings of an evaluation question 0.35-1.0; one loose rewrite (a
+    needle-stick case turned into true/false items, 0.20) falls below and is kept.
+    ``ngram_min_coverage=0`` gives the plain any-shared-n-gram rule.
 
 Building the index over the ~11k items of the shared suite takes about 2 s; a query costs one
 normalisation and a few set lookups.
@@ -55,6 +60,7 @@ class Contamination:
 
     reason: Reason
     eval_id: str
+    coverage: float | None = None   # ngram overlap: share of words inside shared n-grams
 
 
 class Decontaminator:
@@ -65,20 +71,25 @@ class Decontaminator:
         eval_records: Iterable[QuestionRecord],
         extra_ids: Iterable[str] = (),
         ngram_size: int = 13,
+        ngram_min_coverage: float = 0.3,
         min_specific_stem_words: int = 8,
         boilerplate_min_items: int = 3,
     ) -> None:
         if ngram_size < 1:
             raise ValueError(f"ngram_size must be >= 1, got {ngram_size}")
+        if not 0.0 <= ngram_min_coverage <= 1.0:
+            raise ValueError(f"ngram_min_coverage must be in [0, 1], got {ngram_min_coverage}")
         if boilerplate_min_items < 2:
             raise ValueError(f"boilerplate_min_items must be >= 2 (an n-gram in one item is never "
                              f"boilerplate), got {boilerplate_min_items}")
         self.ngram_size = ngram_size
+        self.ngram_min_coverage = ngram_min_coverage
         self.min_specific_stem_words = min_specific_stem_words
         self.boilerplate_min_items = boilerplate_min_items
         self._ids: set[str] = set(extra_ids)
         self._full_text: dict[tuple[str, tuple[str, ...]], str] = {}
         self._stems: dict[str, list[tuple[str, frozenset[str]]]] = {}
+        self._eval_num_words: dict[str, int] = {}
         records = list(eval_records)
         gram_sets: list[set[int]] = []
         for record in records:
@@ -89,25 +100,35 @@ class Decontaminator:
             self._full_text.setdefault((stem, tuple(sorted(options))), record.id)
             if stem:
                 self._stems.setdefault(stem, []).append((record.id, frozenset(options)))
-            gram_sets.append(self._ngrams(stem_words, options))
+            words = self._words(stem_words, options)
+            self._eval_num_words[record.id] = max(len(words), 1)
+            gram_sets.append(set(self._ngrams(words)))
         self.num_items = len(records)
-        # counted and owned with C-level dict/Counter updates: a Python loop per n-gram is 3x slower
+        # Counted and owned with C-level Counter/dict updates: a Python loop per n-gram is 3x slower.
         item_count: Counter[int] = Counter()
         owner: dict[int, str] = {}
         for record, grams in zip(reversed(records), reversed(gram_sets)):
             item_count.update(grams)
             owner.update(dict.fromkeys(grams, record.id))  # reversed: the first item wins
-        boilerplate = [g for g, count in item_count.items() if count >= boilerplate_min_items]
-        for gram in boilerplate:
+        shared = {g for g, count in item_count.items() if count > 1}
+        boilerplate = {g for g in shared if item_count[g] >= boilerplate_min_items}
+        self._multi_owner: dict[int, tuple[str, ...]] = {}
+        for record, grams in zip(records, gram_sets):
+            for gram in grams & shared - boilerplate:
+                self._multi_owner[gram] = (*self._multi_owner.get(gram, ()), record.id)
+        for gram in shared:
             del owner[gram]
-        self._ngram_owner = owner
+        self._owner = owner                     # n-grams of exactly one evaluation item
         self.num_boilerplate_ngrams = len(boilerplate)
 
-    def _ngrams(self, stem_words: list[str], options: Sequence[str]) -> set[int]:
-        """Hashes of the word n-grams of stem + options (hashes only live in this process)."""
-        words = stem_words + [w for option in options for w in option.split()]
+    @staticmethod
+    def _words(stem_words: list[str], options: Sequence[str]) -> list[str]:
+        return stem_words + [w for option in options for w in option.split()]
+
+    def _ngrams(self, words: list[str]) -> list[int]:
+        """Hashes of the word n-grams of ``words``, by start position (process-local hashes)."""
         n = self.ngram_size
-        return {hash(tuple(words[i:i + n])) for i in range(len(words) - n + 1)}
+        return [hash(tuple(words[i:i + n])) for i in range(len(words) - n + 1)]
 
     def check(self, record: QuestionRecord) -> Contamination | None:
         """The first test that ``record`` fails, with the evaluation id it matched, or None."""
@@ -123,11 +144,21 @@ class Decontaminator:
         for eval_id, eval_options in self._stems.get(stem, ()):
             if len(stem_words) >= self.min_specific_stem_words or 2 * len(eval_options & option_set) >= len(eval_options):
                 return Contamination("exact text", eval_id)
-        for gram in self._ngrams(stem_words, options):
-            owner = self._ngram_owner.get(gram)
-            if owner is not None:
-                return Contamination("ngram overlap", owner)
-        return None
+        return self._ngram_overlap(self._words(stem_words, options))
+
+    def _ngram_overlap(self, words: list[str]) -> Contamination | None:
+        covered: dict[str, set[int]] = {}       # evaluation id -> query word positions it shares
+        n = self.ngram_size
+        for start, gram in enumerate(self._ngrams(words)):
+            single = self._owner.get(gram)
+            for eval_id in (single,) if single is not None else self._multi_owner.get(gram, ()):
+                covered.setdefault(eval_id, set()).update(range(start, start + n))
+        best: Contamination | None = None
+        for eval_id, positions in covered.items():
+            coverage = len(positions) / min(len(words), self._eval_num_words[eval_id])
+            if coverage >= self.ngram_min_coverage and (best is None or coverage > best.coverage):
+                best = Contamination("ngram overlap", eval_id, round(min(coverage, 1.0), 4))
+        return best
 
     def is_contaminated(self, record: QuestionRecord) -> Reason | None:
         """The reason (``exact id``, ``exact text``, ``ngram overlap``) or None when clean."""

@@ -8,12 +8,12 @@ Files are found by pattern, so a benchmark file added to ``eval/`` is covered wi
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medssr_nemo.data.cards import file_sha256
 from medssr_nemo.data.eval_files import eval_dir, read_medxpertqa_file, read_paper_eval_file, read_rarebench_file
 from medssr_nemo.records import QuestionRecord
 
@@ -34,14 +34,6 @@ class EvalSuite:
         if self.case_ids:
             counts["rarebench"] = len(self.case_ids)
         return dict(sorted(counts.items()))
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_eval_suite(root: str | os.PathLike | None = None) -> EvalSuite:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from medssr_nemo.config.schema.common import ConfigValueError
+from medssr_nemo.config.schema.data import DataConfig
 from medssr_nemo.config.schema.eval import EvalConfig
 from medssr_nemo.config.schema.grpo import GRPOConfig
+from medssr_nemo.config.schema.label import LabelConfig
 from medssr_nemo.config.schema.model import ModelConfig
 from medssr_nemo.config.schema.policy import PolicyConfig
 from medssr_nemo.config.schema.reward import RewardConfig, RewardTermConfig
@@ -25,6 +27,8 @@ class MedSSRConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    label: LabelConfig = field(default_factory=LabelConfig)
 
 
 __all__ = [
