@@ -1,13 +1,28 @@
-"""Model loading: the embedded SmolLM2 policy, any Hugging Face causal LM, tiny test models."""
+"""Model loading: the embedded SmolLM2 policy, any Hugging Face causal LM, tiny test models.
 
-from medssr_nemo.models.loading import EMBEDDED_SMOLLM2, load_causal_lm, load_tokenizer, resolve_model_dir
-from medssr_nemo.models.tiny import make_tiny_model, save_tiny_model
+The names below are imported on first use: ``medssr_nemo.models.cache`` (the cache directory,
+used by torch-free code such as the knowledge loaders) must not pull in torch and transformers.
+"""
 
-__all__ = [
-    "EMBEDDED_SMOLLM2",
-    "load_causal_lm",
-    "load_tokenizer",
-    "make_tiny_model",
-    "resolve_model_dir",
-    "save_tiny_model",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "EMBEDDED_SMOLLM2": "loading",
+    "load_causal_lm": "loading",
+    "load_tokenizer": "loading",
+    "resolve_model_dir": "loading",
+    "make_tiny_model": "tiny",
+    "save_tiny_model": "tiny",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'medssr_nemo.models' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"medssr_nemo.models.{module}"), name)
