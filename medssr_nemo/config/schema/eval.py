@@ -7,8 +7,8 @@ that state no valid answer. ``eval.greedy=true`` switches to one greedy sample.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Dict, List, Optional
 
 from medssr_nemo.config.schema.common import ConfigValueError, check_choice, check_range
 
@@ -34,11 +34,26 @@ class CustomBenchmarkConfig:
             raise ConfigValueError("eval.custom_benchmarks.<name>.path is empty; give the benchmark file")
 
 
+def parse_custom_benchmark(name: str, spec: Any) -> Dict[str, Any]:
+    """Check one ``eval.custom_benchmarks`` entry; return it with defaults filled in."""
+    if not isinstance(spec, dict):
+        raise ConfigValueError(f"eval.custom_benchmarks.{name} must be a mapping {{path, format, rare}}, got {spec!r}")
+    allowed = [f.name for f in fields(CustomBenchmarkConfig)]
+    unknown = sorted(set(spec) - set(allowed))
+    if unknown:
+        raise ConfigValueError(f"eval.custom_benchmarks.{name} has unknown key(s) {unknown}; allowed: {allowed}")
+    try:
+        return asdict(CustomBenchmarkConfig(**spec))
+    except ConfigValueError as err:
+        raise ConfigValueError(str(err).replace("<name>", name)) from None
+
+
 @dataclass
 class EvalConfig:
     benchmarks: List[str] = field(default_factory=lambda: list(DEFAULT_BENCHMARKS))
-    # name -> {path, format, rare}; evaluated alongside ``benchmarks``
-    custom_benchmarks: Dict[str, CustomBenchmarkConfig] = field(default_factory=dict)
+    # name -> {path, format, rare} (see CustomBenchmarkConfig); evaluated alongside ``benchmarks``.
+    # Typed Any so ``+eval.custom_benchmarks.<name>.path=...`` works; checked in __post_init__.
+    custom_benchmarks: Dict[str, Any] = field(default_factory=dict)
     # model references to compare (embedded:..., HF directories, hub ids); empty = model.path
     checkpoints: List[str] = field(default_factory=list)
     checkpoint_labels: List[str] = field(default_factory=list)   # optional, one per checkpoint
@@ -58,6 +73,8 @@ class EvalConfig:
     chart: bool = True                  # write the PNG comparing checkpoints
 
     def __post_init__(self) -> None:
+        self.custom_benchmarks = {name: parse_custom_benchmark(name, dict(spec) if hasattr(spec, "items") else spec)
+                                  for name, spec in self.custom_benchmarks.items()}
         if self.prompt_style is not None:
             check_choice("eval.prompt_style", self.prompt_style, ["chat", "base", None])
         check_range("eval.temperature", self.temperature, 0.0)

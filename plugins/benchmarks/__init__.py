@@ -1,0 +1,1 @@
+"""Built-in benchmarks (kind ``benchmark``): the MedSSR paper's evaluation suite."""
