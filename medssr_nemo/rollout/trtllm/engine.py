@@ -53,6 +53,10 @@ class TensorRTLLMEngine(RolloutEngine):
     def __init__(self, model_path: str, tokenizer: Any, options: TrtllmOptions, *, max_batch_size: int = 64,
                  eos_token_ids: Sequence[int] | None = None, trtllm: Any = None,
                  collective: Collective | None = None, rank: int | None = None) -> None:
+        # TensorRT-LLM first: without it nothing else matters, and the error names the container
+        self.trtllm = trtllm if trtllm is not None else import_trtllm()
+        self.capabilities: Capabilities = probe(self.trtllm)
+        check_capabilities(self.capabilities, colocated=options.colocated)
         self.options = options
         self.tokenizer = tokenizer
         self.max_batch_size = options.max_batch_size or max_batch_size
@@ -61,13 +65,11 @@ class TensorRTLLMEngine(RolloutEngine):
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_token_ids[0]
         self.collective = collective or default_collective()
         self.rank = rank if rank is not None else _current_rank()
-        self.trtllm = trtllm if trtllm is not None else import_trtllm()
-        self.capabilities: Capabilities = probe(self.trtllm)
-        check_capabilities(self.capabilities, colocated=options.colocated)
         self.engine_dtype = _DTYPES[options.dtype]
         self.device_index = options.device_index if options.device_index is not None else (
             torch.cuda.current_device() if torch.cuda.is_available() else 0)
         self._version = 0
+        self._last_attempt = 0
         self._stale = options.load_format == "dummy"   # random weights until the first refit
         self._asleep: list[str] = []
         self._warned_temperature = False
@@ -136,7 +138,8 @@ class TensorRTLLMEngine(RolloutEngine):
         return self._version
 
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> int:
-        version = self._version + 1
+        # a fresh number for every attempt, so no report left from a failed one can pass the check
+        version = self._last_attempt = max(self._version, self._last_attempt) + 1
         self._stale = True
         if self.rpc is not None:
             weight_tags = [t for t in self._asleep if t != KV_CACHE_TAG]

@@ -1,0 +1,76 @@
+"""FAKE of tensorrt_llm/llmapi/llm_args.py: the LLM arguments the engine passes, typed."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any, Dict, Optional
+
+
+class ExecutorMemoryType(str, enum.Enum):
+    SAMPLER = "sampler"
+    DRAFTER = "drafter"
+    GUIDED_DECODER = "guided_decoder"
+    SPEC_RESOURCE_MANAGER = "spec_resource_manager"
+    MODEL_EXTRA = "model_extra"
+    EXECUTOR_EXTRA = "executor_extra"
+    KV_CACHE = "kv_cache"
+    MODEL_ENGINE_MAIN = "model"
+    MODEL_ENGINE_DRAFT = "draft_model"
+
+
+@dataclasses.dataclass(kw_only=True)
+class KvCacheConfig:
+    enable_block_reuse: bool = True
+    max_tokens: Optional[int] = None
+    free_gpu_memory_fraction: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        frac = self.free_gpu_memory_fraction
+        if frac is not None and not 0 < frac <= 1:
+            raise ValueError("free_gpu_memory_fraction must be in (0, 1]")
+
+
+@dataclasses.dataclass(kw_only=True)
+class SleepConfig:
+    restore_modes: Optional[Dict[Any, str]] = None
+
+
+@dataclasses.dataclass(kw_only=True)
+class TorchLlmArgs:
+    model: str
+    tokenizer: Optional[Any] = None
+    tokenizer_mode: str = "auto"
+    skip_tokenizer_init: bool = False
+    trust_remote_code: bool = False
+    tensor_parallel_size: int = 1
+    dtype: str = "auto"
+    revision: Optional[str] = None
+    tokenizer_revision: Optional[str] = None
+    pipeline_parallel_size: int = 1
+    kv_cache_config: KvCacheConfig = dataclasses.field(default_factory=KvCacheConfig)
+    max_batch_size: Optional[int] = None
+    max_seq_len: Optional[int] = None
+    max_num_tokens: Optional[int] = None
+    load_format: str = "auto"
+    orchestrator_type: Optional[str] = None
+    ray_worker_extension_cls: Optional[str] = None
+    sleep_config: Optional[SleepConfig] = None
+    cuda_graph_config: Optional[Any] = None
+    enable_chunked_prefill: bool = False
+    backend: Optional[str] = None
+
+    _TYPES = {"tensor_parallel_size": int, "pipeline_parallel_size": int, "skip_tokenizer_init": bool,
+              "kv_cache_config": KvCacheConfig, "sleep_config": (SleepConfig, type(None)),
+              "max_batch_size": (int, type(None)), "max_seq_len": (int, type(None)), "dtype": str,
+              "load_format": str, "orchestrator_type": (str, type(None)),
+              "ray_worker_extension_cls": (str, type(None))}
+
+    def __post_init__(self) -> None:
+        for name, kinds in self._TYPES.items():
+            if not isinstance(getattr(self, name), kinds):
+                raise TypeError(f"TorchLlmArgs.{name}: expected {kinds}, got {getattr(self, name)!r}")
+        if self.load_format not in ("auto", "dummy"):
+            raise ValueError(f"load_format {self.load_format!r}")
+        if self.ray_worker_extension_cls and self.orchestrator_type != "ray":
+            raise ValueError("ray_worker_extension_cls requires orchestrator_type='ray'")

@@ -1,0 +1,285 @@
+"""The TensorRT-LLM rollout engine against the FAKE TensorRT-LLM in tests/fakes (see its README).
+
+What these tests show: the engine's own logic (argument names and types the 1.2 API accepts,
+batching, seeds, EOS and logprob alignment, allowed-token restriction, the refit protocol and
+its order, bucket arithmetic, stale-weight detection, sleep/wake, error paths). What they cannot
+show: anything about the real TensorRT-LLM kernels, CUDA IPC or Ray (see docs/cluster.md).
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from medssr_nemo.rollout.interfaces import SamplingParams
+from medssr_nemo.rollout.trtllm import api
+from medssr_nemo.rollout.trtllm.buckets import plan_buckets
+from medssr_nemo.rollout.trtllm.options import TrtllmOptions
+from medssr_nemo.rollout.trtllm.refit import StaleWeightsError
+
+FAKES = str(Path(__file__).parent / "fakes")
+
+
+@pytest.fixture()
+def fake_trtllm(monkeypatch):
+    monkeypatch.syspath_prepend(FAKES)
+    for name in [m for m in sys.modules if m == "tensorrt_llm" or m.startswith("tensorrt_llm.")]:
+        monkeypatch.delitem(sys.modules, name)
+    import tensorrt_llm
+
+    yield tensorrt_llm
+    for name in [m for m in sys.modules if m == "tensorrt_llm" or m.startswith("tensorrt_llm.")
+                 or m == "medssr_nemo.rollout.trtllm.worker_extension"]:
+        sys.modules.pop(name, None)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    from medssr_nemo.models import save_tiny_model
+
+    return str(save_tiny_model(tmp_path_factory.mktemp("tiny") / "llama", "llama", seed=0))
+
+
+@pytest.fixture(scope="module")
+def policy_model():
+    """The 'trained' policy whose weights a refit must deliver (different seed = different weights)."""
+    from medssr_nemo.models import make_tiny_model
+
+    model = make_tiny_model("llama", seed=1)[0]
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():  # as after training: norm weights are no longer all ones
+        for param in model.parameters():
+            param.add_(torch.randn(param.shape, generator=generator) * 0.01)
+    return model
+
+
+def make_engine(fake, tiny_dir, **options):
+    from transformers import AutoTokenizer
+
+    from medssr_nemo.rollout.trtllm.engine import TensorRTLLMEngine
+
+    opts = TrtllmOptions(dtype=options.pop("dtype", "float32"), **options)
+    engine = TensorRTLLMEngine(tiny_dir, AutoTokenizer.from_pretrained(tiny_dir), opts,
+                               max_batch_size=options.get("max_batch_size") or 64, trtllm=fake)
+    if opts.colocated:  # no CUDA here: a byte-copy handle of reduce_tensor's (function, args) shape
+        from tensorrt_llm._fake_ipc import byte_handle
+
+        engine.refitter.transport.make_handle = byte_handle
+    return engine
+
+
+def hf_named(model):
+    return list(model.state_dict().items())
+
+
+PROMPTS = [[1, 520, 33, 812], [1, 77, 3000], [1, 9, 9, 9, 9, 41]]
+
+
+# ---------------------------------------------------------------- import and capability errors
+def test_absent_tensorrt_llm_names_the_container(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt_llm", None)  # makes `import tensorrt_llm` fail
+    with pytest.raises(api.TensorRTLLMUnavailable, match=r"nvcr\.io/nvidia/tensorrt-llm/release:1\.2\.0"):
+        api.import_trtllm()
+    from medssr_nemo.config import load_config
+    from medssr_nemo.registry import get
+
+    cfg = load_config("base", ["rollout.engine=tensorrt_llm", "+rollout.options.model_path=/nowhere"])
+    with pytest.raises(api.TensorRTLLMUnavailable, match="NGC image"):
+        get("rollout_engine", "tensorrt_llm")(cfg.rollout, tokenizer=object())
+
+
+def test_fake_has_every_capability(fake_trtllm):
+    caps = api.probe(fake_trtllm)
+    assert caps.version == "1.2.0" and caps.sleep_kwarg == "sleep_config"
+    assert caps.missing(colocated=True, need_allowed_tokens=True) == []
+
+
+def test_old_version_without_refit_hook_is_refused(fake_trtllm, monkeypatch):
+    monkeypatch.setattr(fake_trtllm, "__version__", "1.1.0")
+    monkeypatch.delattr(fake_trtllm.LLM, "_collective_rpc")
+    with pytest.raises(api.TensorRTLLMUnavailable) as err:
+        api.check_capabilities(api.probe(fake_trtllm), colocated=True)
+    message = str(err.value)
+    assert "1.1.0 is older than 1.2.0" in message and "_collective_rpc" in message and "NGC image" in message
+
+
+def test_colocated_engine_needs_sleep_mode():
+    caps = api.Capabilities("1.2.0", True, True, True, None, frozenset(
+        {"max_tokens", "temperature", "top_p", "top_k", "seed", "stop_token_ids",
+         "include_stop_str_in_output", "logprobs", "end_id", "logits_processor"}))
+    assert caps.missing(colocated=False, need_allowed_tokens=True) == []
+    assert any("sleep mode" in p for p in caps.missing(colocated=True))
+
+
+def test_unknown_option_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"unknown keys \['bucket_size'\].*allowed:"):
+        TrtllmOptions.from_mapping({"bucket_size": 3})
+
+
+# ---------------------------------------------------------------- generation
+def test_llm_receives_the_1_2_argument_names(fake_trtllm, tiny_dir):
+    engine = make_engine(fake_trtllm, tiny_dir)
+    args = engine.llm.args  # the fake's typed TorchLlmArgs: a wrong name or type would have raised
+    assert args.orchestrator_type == "ray" and args.ray_worker_extension_cls == api.WORKER_EXTENSION
+    assert args.skip_tokenizer_init is True and args.sleep_config is not None
+    assert type(engine.llm.workers[0]).__name__ == "MedSSRWorkerExtension"
+
+
+def test_generate_batches_and_seeds_decide_the_tokens(fake_trtllm, tiny_dir):
+    engine = make_engine(fake_trtllm, tiny_dir, max_batch_size=2)
+    sampling = SamplingParams(temperature=1.0, max_new_tokens=5)
+    prompts = PROMPTS + [PROMPTS[0]] * 2
+    out = engine.generate(prompts, sampling, seeds=[7, 8, 9, 7, 11])
+    assert [e for e in engine.llm.events if e.startswith("generate")] == ["generate:2", "generate:2", "generate:1"]
+    assert out[3].token_ids == out[0].token_ids            # same prompt + seed, other batch
+    assert all(c.weight_version == 0 and len(c.logprobs) == len(c.token_ids) for c in out)
+    again = engine.generate([PROMPTS[0]], sampling, seeds=[7])
+    assert again[0].token_ids == out[0].token_ids
+
+
+def test_logprobs_align_with_a_teacher_forced_forward(fake_trtllm, tiny_dir):
+    from transformers import AutoModelForCausalLM
+
+    engine = make_engine(fake_trtllm, tiny_dir)
+    completion = engine.generate([PROMPTS[1]], SamplingParams(temperature=1.0, max_new_tokens=6), seeds=[3])[0]
+    reference = AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.float32).eval()
+    ids = torch.tensor([PROMPTS[1] + completion.token_ids])
+    with torch.no_grad():
+        logp = torch.log_softmax(reference(ids).logits[0, :-1].float(), -1)
+    start = len(PROMPTS[1]) - 1
+    expected = [float(logp[start + i, t]) for i, t in enumerate(completion.token_ids)]
+    assert completion.logprobs == pytest.approx(expected, abs=1e-5)
+
+
+def test_stop_token_is_kept_in_the_output(fake_trtllm, tiny_dir):
+    engine = make_engine(fake_trtllm, tiny_dir)
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=4)
+    first = engine.generate([PROMPTS[0]], greedy, seeds=[0])[0].token_ids[0]
+    stopped = engine.generate([PROMPTS[0]], SamplingParams(temperature=0.0, max_new_tokens=4,
+                                                           stop_token_ids=(first,)), seeds=[0])[0]
+    assert stopped.token_ids == [first] and stopped.finish_reason == "stop" and len(stopped.logprobs) == 1
+
+
+def test_allowed_token_ids_restrict_the_choice(fake_trtllm, tiny_dir):
+    from transformers import AutoModelForCausalLM
+
+    engine = make_engine(fake_trtllm, tiny_dir)
+    allowed = (330, 347, 356, 373)  # as the evaluation's letters would be
+    out = engine.generate([PROMPTS[2]], SamplingParams(temperature=0.0, max_new_tokens=1,
+                                                       allowed_token_ids=allowed), seeds=[0])[0]
+    reference = AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.float32).eval()
+    with torch.no_grad():
+        logits = reference(torch.tensor([PROMPTS[2]])).logits[0, -1]
+    assert out.token_ids == [allowed[int(torch.argmax(logits[list(allowed)]))]]
+
+
+# ---------------------------------------------------------------- refit
+def test_colocated_refit_loads_every_tensor_then_resets_the_cache(fake_trtllm, tiny_dir, policy_model):
+    # one process = one GPU: colocated TP>1 needs one training rank per engine GPU (IPC handles
+    # are per device), which the distributed test covers
+    engine = make_engine(fake_trtllm, tiny_dir, bucket_mb=1,
+                         verify_tensors=("model.norm.weight", "model.layers.0.input_layernorm.weight"))
+    named = hf_named(policy_model)
+    assert engine.update_weights(named) == 1 and engine.weight_version == 1
+    for worker in engine.llm.workers:
+        state = worker.engine.model_engine.model.state_dict()
+        assert all(torch.equal(state[name], tensor) for name, tensor in named)
+    sizes = [t.numel() * t.element_size() for _, t in named]
+    n_buckets = len(plan_buckets(sizes, 2**20))
+    rpcs = [e for e in engine.llm.events if e.startswith("rpc:")]
+    assert rpcs == (["rpc:medssr_begin_refit"] + ["rpc:update_weights"] * n_buckets
+                    + ["rpc:update_weights:final", "rpc:reset_prefix_cache", "rpc:medssr_finish_refit"])
+    # every prefix-cache reset comes after the last bucket landed and before the check
+    events = engine.llm.events
+    last_bucket = max(i for i, e in enumerate(events) if e == "rpc:update_weights")
+    resets = [i for i, e in enumerate(events) if e == "reset_prefix_cache"]
+    assert len(resets) == 2 and min(resets) > last_bucket  # the finaliser's and the explicit one
+    # and generation now samples from the new weights
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=3)
+    out = engine.generate([PROMPTS[0]], greedy, seeds=[0])[0]
+    ids = list(PROMPTS[0])
+    with torch.no_grad():
+        for _ in range(3):
+            ids.append(int(policy_model(torch.tensor([ids])).logits[0, -1].argmax()))
+    assert out.token_ids == ids[len(PROMPTS[0]):] and out.weight_version == 1
+
+
+def test_refit_casts_to_the_engine_dtype_and_checks_it(fake_trtllm, tiny_dir, policy_model):
+    engine = make_engine(fake_trtllm, tiny_dir, dtype="bfloat16")
+    engine.update_weights(hf_named(policy_model))  # the fake keeps float32; bf16 values fit exactly
+    norm = engine.llm.workers[0].engine.model_engine.model.state_dict()["model.norm.weight"]
+    assert torch.equal(norm, policy_model.state_dict()["model.norm.weight"].bfloat16().float())
+
+
+def test_lost_bucket_is_detected_and_generation_refused(fake_trtllm, tiny_dir, policy_model):
+    engine = make_engine(fake_trtllm, tiny_dir, placement="separate", tensor_parallel_size=2, bucket_mb=1,
+                         refit_backend="gloo", refit_master_port=_free_port(),
+                         verify_tensors=("model.layers.0.input_layernorm.weight", "model.norm.weight"))
+    engine.llm.workers[1].engine.drop_weights = {"model.norm.weight"}  # worker 1 silently loses one tensor
+    with pytest.raises(StaleWeightsError, match=r"worker 1: checksum of 'model.norm.weight'"):
+        engine.update_weights(hf_named(policy_model))
+    assert engine.weight_version == 0
+    with pytest.raises(StaleWeightsError, match="refusing to generate"):
+        engine.generate([PROMPTS[0]], SamplingParams(max_new_tokens=2), seeds=[0])
+    engine.llm.workers[1].engine.drop_weights = set()
+    assert engine.update_weights(hf_named(policy_model)) == 2   # a good refit clears the state
+    assert engine.generate([PROMPTS[0]], SamplingParams(max_new_tokens=2), seeds=[0])[0].weight_version == 2
+
+
+def test_failed_finalise_leaves_the_engine_stale(fake_trtllm, tiny_dir, policy_model):
+    engine = make_engine(fake_trtllm, tiny_dir)
+    engine.llm.workers[0].engine.fail_finalize = True
+    with pytest.raises(RuntimeError, match="post-load hook failed"):
+        engine.update_weights(hf_named(policy_model))
+    with pytest.raises(StaleWeightsError):
+        engine.generate([PROMPTS[0]], SamplingParams(max_new_tokens=2), seeds=[0])
+
+
+def test_verify_tensor_missing_from_export_is_an_error(fake_trtllm, tiny_dir, policy_model):
+    engine = make_engine(fake_trtllm, tiny_dir, verify_tensors=("model.final_norm.weight",))
+    with pytest.raises(StaleWeightsError, match="exported no tensor named"):
+        engine.update_weights(hf_named(policy_model))
+
+
+def test_dummy_load_format_refuses_to_generate_before_the_first_refit(fake_trtllm, tiny_dir, policy_model):
+    engine = make_engine(fake_trtllm, tiny_dir, load_format="dummy")
+    with pytest.raises(StaleWeightsError):
+        engine.generate([PROMPTS[0]], SamplingParams(max_new_tokens=1), seeds=[0])
+    engine.update_weights(hf_named(policy_model))
+    assert len(engine.generate([PROMPTS[0]], SamplingParams(max_new_tokens=1), seeds=[0])) == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_separate_gpus_refit_by_broadcast_over_a_real_gloo_group(fake_trtllm, tiny_dir, policy_model):
+    engine = make_engine(fake_trtllm, tiny_dir, placement="separate", tensor_parallel_size=2, bucket_mb=1,
+                         refit_backend="gloo", refit_master_port=_free_port())
+    named = hf_named(policy_model)
+    engine.update_weights(named)
+    for worker in engine.llm.workers:
+        state = worker.engine.model_engine.model.state_dict()
+        assert all(torch.equal(state[name], tensor) for name, tensor in named)
+    n_buckets = len(plan_buckets([t.numel() * t.element_size() for _, t in named], 2**20))
+    assert engine.llm.events.count("rpc:medssr_receive_bucket") == n_buckets
+
+
+# ---------------------------------------------------------------- sleep / wake
+def test_sleep_releases_memory_and_refit_wakes_weights_first(fake_trtllm, tiny_dir, policy_model):
+    engine = make_engine(fake_trtllm, tiny_dir)
+    executor = engine.llm.workers[0].engine
+    engine.sleep()
+    assert {t.value for t in executor.released} == set(engine.options.sleep_tags)
+    engine.update_weights(hf_named(policy_model))
+    assert {t.value for t in executor.released} == {"kv_cache"}  # weights back, KV cache still free
+    engine.generate([PROMPTS[0]], SamplingParams(max_new_tokens=1), seeds=[0])  # wakes the rest
+    assert executor.released == set()
+    sleeps = [e for e in engine.llm.events if e in ("rpc:sleep", "rpc:wakeup")]
+    assert sleeps == ["rpc:sleep", "rpc:wakeup", "rpc:wakeup"]
