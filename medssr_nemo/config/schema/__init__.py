@@ -9,6 +9,7 @@ from medssr_nemo.config.schema.data import DataConfig
 from medssr_nemo.config.schema.eval import EvalConfig
 from medssr_nemo.config.schema.grpo import GRPOConfig
 from medssr_nemo.config.schema.label import LabelConfig
+from medssr_nemo.config.schema.launch import LaunchConfig
 from medssr_nemo.config.schema.model import ModelConfig
 from medssr_nemo.config.schema.policy import PolicyConfig
 from medssr_nemo.config.schema.reward import RewardConfig, RewardTermConfig
@@ -29,6 +30,7 @@ class MedSSRConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     data: DataConfig = field(default_factory=DataConfig)
     label: LabelConfig = field(default_factory=LabelConfig)
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
 
 
 __all__ = [
