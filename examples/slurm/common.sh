@@ -1,0 +1,29 @@
+# shellcheck shell=bash
+# Shared by the sbatch scripts here: run `medssr train` with one task per GPU inside the
+# container (pyxis/enroot), rendezvous on the first node of the allocation. The srun line is the
+# one `medssr launch --dry-run` prints for the same overrides (tests/test_slurm.py checks it).
+#
+# Environment:
+#   MEDSSR_IMAGE   (required) the image built from the repository's Dockerfile: a registry path
+#                  (docker://... / nvcr.io/...) or an enroot .sqsh file
+#   MEDSSR_MOUNTS  host:container mounts, comma separated (default: the submit dir on /workspace/run)
+#   MEDSSR_CONFIG  config name or YAML path inside the container (default: base)
+#   MASTER_PORT    rendezvous port (default 29500)
+
+medssr_srun() {
+  local nodes="${SLURM_JOB_NUM_NODES:?run this script with sbatch}"
+  local gpus="${SLURM_GPUS_ON_NODE:-8}"
+  local image="${MEDSSR_IMAGE:?set MEDSSR_IMAGE to the image built from the repository Dockerfile}"
+  local mounts="${MEDSSR_MOUNTS:-${SLURM_SUBMIT_DIR:-$PWD}:/workspace/run}"
+  MASTER_ADDR="$(scontrol show hostnames "${SLURM_JOB_NODELIST:?}" | head -n 1)"
+  export MASTER_ADDR
+  export MASTER_PORT="${MASTER_PORT:-29500}"
+  local overrides=("$@"
+    "launch.nodes=${nodes}" "launch.gpus_per_node=${gpus}"
+    "launch.container_image=${image}" "launch.container_mounts=[${mounts}]"
+    "launch.master_port=${MASTER_PORT}")
+  echo "medssr: ${nodes} node(s) x ${gpus} GPUs, rendezvous ${MASTER_ADDR}:${MASTER_PORT}" >&2
+  srun --nodes="${nodes}" --ntasks-per-node="${gpus}" --gpus-per-node="${gpus}" --kill-on-bad-exit=1 \
+    --container-image="${image}" --container-mounts="${mounts}" \
+    python -m medssr_nemo.launch.slurm_env medssr train --config "${MEDSSR_CONFIG:-base}" "${overrides[@]}"
+}
