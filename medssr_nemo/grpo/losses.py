@@ -168,13 +168,19 @@ class GRPOLoss:
     It reads ``advantages``, ``old_logprobs`` (absent: on-policy, ratio 1) and ``ref_logprobs``
     (needed when kl_coef > 0) from the micro-batch, and ``entropy`` [b, T] when the backend was
     asked for it through ``self.entropy``: "loss" (with gradient, entropy_coef > 0) or "metric"
-    (no gradient, for logging only). Metrics are means over the micro-batch's response tokens;
-    the backend weights them by token count (``*_max``/``*_min`` keys by max/min).
+    (no gradient, for logging only). ``temperature`` tells the backend to compute the training
+    logprobs from logits / temperature, as the old and reference logprobs were. Metrics are means
+    over the micro-batch's response tokens; the backend weights them by token count
+    (``*_max``/``*_min`` keys by max/min).
     """
 
-    def __init__(self, cfg: GRPOConfig, max_response_len: int | None = None, log_entropy: bool = True):
+    def __init__(self, cfg: GRPOConfig, max_response_len: int | None = None, log_entropy: bool = True,
+                 temperature: float = 1.0):
+        if temperature <= 0:
+            raise ValueError(f"the GRPO loss needs a logprob temperature > 0, got {temperature}")
         self.cfg = cfg
         self.max_response_len = max_response_len
+        self.temperature = temperature
         self.entropy = "loss" if cfg.entropy_coef > 0 else ("metric" if log_entropy else "off")
 
     def __call__(self, logprobs: torch.Tensor, batch: Mapping[str, torch.Tensor],
@@ -210,8 +216,9 @@ class GRPOLoss:
         return aggregate(loss_mat, mask, cfg.loss_aggregation, norms), metrics
 
 
-def make_grpo_loss(cfg: GRPOConfig, max_response_len: int | None = None, log_entropy: bool = True) -> GRPOLoss:
+def make_grpo_loss(cfg: GRPOConfig, max_response_len: int | None = None, log_entropy: bool = True,
+                   temperature: float = 1.0) -> GRPOLoss:
     """The GRPO ``LossFn`` for ``cfg``. ``max_response_len`` is the constant L of
     seq-mean-token-sum-norm (pass ``rollout.max_new_tokens``); without it the step's longest
-    response is used."""
-    return GRPOLoss(cfg, max_response_len, log_entropy)
+    response is used. ``temperature``: the one the old/reference logprobs were computed at."""
+    return GRPOLoss(cfg, max_response_len, log_entropy, temperature)
