@@ -1,0 +1,1 @@
+"""Knowledge sources (kind ``knowledge_source``)."""
