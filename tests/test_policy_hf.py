@@ -94,6 +94,7 @@ def test_gradient_checkpointing_gives_the_same_gradient(tiny_llama):
     for checkpointing in (False, True):
         backend = _backend(tiny_llama, micro_batch_size=2, gradient_checkpointing=checkpointing)
         assert backend.model.model.layers[0].gradient_checkpointing is checkpointing
+        assert [name for name, _ in backend.export_hf_weights()] == list(tiny_llama[0].state_dict())
         seen = _capture_grads(backend)
         backend.train_step(make_batch(backend), _loss())
         grads.append(seen[0])
@@ -236,3 +237,19 @@ def test_registered_factory_builds_from_config(tiny_llama):
     backend = build(cfg, model=copy.deepcopy(tiny_llama[0]), tokenizer=tiny_llama[1])
     assert isinstance(backend, HFPolicyBackend)
     assert backend.reference_model is None and backend.schedule.total_steps == 7
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_bf16_autocast_on_cuda_is_close_to_float32(tiny_llama):
+    exact = _backend(tiny_llama, device="cuda", bf16=False)
+    mixed = _backend(tiny_llama, device="cuda", bf16=True)
+    batch = make_batch(exact)
+    assert exact.logprobs(batch).device == batch["input_ids"].device  # results come back to the caller
+    cpu = _backend(tiny_llama, device="cpu").logprobs(batch)
+    torch.testing.assert_close(exact.logprobs(batch), cpu, rtol=1e-4, atol=1e-4)
+    difference = (mixed.logprobs(batch) - cpu).abs().max().item()
+    assert 0 < difference < 0.1  # bf16 rounding shows, but only slightly
+    metrics = mixed.train_step(batch, _loss())
+    assert math.isfinite(metrics["grad_norm"]) and metrics["update_skipped"] == 0.0
+    assert next(mixed.model.parameters()).dtype == torch.float32  # autocast, not bf16 weights
