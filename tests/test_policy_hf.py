@@ -232,11 +232,12 @@ def test_bad_policy_config_names_the_key(override, key):
 def test_registered_factory_builds_from_config(tiny_llama):
     from medssr_nemo import registry
 
-    cfg = load_config("base", ["policy.device=cpu", "grpo.kl_coef=0", "policy.schedule=cosine", "train.steps=7"])
+    cfg = load_config("base", ["policy.device=cpu", "grpo.kl_coef=0", "policy.schedule=cosine", "train.steps=7",
+                                 "grpo.ppo_epochs=2"])
     build = registry.get("policy_backend", "hf")
     backend = build(cfg, model=copy.deepcopy(tiny_llama[0]), tokenizer=tiny_llama[1])
     assert isinstance(backend, HFPolicyBackend)
-    assert backend.reference_model is None and backend.schedule.total_steps == 7
+    assert backend.reference_model is None and backend.schedule.total_steps == 14  # 7 batches x 2 epochs
 
 
 @pytest.mark.gpu

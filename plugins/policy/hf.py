@@ -20,4 +20,4 @@ def build_hf_backend(cfg: Any, *, model: Any = None, tokenizer: Any = None, refe
     if reference is None:
         reference = cfg.grpo.kl_coef > 0
     return HFPolicyBackend(cfg.policy, cfg.model.path, model=model, tokenizer=tokenizer, reference=reference,
-                           total_steps=cfg.train.steps, dtype=getattr(torch, cfg.model.dtype))
+                           total_steps=cfg.train.steps * cfg.grpo.ppo_epochs, dtype=getattr(torch, cfg.model.dtype))
