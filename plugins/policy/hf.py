@@ -11,8 +11,9 @@ from medssr_nemo.registry import register
 def build_hf_backend(cfg: Any, *, model: Any = None, tokenizer: Any = None, reference: bool | None = None) -> Any:
     """An ``HFPolicyBackend`` for a ``MedSSRConfig``: ``model.path`` (or a built ``model`` +
     ``tokenizer``), ``model.dtype`` for the weights, ``policy.*`` for the optimiser and schedule,
-    ``train.steps`` as the schedule's length. ``reference``: build the frozen reference policy;
-    None means "only if grpo.kl_coef > 0"."""
+    and ``train.steps * grpo.ppo_epochs`` optimiser steps as the schedule's length (the trainer
+    takes ``ppo_epochs`` optimiser steps per rollout batch). ``reference``: build the frozen
+    reference policy; None means "only if grpo.kl_coef > 0"."""
     import torch
 
     from medssr_nemo.policy.hf import HFPolicyBackend
