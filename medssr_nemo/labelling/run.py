@@ -1,0 +1,218 @@
+"""The pseudo-labelling loop: sample n answers per question, vote, write labelled records.
+
+Each question is answered exactly as the evaluation answers it (``medssr_nemo.eval.answering``:
+the shared prompt template, the shared answer extractor, and one greedy re-decode restricted to
+the question's option letters for a sample that states no answer; see
+``medssr_nemo.eval.protocol.recovery_tokens`` for which letter tokens: the suffix without its
+trailing space, then the merged ``" A"`` token where the tokenizer merges every letter that way).
+Only the sampling settings are labelling's own.
+
+Files under ``out_dir`` (``<name>`` = ``label.output_name``):
+
+- ``<name>.samples.jsonl``: every question's sampled answers, appended as questions finish; the
+  resume point (``SamplesLog``). Sample k of question q uses the seed ``sample_seed(seed, q, k)``,
+  so a resumed run draws exactly the samples an uninterrupted run would have drawn.
+- ``<name>.jsonl``: the labelled records (label_source ``pseudo``, vote counts, agreement), in
+  input order; ``<name>.votes.jsonl``: the vote of every question, kept or not;
+  ``<name>.card.json``: settings, input hash, report. Written atomically, the card last.
+
+Votes are taken from the log when every question is in it, so changing only the vote rule
+(tau, ties) re-votes without sampling again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from medssr_nemo.labelling.report import SKIPPED_PROMPT_TOO_LONG, label_report
+from medssr_nemo.labelling.samples_log import SamplesLog
+from medssr_nemo.labelling.vote import VoteOutcome, VoteRule, count_votes, majority_vote
+from medssr_nemo.records import LETTERS, QuestionRecord, write_records
+
+
+@dataclass(frozen=True)
+class LabelSettings:
+    """Everything that decides which answers are sampled (the samples log's identity)."""
+
+    prompt_style: str = "chat"
+    num_samples: int = 8
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 256
+    recovery: bool = True
+    seed: int = 0
+    max_prompt_tokens: int = 1024
+
+    def protocol(self) -> Any:
+        from medssr_nemo.eval.protocol import EvalProtocol
+
+        return EvalProtocol(prompt_style=self.prompt_style, temperature=self.temperature, top_p=self.top_p,
+                            top_k=self.top_k, max_new_tokens=self.max_new_tokens, num_samples=self.num_samples,
+                            recovery=self.recovery, seed=self.seed)
+
+
+def records_digest(records: Sequence[QuestionRecord]) -> str:
+    """sha256 over the ids and texts the policy sees, in order."""
+    digest = hashlib.sha256()
+    for record in records:
+        digest.update(json.dumps([record.id, record.question, record.options]).encode())
+    return digest.hexdigest()
+
+
+class LabelJob:
+    """One labelling run over ``records`` into ``out_dir`` (see the module docstring)."""
+
+    def __init__(self, records: Sequence[QuestionRecord], settings: LabelSettings, rule: VoteRule,
+                 out_dir: str | Path, name: str = "pseudo_labels", model_id: str = "",
+                 extra_identity: dict[str, Any] | None = None, inputs: dict[str, str] | None = None) -> None:
+        ids = [r.id for r in records]
+        if len(set(ids)) != len(ids):
+            repeated = sorted({i for i in ids if ids.count(i) > 1})[:5]
+            raise ValueError(f"question ids must be unique to label (and resume) by id; repeated: {repeated}")
+        self.records = list(records)
+        self.settings, self.rule = settings, rule
+        self.inputs = dict(inputs or {})        # file -> sha256, for the card
+        self.out_dir = Path(out_dir)
+        self.records_path = self.out_dir / f"{name}.jsonl"
+        self.votes_path = self.out_dir / f"{name}.votes.jsonl"
+        self.card_path = self.out_dir / f"{name}.card.json"
+        self.samples_path = self.out_dir / f"{name}.samples.jsonl"
+        self.identity = {"records_sha256": records_digest(self.records), "num_questions": len(self.records),
+                         "model": model_id, "settings": dataclasses.asdict(settings), **(extra_identity or {})}
+        payload = {"identity": self.identity, "vote_rule": dataclasses.asdict(rule)}
+        self.fingerprint = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    # ------------------------------------------------------------------ state
+    def finished(self) -> bool:
+        """The card of this exact run (input, model, settings, vote rule) exists with its output."""
+        from medssr_nemo.data.cards import file_sha256
+
+        if not (self.card_path.exists() and self.records_path.exists()):
+            return False
+        try:
+            card = json.loads(self.card_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            return False
+        return card.get("fingerprint") == self.fingerprint and \
+            card.get("outputs", {}).get("records_sha256") == file_sha256(self.records_path)
+
+    def open_log(self) -> SamplesLog:
+        return SamplesLog(self.samples_path, self.identity)
+
+    def pending(self, log: SamplesLog) -> list[QuestionRecord]:
+        return [r for r in self.records if r.id not in log.entries]
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self, engine: Any, tokenizer: Any, questions_per_chunk: int = 8, progress: bool = True,
+               log: SamplesLog | None = None) -> SamplesLog:
+        """Answer every question not yet in the log, ``questions_per_chunk`` questions per
+        engine call, appending each chunk to the log as it finishes."""
+        from tqdm import tqdm
+
+        from medssr_nemo.eval.answering import WorkItem, answer_items
+        from medssr_nemo.eval.protocol import recovery_tokens, sample_seed
+        from medssr_nemo.prompts import encode_prompt
+
+        log = log or self.open_log()
+        todo = self.pending(log)
+        if not todo:
+            return log
+        s = self.settings
+        protocol = s.protocol()
+        max_options = max(len(r.options) for r in self.records)
+        recovery = recovery_tokens(tokenizer, LETTERS[:max_options]) if s.recovery else None
+        bar = tqdm(total=len(self.records), initial=len(self.records) - len(todo), desc="pseudo-labelling",
+                   unit="q", disable=not progress)
+        for start in range(0, len(todo), max(1, questions_per_chunk)):
+            chunk = todo[start:start + max(1, questions_per_chunk)]
+            items, finished = [], []
+            for record in chunk:
+                prompt = tuple(encode_prompt(record, tokenizer, s.prompt_style))  # type: ignore[arg-type]
+                if len(prompt) > s.max_prompt_tokens:
+                    finished.append({"id": record.id, "skipped": SKIPPED_PROMPT_TOO_LONG, "prompt_tokens": len(prompt)})
+                    continue
+                items += [WorkItem("pseudo-label", record, prompt, k, sample_seed(s.seed, record.id, k))
+                          for k in range(s.num_samples)]
+            rows = answer_items(engine, items, protocol, recovery) if items else []
+            by_id: dict[str, list[dict[str, Any]]] = {}
+            for row in rows:
+                by_id.setdefault(row["id"], []).append(row)
+            for record in chunk:
+                if record.id in by_id:
+                    finished.append(_entry(record.id, sorted(by_id[record.id], key=lambda r: r["sample"])))
+            log.append(finished)
+            bar.update(len(chunk))
+        bar.close()
+        return log
+
+    # ------------------------------------------------------------------ voting and output
+    def finalize(self, log: SamplesLog, seconds: float | None = None) -> dict[str, Any]:
+        """Vote on every question, write records, votes and card; return the card."""
+        from medssr_nemo.data.cards import file_sha256, write_json_atomic, write_jsonl_atomic
+
+        missing = self.pending(log)
+        if missing:
+            raise RuntimeError(f"{len(missing)} questions have no samples yet (first: {missing[0].id}); sample first")
+        outcomes: dict[str, VoteOutcome] = {}
+        labelled, votes = [], []
+        for record in self.records:
+            entry = log.entries[record.id]
+            if entry.get("skipped"):
+                votes.append({"id": record.id, "kept": False, "dropped_because": entry["skipped"]})
+                continue
+            outcome = majority_vote(count_votes(entry["answers"]), self.rule,
+                                    num_samples=len(entry["answers"]), question_id=record.id)
+            outcomes[record.id] = outcome
+            votes.append({"id": record.id, "kept": outcome.kept, "dropped_because": outcome.dropped_because,
+                          "label": outcome.label, "agreement": outcome.agreement, "vote_counts": outcome.vote_counts,
+                          "tied": outcome.tied, "answers": entry["answers"], "gold": record.gold})
+            if outcome.kept:
+                labelled.append(dataclasses.replace(
+                    record, label=outcome.label, label_source="pseudo", agreement=outcome.agreement,
+                    vote_counts=outcome.vote_counts,
+                    meta={**record.meta, "pseudo_label": {
+                        "samples": len(entry["answers"]), "recovered": sum(entry["recovered"]),
+                        "unanswered": sum(a is None for a in entry["answers"]), "tied": outcome.tied}},
+                ))
+        write_records(labelled, self.records_path)
+        write_jsonl_atomic(self.votes_path, votes)
+        card = {
+            "command": "medssr label",
+            "fingerprint": self.fingerprint,
+            "identity": self.identity,
+            "inputs": self.inputs,
+            "vote_rule": dataclasses.asdict(self.rule),
+            "report": label_report(self.records, log.entries, outcomes),
+            "outputs": {"records": self.records_path.name, "records_sha256": file_sha256(self.records_path),
+                        "votes": self.votes_path.name, "samples": self.samples_path.name},
+            "seconds": None if seconds is None else round(seconds, 1),
+        }
+        write_json_atomic(self.card_path, card)
+        return card
+
+    def run(self, engine: Any, tokenizer: Any, questions_per_chunk: int = 8, progress: bool = True) -> dict[str, Any]:
+        started = time.perf_counter()
+        log = self.sample(engine, tokenizer, questions_per_chunk, progress)
+        return self.finalize(log, seconds=time.perf_counter() - started)
+
+
+def _entry(question_id: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One question's line in the samples log (per-sample lists, in sample order)."""
+    return {
+        "id": question_id,
+        "answers": [r["answer"] for r in rows],
+        "free_answers": [r["free_answer"] for r in rows],
+        "recovered": [bool(r["recovered"]) for r in rows],
+        "follows_format": [bool(r["follows_format"]) for r in rows],
+        "finish_reasons": [r["finish_reason"] for r in rows],
+        "num_tokens": [r["num_tokens"] for r in rows],
+        # short digests of the completions: a resumed run can be checked sample by sample
+        "completion_sha1": [hashlib.sha1(r["completion"].encode()).hexdigest()[:12] for r in rows],
+    }

@@ -1,0 +1,86 @@
+"""The append-only log of sampled answers: the resume point of ``medssr label``.
+
+Line 1 is a header ``{"identity": {...}}`` (input digest, model, sampling settings); every further
+line is one finished question ``{"id", "answers", ...}``. Questions are appended (flushed and
+fsynced) as they finish, so a kill loses at most the questions in flight. On reopening, a header
+that differs from the run's identity is an error (samples from two settings must never mix), and a
+torn last line (the kill hit mid-write) is cut off before anything new is appended.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+class SamplesLogError(ValueError):
+    """The samples log belongs to another run (different input, model or sampling settings)."""
+
+
+class SamplesLog:
+    def __init__(self, path: str | os.PathLike, identity: dict[str, Any]) -> None:
+        self.path = Path(path)
+        self.identity = json.loads(json.dumps(identity, sort_keys=True))  # normalised (tuples -> lists)
+        self.entries: dict[str, dict[str, Any]] = {}
+        if self.path.exists():
+            self._load()
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+            tmp.write_text(json.dumps({"identity": self.identity}, sort_keys=True) + "\n", encoding="utf-8")
+            os.replace(tmp, self.path)
+
+    def _load(self) -> None:
+        data = self.path.read_bytes()
+        good_end = data.rfind(b"\n") + 1          # everything after the last newline is torn
+        lines = data[:good_end].decode("utf-8").splitlines()
+        if not lines:
+            raise SamplesLogError(f"{self.path}: empty samples log (no header line); delete it to start over")
+        try:
+            header = json.loads(lines[0])
+        except json.JSONDecodeError:
+            raise SamplesLogError(f"{self.path}:1: the header is not valid JSON; delete the file to start over") from None
+        if header.get("identity") != self.identity:
+            raise SamplesLogError(
+                f"{self.path} was written by a run with other settings: "
+                f"{_differences(header.get('identity') or {}, self.identity)}. Delete it, or choose "
+                "another label.output_name, to label with the new settings"
+            )
+        for lineno, line in enumerate(lines[1:], 2):
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                raise SamplesLogError(f"{self.path}:{lineno}: not valid JSON in the middle of the log") from None
+            self.entries[entry["id"]] = entry
+        if good_end < len(data):
+            with open(self.path, "r+b") as handle:
+                handle.truncate(good_end)
+
+    def append(self, entries: list[dict[str, Any]]) -> None:
+        """Add finished questions durably (one write, flush and fsync per call)."""
+        if not entries:
+            return
+        text = "".join(json.dumps(e, sort_keys=True, ensure_ascii=False) + "\n" for e in entries)
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        for entry in entries:
+            self.entries[entry["id"]] = entry
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> str:
+    diffs = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            inner = _differences(a, b, f"{prefix}{key}.")
+            if inner:
+                diffs.append(inner)
+        elif a != b:
+            diffs.append(f"{prefix}{key}: {a!r} in the log, {b!r} now")
+        if len(diffs) >= 5:
+            break
+    return "; ".join(diffs)
