@@ -89,17 +89,21 @@ def test_train_step_does_not_depend_on_micro_batch_size(tiny_llama, aggregation)
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_gradient_checkpointing_gives_the_same_gradient(tiny_llama):
+def test_recomputation_gives_the_same_gradient(tiny_llama):
+    """Activation checkpointing of the layers, and softmax slices of 3 positions recomputed in
+    the backward pass, change memory use, not the gradient."""
     grads = []
-    for checkpointing in (False, True):
-        backend = _backend(tiny_llama, micro_batch_size=2, gradient_checkpointing=checkpointing)
+    for checkpointing, chunk in ((False, 1024), (True, 1024), (False, 3)):
+        backend = _backend(tiny_llama, micro_batch_size=2, gradient_checkpointing=checkpointing,
+                           options={"logprob_chunk_positions": chunk})
         assert backend.model.model.layers[0].gradient_checkpointing is checkpointing
         assert [name for name, _ in backend.export_hf_weights()] == list(tiny_llama[0].state_dict())
         seen = _capture_grads(backend)
         backend.train_step(make_batch(backend), _loss())
         grads.append(seen[0])
-    for a, b in zip(*grads):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    for other in grads[1:]:
+        for a, b in zip(grads[0], other):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
 
 
 def test_first_epoch_is_on_policy_and_a_second_epoch_is_not(tiny_llama):
