@@ -78,10 +78,13 @@ def test_static_cache_gives_the_same_tokens_and_logprobs(tiny_llama, prompts):
     model, tokenizer = tiny_llama
     sampling = SamplingParams(temperature=0.9, top_k=20, max_new_tokens=12)
     dynamic = InProcessEngine(model, tokenizer).generate(prompts, sampling, seeds=[5, 6, 7, 8])
-    static = InProcessEngine(model, tokenizer, cache="static").generate(prompts, sampling, seeds=[5, 6, 7, 8])
-    for a, b in zip(dynamic, static):
-        assert a.token_ids == b.token_ids
-        assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs)) < 1e-4
+    engine = InProcessEngine(model, tokenizer, cache="static")
+    # the kept cache is reset between calls and replaced when the batch shape changes
+    for batch in (prompts, prompts[:2], prompts):
+        static = engine.generate(batch, sampling, seeds=[5, 6, 7, 8][: len(batch)])
+        for a, b in zip(dynamic, static):
+            assert a.token_ids == b.token_ids
+            assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs)) < 1e-4
 
 
 # ---- seeds ----------------------------------------------------------------------------------------
@@ -159,6 +162,10 @@ def test_stop_token_ids_stop_one_row_mid_batch(tiny_llama, prompts):
         if stop_token in expected:
             expected = expected[: expected.index(stop_token) + 1]
         assert stopped[row].token_ids == expected
+    # keeping finished rows in the batch (what dropping them saves) changes no token
+    kept = InProcessEngine(model, tokenizer, drop_finished=False).generate(
+        prompts, SamplingParams(temperature=0, max_new_tokens=10, stop_token_ids=(stop_token,)), [0] * 4)
+    assert [c.token_ids for c in kept] == [c.token_ids for c in stopped]
 
 
 def test_max_new_tokens_is_respected(tiny_llama, prompts):

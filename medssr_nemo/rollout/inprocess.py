@@ -6,7 +6,8 @@ The whole hot path is here, gpt-fast style. Where its speed comes from:
    last position only, then one decode step per new token over the model's KV cache.
 2. Sampling for the whole batch in one vectorised call (``sampling.sample_next_tokens``).
 3. Finished rows leave the batch (``cache="dynamic"``): the cache drops their rows, so a long tail
-   of a few unfinished samples costs a few rows, not the whole batch.
+   of a few unfinished samples costs a few rows, not the whole batch (``drop_finished=False``
+   turns this off, to measure it).
 4. Optional, for GPUs: ``cache="static"`` (preallocated KV, lengths bucketed to 256) with
    ``compile=True`` compiles the decode step (``mode="reduce-overhead"``: CUDA graphs), which
    removes the per-kernel launch cost that bounds eager decoding of small models. Static rows
@@ -42,6 +43,7 @@ class InProcessEngine(RolloutEngine):
     ``dtype`` differ from the model's, the engine works on its own converted copy instead, so the
     caller's module is never moved or cast. ``eos_token_ids=None`` stops on the EOS ids of the
     tokenizer and the model's generation config; ``()`` never stops on EOS (benchmarks).
+    ``drop_finished=False`` keeps finished rows computing (only to measure what dropping saves).
     """
 
     def __init__(
@@ -54,6 +56,7 @@ class InProcessEngine(RolloutEngine):
         max_batch_size: int = 64,
         cache: CacheKind = "dynamic",
         compile: bool = False,
+        drop_finished: bool = True,
         eos_token_ids: Sequence[int] | None = None,
     ) -> None:
         if max_batch_size < 1:
@@ -72,9 +75,11 @@ class InProcessEngine(RolloutEngine):
         self.device = target_device
         self.max_batch_size = max_batch_size
         self.cache_kind: CacheKind = cache
+        self.drop_finished = drop_finished and cache == "dynamic"
         self.eos_token_ids = tuple(_default_eos_ids(model, tokenizer) if eos_token_ids is None else eos_token_ids)
         self.pad_token_id = _first_not_none(tokenizer.pad_token_id, *self.eos_token_ids, 0)
         self._version = 0
+        self._static_cache: tuple[tuple[int, int], Any] | None = None
         self.last_update: dict[str, int] = {"tensors": 0, "copied": 0}
         # transformers renamed ``past_key_values`` to ``cache`` during 5.x; accept either
         self._cache_kwarg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
@@ -144,8 +149,11 @@ class InProcessEngine(RolloutEngine):
         return self._version
 
     def sleep(self) -> None:
+        """Drop the kept static KV cache and return cached CUDA blocks (weights stay: they are the
+        policy's own). The next ``generate`` allocates a new cache (and records new CUDA graphs)."""
+        self._static_cache = None
         if self.device.type == "cuda":
-            torch.cuda.empty_cache()  # KV caches live only inside generate; return their blocks
+            torch.cuda.empty_cache()
 
     # ---- the hot path ---------------------------------------------------------------------------
 
@@ -170,7 +178,7 @@ class InProcessEngine(RolloutEngine):
         allowed = self._allowed_mask(sp.allowed_token_ids)
         stop_ids = torch.tensor(sorted({*self.eos_token_ids, *sp.stop_token_ids}), dtype=torch.long, device=device)
 
-        kv_cache = self._new_cache(cache_len)
+        kv_cache = self._new_cache(batch, cache_len)
         logits = self._forward(self.model.forward, input_ids, mask[:, :prompt_width] if not static else mask,
                                prefill_positions, kv_cache)
 
@@ -191,18 +199,16 @@ class InProcessEngine(RolloutEngine):
             done |= stopped
             if step + 1 == new_tokens:
                 break
-            if static:  # rows stay so the compiled graph keeps its shape
-                if bool(done.all()):
-                    break
-                step_mask = mask
-            else:  # finished rows leave the batch and the cache
+            if self.drop_finished:  # finished rows leave the batch and the cache
                 live = (~done).nonzero().squeeze(1)
                 if live.numel() == 0:
                     break
                 if live.numel() < done.numel():
                     kv_cache.batch_select_indices(live)
                     rows, done, tokens, lengths, mask = rows[live], done[live], tokens[live], lengths[live], mask[live]
-                step_mask = mask[:, : prompt_width + step + 1]
+            elif bool(done.all()):  # static: rows stay so a compiled graph keeps its shape
+                break
+            step_mask = mask if static else mask[:, : prompt_width + step + 1]
             logits = self._forward(self._decode_forward, tokens.unsqueeze(1), step_mask,
                                    (lengths + step).unsqueeze(1), kv_cache)
 
@@ -217,12 +223,20 @@ class InProcessEngine(RolloutEngine):
                       use_cache=True, logits_to_keep=1, **{self._cache_kwarg: kv_cache})
         return out.logits[:, -1]
 
-    def _new_cache(self, cache_len: int) -> Any:
+    def _new_cache(self, batch: int, cache_len: int) -> Any:
         from transformers import DynamicCache, StaticCache
 
-        if self.cache_kind == "static":
-            return StaticCache(config=self.model.config, max_cache_len=cache_len)
-        return DynamicCache(config=self.model.config)
+        if self.cache_kind == "dynamic":
+            return DynamicCache(config=self.model.config)
+        # Reuse the static cache while the shape holds: its tensors keep their addresses, so the
+        # CUDA graphs recorded for them are replayed instead of recorded again on every call.
+        if self._static_cache is not None and self._static_cache[0] == (batch, cache_len):
+            self._static_cache[1].reset()
+            return self._static_cache[1]
+        self._static_cache = None  # free the old one before allocating the next
+        cache = StaticCache(config=self.model.config, max_cache_len=cache_len)
+        self._static_cache = ((batch, cache_len), cache)
+        return cache
 
     def _allowed_mask(self, allowed_ids: tuple[int, ...] | None) -> torch.Tensor | None:
         if allowed_ids is None:
