@@ -244,7 +244,7 @@ def test_malformed_rows_are_counted_and_explained_never_a_crash(tmp_path):
     assert {p.hpo_id: p.frequency for p in test.phenotypes} == {"HP:0001250": 0.895, "HP:0001249": 0.75}
     assert [p.name for p in test.excluded] == ["Abnormality of the nervous system"]
     assert test.inheritance == ["Autosomal recessive inheritance"] and test.onset == ["Congenital onset"]
-    assert test.genes == ["ABC1"] and test.category == "nervous system"
+    assert test.genes == ["ABC1"] and test.category == "nervous_system"
     orpha = knowledge.by_id["ORPHA:200"]
     assert orpha.inheritance == ["Autosomal recessive inheritance"] and orpha.inheritance_source == "orpha2omim"
     assert orpha.genes == ["ABC1"] and "Test syndrome" in orpha.synonyms

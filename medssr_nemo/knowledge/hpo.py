@@ -27,7 +27,7 @@ from medssr_nemo.knowledge.interfaces import DiseaseProfile, KnowledgeSource, Lo
 from medssr_nemo.knowledge.names import DiseaseNameIndex, name_variants
 from medssr_nemo.knowledge.obo import Ontology, read_obo, top_level_groups
 
-CACHE_FORMAT = 2   # bump when the pickled structure changes
+CACHE_FORMAT = 3   # bump when the pickled structure changes
 HPO_FILES = {"obo": "hp.obo", "hpoa": "phenotype.hpoa", "genes": "genes_to_phenotype.txt"}
 ORPHA2OMIM = "knowledge/orpha2omim.json"
 # Inheritance terms that tie a disease to one sex (HPO ids).

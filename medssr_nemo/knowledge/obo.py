@@ -178,9 +178,11 @@ def top_level_groups(ontology: Ontology) -> dict[str, str]:
 
 
 def short_group_name(name: str) -> str:
+    """A command-line friendly slug: "Abnormality of the nervous system" -> "nervous_system",
+    "Abnormality of blood and blood-forming tissues" -> "blood_and_blood_forming_tissues"."""
     text = re.sub(r"^Abnormality of (the )?", "", name)
     text = re.sub(r"^Abnormal ", "", text)
-    return text[0].lower() + text[1:] if text else name
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or name
 
 
 def iter_names(ontology: Ontology, ids: Iterable[str]) -> list[str]:

@@ -14,6 +14,7 @@ from medssr_nemo.config.schema.model import ModelConfig
 from medssr_nemo.config.schema.policy import PolicyConfig
 from medssr_nemo.config.schema.reward import RewardConfig, RewardTermConfig
 from medssr_nemo.config.schema.rollout import RolloutConfig
+from medssr_nemo.config.schema.synthesis import SynthesisConfig
 from medssr_nemo.config.schema.train import TrainConfig
 
 
@@ -30,6 +31,7 @@ class MedSSRConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     data: DataConfig = field(default_factory=DataConfig)
     label: LabelConfig = field(default_factory=LabelConfig)
+    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     launch: LaunchConfig = field(default_factory=LaunchConfig)
 
 

@@ -1,0 +1,1 @@
+"""Question synthesizers (kind ``synthesizer``)."""
