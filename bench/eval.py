@@ -1,0 +1,107 @@
+"""Evaluation throughput: questions per second of ``medssr eval``'s protocol (generation,
+answer extraction and the constrained re-decode) for a policy, per benchmark and overall.
+
+Settings are the ``eval`` config keys (the paper's protocol unless overridden); what this script
+adds is timing: the model is loaded and warmed up on one question first, then each benchmark is
+evaluated from scratch in a temporary directory and timed on its own. Questions per second
+counts questions (each with ``eval.num_samples`` samples); new tokens per second counts every
+generated token of the free generations.
+
+    python bench/eval.py                                  # CPU: embedded SmolLM2, 2 questions per benchmark, 128 new tokens
+    python bench/eval.py eval.limit=32 eval.max_new_tokens=2048 model.dtype=bfloat16 \\
+        rollout.batch_size=128 eval.batch_size=128        # a GPU run with the paper's protocol
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from medssr_nemo.cli.common import config_parser, parse_config
+from medssr_nemo.eval.answering import WorkItem, answer_items
+from medssr_nemo.eval.protocol import EvalProtocol, recovery_tokens, sample_seed
+from medssr_nemo.eval.runner import LazyPolicy, default_policy_loader, evaluate_benchmark, load_benchmarks
+from medssr_nemo.prompts import encode_prompt
+
+CPU_DEFAULTS = ["eval.limit=2", "eval.max_new_tokens=128"]
+
+
+def main(argv: list[str]) -> int:
+    parser = config_parser("bench/eval.py", __doc__.split("\n\n")[0])
+    parser.add_argument("--json", help="also write the result as JSON to this file")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    given = [a for a in argv if "=" in a and not a.startswith("-")]
+    defaults = [d for d in CPU_DEFAULTS if d.split("=")[0] not in {g.split("=")[0] for g in given}]
+    args, cfg = parse_config(parser, [*argv, *defaults])
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    protocol = EvalProtocol.from_config(cfg.eval, cfg.model.prompt_style)
+    reference = (list(cfg.eval.checkpoints) or [cfg.model.path])[0]
+
+    benchmarks = load_benchmarks(cfg.eval)
+    started = time.perf_counter()
+    engine, tokenizer = default_policy_loader(cfg)(reference)
+    load_s = time.perf_counter() - started
+    _warm_up(engine, tokenizer, protocol, benchmarks[0].records[0])
+
+    policy = LazyPolicy(lambda _: (engine, tokenizer), reference)
+    per_benchmark, total_q, total_s, total_tokens = {}, 0, 0.0, 0
+    with tempfile.TemporaryDirectory() as scratch:
+        for bench in benchmarks:
+            t0 = time.perf_counter()
+            metrics = evaluate_benchmark(bench, policy, protocol, Path(scratch) / bench.name, cfg.eval.batch_size,
+                                         progress=False)
+            seconds = time.perf_counter() - t0
+            rows = [json.loads(line) for line in (Path(scratch) / bench.name / "generations.jsonl").open()]
+            tokens = sum(r["num_tokens"] for r in rows)
+            per_benchmark[bench.name] = {
+                "questions": len(bench.records), "samples": len(rows), "seconds": round(seconds, 2),
+                "questions_per_s": round(len(bench.records) / seconds, 4),
+                "new_tokens_per_s": round(tokens / seconds, 1), "mean_new_tokens": round(tokens / len(rows), 1),
+                "recovered": metrics["recovered"], "accuracy_pct": round(metrics["accuracy_pct_mean"], 2),
+            }
+            total_q, total_s, total_tokens = total_q + len(bench.records), total_s + seconds, total_tokens + tokens
+            print(f"{bench.name:<12} {per_benchmark[bench.name]}", file=sys.stderr)
+
+    device = engine_device(engine)
+    result = {
+        "benchmark": "eval", "model": reference, "device": device,
+        "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
+        "cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__, "protocol": protocol.fingerprint(), "batch_size": cfg.eval.batch_size,
+        "engine": cfg.eval.engine or cfg.rollout.engine, "engine_options": dict(cfg.rollout.options),
+        "model_load_s": round(load_s, 1), "questions": total_q, "seconds": round(total_s, 1),
+        "questions_per_s": round(total_q / total_s, 4), "new_tokens_per_s": round(total_tokens / total_s, 1),
+        "per_benchmark": per_benchmark,
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    return 0
+
+
+def engine_device(engine: object) -> str:
+    device = getattr(engine, "device", None)
+    return str(device) if device is not None else "unknown"
+
+
+def _warm_up(engine, tokenizer, protocol: EvalProtocol, record) -> None:
+    """One short generation and one re-decode, so first-call costs (allocations, compiled
+    graphs) are not timed."""
+    import dataclasses
+
+    short = dataclasses.replace(protocol, max_new_tokens=min(8, protocol.max_new_tokens), num_samples=1)
+    item = WorkItem("warmup", record, tuple(encode_prompt(record, tokenizer, protocol.prompt_style)), 0,
+                    sample_seed(protocol.seed, record.id, 0))
+    answer_items(engine, [item], short, recovery_tokens(tokenizer, record.letters))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,56 @@
+"""``medssr eval [--config NAME|PATH] [--list] [key=value ...]``: evaluate checkpoints on the
+benchmark suite with the paper's protocol (config section ``eval``), or list the benchmarks.
+
+Examples::
+
+    medssr eval eval.limit=20 eval.num_samples=1          # quick look at the embedded policy
+    medssr eval eval.greedy=true eval.benchmarks=[medqa,rarebench]
+    medssr eval 'eval.checkpoints=[embedded:smollm2-135m-instruct,runs/x/stage1/hf,runs/x/stage2/hf]' \\
+        'eval.checkpoint_labels=[base,stage1,stage2]'
+    medssr eval --list
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from medssr_nemo.cli.common import config_parser, parse_config, run_guarded
+
+
+def list_benchmarks(custom: dict) -> int:
+    """Print every benchmark, one a line: name, item count (or why it cannot load), rare flag."""
+    from medssr_nemo.eval.benchmarks import benchmark_names, get_benchmark
+
+    for name in benchmark_names(custom):
+        try:
+            benchmark = get_benchmark(name, custom)
+            count = str(len(benchmark.load()))
+            flag = "rare" if benchmark.rare else ""
+        except (FileNotFoundError, ValueError, LookupError) as err:
+            count, flag = "unavailable", f"({str(err).splitlines()[0][:160]})"
+        print(f"{name}\t{count}\t{flag}".rstrip())
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    parser = config_parser("medssr eval", "evaluate checkpoints on the MedSSR benchmark suite")
+    parser.add_argument("--list", action="store_true", help="print every registered benchmark with its item count")
+    parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+    args, cfg = parse_config(parser, argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("httpx", "huggingface_hub", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.list:
+        logging.getLogger("medssr_nemo.eval").setLevel(logging.WARNING)
+        return run_guarded(lambda: list_benchmarks(dict(cfg.eval.custom_benchmarks)), "medssr eval")
+
+    def job() -> int:
+        from medssr_nemo.eval.report import markdown_table
+        from medssr_nemo.eval.runner import run_eval
+
+        summary = run_eval(cfg, progress=not args.no_progress)
+        print(markdown_table(summary), end="")
+        return 0
+
+    return run_guarded(job, "medssr eval")

@@ -1,0 +1,237 @@
+"""``medssr eval``: every configured checkpoint on every configured benchmark, resumable.
+
+Layout of ``eval.output_dir`` (default ``<output_dir>/eval``)::
+
+    <checkpoint label>/<benchmark>/protocol.json         settings + question ids the results belong to
+    <checkpoint label>/<benchmark>/generations.partial.jsonl   append-only, one line per finished sample
+    <checkpoint label>/<benchmark>/generations.jsonl     final: every generation, question order
+    <checkpoint label>/<benchmark>/metrics.json          accuracy mean/std, invalid/recovered counts
+    summary.json, summary.md, summary.png                 all checkpoints side by side
+
+Resuming: work is cut into fixed chunks of ``eval.batch_size`` (question, sample) pairs in a fixed
+order; a chunk whose samples are all in the partial log is skipped, any other chunk is generated
+whole (so every engine call sees exactly the batch an uninterrupted run would) and only its
+missing samples are appended. Seeds come from (seed, question id, sample). A rerun with other
+settings in the same directory is refused rather than mixed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from medssr_nemo.eval.answering import WorkItem, answer_items
+from medssr_nemo.eval.benchmarks import benchmark_names, get_benchmark, subsample
+from medssr_nemo.eval.metrics import benchmark_metrics, summarize
+from medssr_nemo.eval.protocol import EvalProtocol, recovery_tokens, sample_seed
+from medssr_nemo.eval.store import PartialLog, read_json, row_key, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from medssr_nemo.records import QuestionRecord
+from medssr_nemo.rollout.interfaces import RolloutEngine
+
+log = logging.getLogger(__name__)
+
+PolicyLoader = Callable[[str], tuple[RolloutEngine, Any]]   # reference -> (engine, tokenizer)
+ChunkHook = Callable[[str, int], None]                       # (benchmark, samples written so far)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    label: str          # directory name and table row
+    reference: str      # what load_causal_lm takes
+
+
+@dataclass
+class LoadedBenchmark:
+    name: str
+    rare: bool
+    records: list[QuestionRecord]   # the questions evaluated (after eval.limit)
+    total: int                      # questions in the benchmark
+
+
+def checkpoints_from_config(cfg: Any) -> list[Checkpoint]:
+    """``eval.checkpoints`` (default: ``model.path``) with labels given or derived from the refs."""
+    references = list(cfg.eval.checkpoints) or [cfg.model.path]
+    labels = list(cfg.eval.checkpoint_labels) or _derive_labels(references)
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"checkpoint labels must be unique, got {labels}; set eval.checkpoint_labels")
+    return [Checkpoint(_safe(label), ref) for label, ref in zip(labels, references)]
+
+
+def _derive_labels(references: Sequence[str]) -> list[str]:
+    labels = []
+    for ref in references:
+        if ref.startswith("embedded:"):
+            labels.append(ref.split(":", 1)[1])
+        else:
+            parts = Path(ref.rstrip("/")).parts
+            labels.append(parts[-1] if parts else ref)
+    if len(set(labels)) != len(labels):  # e.g. two runs' "final" directories: add the parent
+        labels = ["_".join(Path(ref.rstrip("/")).parts[-2:]) for ref in references]
+    return labels
+
+
+def _safe(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "checkpoint"
+
+
+def load_benchmarks(eval_cfg: Any) -> list[LoadedBenchmark]:
+    """Every benchmark of the run (``eval.benchmarks`` then ``eval.custom_benchmarks``), loaded and
+    subsampled; logs each count."""
+    custom = dict(eval_cfg.custom_benchmarks)
+    names = list(eval_cfg.benchmarks) + [n for n in custom if n not in eval_cfg.benchmarks]
+    known = set(benchmark_names(custom))
+    unknown = [n for n in names if n not in known and "." not in n and ":" not in n]
+    if unknown:
+        raise LookupError(f"unknown benchmark(s) {unknown} in eval.benchmarks; known: {', '.join(sorted(known))}")
+    loaded = []
+    for name in names:
+        benchmark = get_benchmark(name, custom)
+        records = benchmark.load()
+        chosen = subsample(records, eval_cfg.limit, eval_cfg.seed, name)
+        log.info("benchmark %-20s %5d questions%s", name, len(records),
+                 f" (evaluating a subsample of {len(chosen)})" if len(chosen) < len(records) else "")
+        loaded.append(LoadedBenchmark(name, bool(benchmark.rare), chosen, len(records)))
+    return loaded
+
+
+def default_policy_loader(cfg: Any) -> PolicyLoader:
+    """Load a checkpoint with transformers and wrap it in the configured rollout engine."""
+    def load(reference: str) -> tuple[RolloutEngine, Any]:
+        import torch
+
+        from medssr_nemo import registry
+        from medssr_nemo.models import load_causal_lm
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        model, tokenizer = load_causal_lm(reference, dtype=getattr(torch, cfg.model.dtype), device=device)
+        factory = registry.get("rollout_engine", cfg.eval.engine or cfg.rollout.engine)
+        return factory(cfg.rollout, model=model, tokenizer=tokenizer), tokenizer
+    return load
+
+
+class LazyPolicy:
+    """Loads a checkpoint only when some benchmark still needs generations."""
+
+    def __init__(self, loader: PolicyLoader, reference: str) -> None:
+        self._loader, self.reference = loader, reference
+        self._loaded: tuple[RolloutEngine, Any] | None = None
+
+    def get(self) -> tuple[RolloutEngine, Any]:
+        if self._loaded is None:
+            started = time.perf_counter()
+            self._loaded = self._loader(self.reference)
+            log.info("loaded %s in %.1f s", self.reference, time.perf_counter() - started)
+        return self._loaded
+
+
+def _ids_digest(records: Sequence[QuestionRecord]) -> str:
+    return hashlib.sha256("\n".join(r.id for r in records).encode()).hexdigest()
+
+
+def evaluate_benchmark(bench: LoadedBenchmark, policy: LazyPolicy, protocol: EvalProtocol, out_dir: Path,
+                       batch_size: int, progress: bool = True, after_chunk: ChunkHook | None = None) -> dict[str, Any]:
+    """Metrics of one checkpoint on one benchmark, generating only what the partial log lacks."""
+    identity = {"benchmark": bench.name, "checkpoint": policy.reference, "protocol": protocol.fingerprint(),
+                "num_questions": len(bench.records), "question_ids_sha256": _ids_digest(bench.records)}
+    identity_path, metrics_path = out_dir / "protocol.json", out_dir / "metrics.json"
+    if identity_path.exists():
+        stored = read_json(identity_path)
+        if stored != identity:
+            changed = sorted(k for k in identity if stored.get(k) != identity[k])
+            raise ValueError(f"{out_dir} holds results made with other settings (differs in {changed}); "
+                             "set eval.output_dir to a new directory or delete that one")
+        if metrics_path.exists():
+            log.info("%s: already evaluated (%s)", bench.name, metrics_path)
+            return read_json(metrics_path)
+    else:
+        write_json_atomic(identity_path, identity)
+
+    partial = PartialLog(out_dir / "generations.partial.jsonl")
+    done = partial.load()
+    engine, tokenizer = policy.get() if len(done) < len(bench.records) * protocol.num_samples else (None, None)
+    if engine is not None:
+        _generate_missing(bench, engine, tokenizer, protocol, partial, done, batch_size, progress, after_chunk,
+                          label=out_dir.parent.name)
+
+    rows = [done[(bench.name, r.id, s)] for r in bench.records for s in range(protocol.num_samples)]
+    metrics = {"benchmark": bench.name, "rare": bench.rare, "benchmark_size": bench.total,
+               **benchmark_metrics(rows, protocol.num_samples)}
+    write_jsonl_atomic(out_dir / "generations.jsonl", rows)
+    write_json_atomic(metrics_path, metrics)
+    partial.path.unlink(missing_ok=True)   # the final file now holds every row
+    return metrics
+
+
+def _generate_missing(bench: LoadedBenchmark, engine: RolloutEngine, tokenizer: Any, protocol: EvalProtocol,
+                      partial: PartialLog, done: dict, batch_size: int, progress: bool,
+                      after_chunk: ChunkHook | None, label: str) -> None:
+    from tqdm import tqdm
+
+    from medssr_nemo.prompts import encode_prompt
+
+    prompts = {r.id: tuple(encode_prompt(r, tokenizer, protocol.prompt_style)) for r in bench.records}
+    order = sorted(range(len(bench.records)), key=lambda i: (len(prompts[bench.records[i].id]), i))
+    work = [WorkItem(bench.name, bench.records[i], prompts[bench.records[i].id], s,
+                     sample_seed(protocol.seed, bench.records[i].id, s))
+            for i in order for s in range(protocol.num_samples)]
+    letter_sets = sorted({tuple(r.letters) for r in bench.records}, key=len)
+    recovery = recovery_tokens(tokenizer, letter_sets[-1]) if protocol.recovery else None
+
+    started, generated = time.perf_counter(), 0
+    with tqdm(total=len(work), initial=len(done), desc=f"{label}/{bench.name}", unit="sample",
+              disable=not progress, dynamic_ncols=True) as bar:
+        for start in range(0, len(work), batch_size):
+            chunk = work[start:start + batch_size]
+            keys = [(w.benchmark, w.record.id, w.sample) for w in chunk]
+            if all(k in done for k in keys):
+                continue
+            rows = [r for r in answer_items(engine, chunk, protocol, recovery) if row_key(r) not in done]
+            partial.append(rows)
+            done.update((row_key(r), r) for r in rows)
+            generated += len(rows)
+            bar.update(len(rows))
+            if after_chunk is not None:
+                after_chunk(bench.name, len(done))
+    elapsed = time.perf_counter() - started
+    log.info("%s/%s: %d samples in %.1f s (%.2f questions/s)", label, bench.name, generated, elapsed,
+             generated / protocol.num_samples / elapsed if elapsed > 0 else 0.0)
+
+
+def run_eval(cfg: Any, policy_loader: PolicyLoader | None = None, progress: bool = True,
+             after_chunk: ChunkHook | None = None) -> dict[str, Any]:
+    """Evaluate every checkpoint on every benchmark; write the summary files; return the summary."""
+    eval_cfg = cfg.eval
+    out_root = Path(eval_cfg.output_dir or Path(cfg.output_dir) / "eval")
+    protocol = EvalProtocol.from_config(eval_cfg, cfg.model.prompt_style)
+    benchmarks = load_benchmarks(eval_cfg)
+    loader = policy_loader or default_policy_loader(cfg)
+    checkpoints = []
+    for ckpt in checkpoints_from_config(cfg):
+        policy = LazyPolicy(loader, ckpt.reference)
+        per_benchmark = {
+            bench.name: evaluate_benchmark(bench, policy, protocol, out_root / ckpt.label / bench.name,
+                                           eval_cfg.batch_size, progress, after_chunk)
+            for bench in benchmarks
+        }
+        checkpoints.append({"label": ckpt.label, "reference": ckpt.reference, "benchmarks": per_benchmark,
+                            **summarize(per_benchmark, {b.name: b.rare for b in benchmarks})})
+        del policy  # free the model before the next checkpoint loads
+    summary = {"benchmarks": [b.name for b in benchmarks], "rare": {b.name: b.rare for b in benchmarks},
+               "protocol": protocol.fingerprint(), "limit": eval_cfg.limit, "checkpoints": checkpoints}
+    _write_reports(summary, out_root, chart=eval_cfg.chart)
+    return summary
+
+
+def _write_reports(summary: dict[str, Any], out_root: Path, chart: bool) -> None:
+    from medssr_nemo.eval.report import markdown_table, write_chart
+
+    write_json_atomic(out_root / "summary.json", summary)
+    write_text_atomic(out_root / "summary.md", markdown_table(summary))
+    if chart:
+        write_chart(summary, out_root / "summary.png")
+    log.info("summary written to %s", out_root)

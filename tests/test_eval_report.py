@@ -1,0 +1,36 @@
+"""The markdown table and the PNG chart of a summary comparing checkpoints."""
+
+from __future__ import annotations
+
+from medssr_nemo.eval.report import markdown_table, write_chart
+
+
+def _summary():
+    def m(mean, std, invalid):
+        return {"accuracy_pct_mean": mean, "accuracy_pct_std": std, "invalid_answers": invalid, "num_generations": 8}
+    return {
+        "benchmarks": ["medqa", "rarebench"], "rare": {"medqa": False, "rarebench": True}, "limit": 2,
+        "protocol": {"prompt_style": "chat", "temperature": 0.6, "top_p": 0.95, "top_k": 20,
+                     "max_new_tokens": 2048, "num_samples": 4, "recovery": True, "seed": 0},
+        "checkpoints": [
+            {"label": "base", "benchmarks": {"medqa": m(25.0, 5.0, 8), "rarebench": m(12.5, 0.0, 6)},
+             "macro_accuracy_pct": 18.75, "rare_accuracy_pct": 12.5},
+            {"label": "stage2", "benchmarks": {"medqa": m(50.0, 10.0, 2)},
+             "macro_accuracy_pct": 50.0, "rare_accuracy_pct": None},
+        ],
+    }
+
+
+def test_markdown_table_rows_per_checkpoint_with_mean_std_macro_and_rare():
+    text = markdown_table(_summary())
+    assert "| checkpoint | medqa | rarebench (rare) | Avg | Rare |" in text
+    assert "| base | 25.00 ± 5.00 | 12.50 ± 0.00 | 18.75 | 12.50 |" in text
+    assert "| stage2 | 50.00 ± 10.00 | – | 50.00 | – |" in text
+    assert "| base | 100.0 | 75.0 |" in text          # invalid answers: 8/8 and 6/8
+    assert "4 sample(s) per question" in text and "subsample of 2" in text
+
+
+def test_chart_is_a_png(tmp_path):
+    path = write_chart(_summary(), tmp_path / "chart.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tmp_path.glob(".*tmp*"))
