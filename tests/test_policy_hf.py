@@ -63,8 +63,13 @@ def test_logprobs_equal_manual_forward_and_log_softmax(tiny_llama):
         -1, batch["input_ids"][:, 1:, None]).squeeze(-1)
     manual = torch.cat([torch.zeros(4, 1), manual], dim=1)
     attended = batch["attention_mask"].bool()
-    torch.testing.assert_close(got[attended], manual[attended], rtol=1e-5, atol=1e-5)
-    assert got[:, 0].eq(0).all() and got[~attended].eq(0).all()
+    response = batch["response_mask"].bool()
+    # with a response mask, the response tokens are exact (only they get logits computed) ...
+    torch.testing.assert_close(got[response], manual[response], rtol=1e-5, atol=1e-5)
+    # ... and without one, every attended position is
+    full = backend.logprobs({k: batch[k] for k in ("input_ids", "attention_mask")}, temperature)
+    torch.testing.assert_close(full[attended], manual[attended], rtol=1e-5, atol=1e-5)
+    assert full[:, 0].eq(0).all() and full[~attended].eq(0).all() and got[~attended].eq(0).all()
 
 
 @pytest.mark.parametrize("aggregation", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"])

@@ -157,11 +157,27 @@ class HFPolicyBackend(PolicyBackend):
 
     def _forward_logprobs(self, model: Any, part: Mapping[str, Any], temperature: float,
                           entropy: str = "off") -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logprobs [b, T]; only the positions from the first response token of the micro-batch
+        on get logits (prompts are most of a row, and the vocabulary projection and its softmax
+        are most of the cost), the rest hold 0."""
+        input_ids = part["input_ids"]
+        width = input_ids.shape[1]
+        first = 1
+        if "response_mask" in part:
+            columns = part["response_mask"].bool().any(0).nonzero()
+            first = max(1, int(columns.min())) if columns.numel() else width - 1
+        keep = width - first + 1          # logits at first-1 predict the first response token
         with self._autocast():
-            logits = model(input_ids=part["input_ids"], attention_mask=part["attention_mask"],
-                           use_cache=False).logits
-        return token_logprobs(logits, part["input_ids"], temperature,
-                              self.options["logprob_chunk_positions"], entropy)  # type: ignore[arg-type]
+            logits = model(input_ids=input_ids, attention_mask=part["attention_mask"],
+                           use_cache=False, logits_to_keep=keep).logits
+        kept_lp, kept_ent = token_logprobs(logits, input_ids[:, width - keep:], temperature,
+                                           self.options["logprob_chunk_positions"], entropy)  # type: ignore[arg-type]
+        if keep == width:
+            return kept_lp, kept_ent
+        pad = kept_lp.new_zeros((input_ids.shape[0], width - keep))
+        logprobs = torch.cat([pad, kept_lp], dim=1)
+        ent = None if kept_ent is None else torch.cat([pad, kept_ent], dim=1)
+        return logprobs, ent
 
     @torch.no_grad()
     def _logprobs_with(self, model: Any, batch: TokenBatch, temperature: float) -> torch.Tensor:

@@ -3,6 +3,8 @@
 Batches are right-padded token matrices. Position ``t`` of a logprob tensor holds the log
 probability of ``input_ids[:, t]`` given the tokens before it (position 0 holds 0), computed as
 ``log_softmax(logits / temperature)`` — the rollout engines' convention, so the two compare.
+When the batch carries a ``response_mask``, only response positions are guaranteed: a backend
+may skip the vocabulary projection for prompt positions (most of a row) and leave 0 there.
 """
 
 from __future__ import annotations
