@@ -13,9 +13,10 @@ from medssr_nemo.records import QuestionRecord
 
 PromptStyle = Literal["base", "chat"]
 
+# Line for line the paper's evaluation template for base models (tdlhl/MedSSR COT_TEMPLATE).
 BASE_INSTRUCTION = (
-    "You are a professional medical expert answering a multiple-choice medical question. "
-    "Please think step by step and then provide exactly one final option. "
+    "You are a professional medical expert answering a multiple-choice medical question.\n"
+    "Please think step by step and then provide exactly one final option.\n"
     "Format the final answer as: The answer is [LETTER]."
 )
 CHAT_SYSTEM_PROMPT = (
@@ -33,7 +34,7 @@ def chat_messages(record: QuestionRecord) -> list[dict[str, str]]:
 
 
 def base_prompt(record: QuestionRecord) -> str:
-    return f"{BASE_INSTRUCTION}\n\n{record.formatted()}\n"
+    return f"{BASE_INSTRUCTION}\n\nQuestion:\n{record.formatted()}\n\n"
 
 
 def render_prompt(record: QuestionRecord, tokenizer: Any, style: PromptStyle) -> str:

@@ -39,6 +39,31 @@ def test_greedy_is_one_override_and_every_setting_is_a_key():
     assert (protocol.top_k, protocol.max_new_tokens, protocol.prompt_style, protocol.recovery) == (5, 64, "base", False)
 
 
+PAPER_BASE_TEMPLATE = """You are a professional medical expert answering a multiple-choice medical question.
+Please think step by step and then provide exactly one final option.
+Format the final answer as: The answer is [LETTER].
+
+Question:
+{question}
+
+"""
+
+
+def test_prompts_are_the_papers_templates():
+    """Base models get the paper's COT_TEMPLATE around the question text; chat models its system
+    prompt and the question as the user turn (tdlhl/MedSSR vllm_logitsbias_multi.py)."""
+    from medssr_nemo.eval.benchmarks import get_benchmark
+    from medssr_nemo.prompts import base_prompt, chat_messages
+
+    record = get_benchmark("pubmedqa").load()[0]
+    paper_question = "Proof of concept study: does fenofibrate have a role in sleep apnoea syndrome?\nA. yes\nB. no\nC. maybe"
+    assert base_prompt(record) == PAPER_BASE_TEMPLATE.format(question=paper_question)
+    assert chat_messages(record) == [
+        {"role": "system", "content": "Please think step by step and output the final answer as 'The answer is [LETTER]'."},
+        {"role": "user", "content": paper_question},
+    ]
+
+
 # ---- extraction: the paper's rules --------------------------------------------------------------
 
 def paper_extract(prediction: str) -> str | None:
