@@ -14,6 +14,7 @@ generated token of the free generations.
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import sys
@@ -33,12 +34,13 @@ CPU_DEFAULTS = ["eval.limit=2", "eval.max_new_tokens=128"]
 
 
 def main(argv: list[str]) -> int:
-    parser = config_parser("bench/eval.py", __doc__.split("\n\n")[0])
-    parser.add_argument("--json", help="also write the result as JSON to this file")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
-    given = [a for a in argv if "=" in a and not a.startswith("-")]
-    defaults = [d for d in CPU_DEFAULTS if d.split("=")[0] not in {g.split("=")[0] for g in given}]
-    args, cfg = parse_config(parser, [*argv, *defaults])
+    own = argparse.ArgumentParser(add_help=False)
+    own.add_argument("--json", help="also write the result as JSON to this file")
+    own.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    args, rest = own.parse_known_args(argv)
+    given = {a.split("=")[0] for a in rest if "=" in a and not a.startswith("-")}
+    defaults = [d for d in CPU_DEFAULTS if d.split("=")[0] not in given]
+    _, cfg = parse_config(config_parser("bench/eval.py", __doc__.split("\n\n")[0]), [*rest, *defaults])
     if args.threads:
         torch.set_num_threads(args.threads)
     protocol = EvalProtocol.from_config(cfg.eval, cfg.model.prompt_style)

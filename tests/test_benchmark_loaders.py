@@ -184,6 +184,7 @@ def test_subsample_is_deterministic_and_keeps_file_order(loaded):
     positions = [records.index(r) for r in a]
     assert positions == sorted(positions)
     assert [r.id for r in subsample(records, 7, 1, "pubmedqa")] != [r.id for r in a]
+    assert {r.id for r in subsample(records, 5, 0, "pubmedqa")} < {r.id for r in a}   # nested
     assert subsample(records, None, 0, "pubmedqa") == records
 
 

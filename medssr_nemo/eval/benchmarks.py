@@ -106,10 +106,12 @@ def benchmark_names(custom: Mapping[str, object] | None = None) -> list[str]:
 
 
 def subsample(records: list[QuestionRecord], limit: int | None, seed: int, name: str) -> list[QuestionRecord]:
-    """``limit`` questions drawn without replacement by a RNG seeded from (seed, benchmark name),
-    kept in file order; all of them when ``limit`` is None or not smaller than the benchmark."""
+    """The first ``limit`` questions of a permutation seeded from (seed, benchmark name), kept in
+    file order; all of them when ``limit`` is None or not smaller than the benchmark. A larger
+    limit keeps every question of a smaller one."""
     if limit is None or limit >= len(records):
         return list(records)
     digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
-    chosen = sorted(random.Random(int.from_bytes(digest[:8], "big")).sample(range(len(records)), limit))
-    return [records[i] for i in chosen]
+    order = list(range(len(records)))
+    random.Random(int.from_bytes(digest[:8], "big")).shuffle(order)
+    return [records[i] for i in sorted(order[:limit])]
