@@ -157,7 +157,9 @@ class InProcessEngine(RolloutEngine):
 
     # ---- the hot path ---------------------------------------------------------------------------
 
-    @torch.inference_mode()
+    # no_grad, not inference_mode: a shared training module must never end up holding inference
+    # tensors (e.g. a rotary cache refreshed during generation) that its next backward would refuse
+    @torch.no_grad()
     def _generate_batch(self, prompts: list[list[int]], sp: SamplingParams, seeds: list[int]) -> list[Completion]:
         device, batch, new_tokens = self.device, len(prompts), sp.max_new_tokens
         lengths = torch.tensor([len(p) for p in prompts], device=device)
@@ -179,8 +181,7 @@ class InProcessEngine(RolloutEngine):
         stop_ids = torch.tensor(sorted({*self.eos_token_ids, *sp.stop_token_ids}), dtype=torch.long, device=device)
 
         kv_cache = self._new_cache(batch, cache_len)
-        logits = self._forward(self.model.forward, input_ids, mask[:, :prompt_width] if not static else mask,
-                               prefill_positions, kv_cache)
+        logits = self._forward(input_ids, mask if static else mask[:, :prompt_width], prefill_positions, kv_cache)
 
         out_tokens = torch.full((batch, new_tokens), self.pad_token_id, dtype=torch.long, device=device)
         out_logprobs = torch.zeros((batch, new_tokens), dtype=torch.float32, device=device)
@@ -209,15 +210,16 @@ class InProcessEngine(RolloutEngine):
             elif bool(done.all()):  # static: rows stay so a compiled graph keeps its shape
                 break
             step_mask = mask if static else mask[:, : prompt_width + step + 1]
-            logits = self._forward(self._decode_forward, tokens.unsqueeze(1), step_mask,
-                                   (lengths + step).unsqueeze(1), kv_cache)
+            logits = self._forward(tokens.unsqueeze(1), step_mask, (lengths + step).unsqueeze(1), kv_cache, decode=True)
 
         return self._completions(prompts, out_tokens.cpu(), out_logprobs.cpu(), num_tokens.cpu(), stop_ids.cpu())
 
-    def _forward(self, forward: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                 position_ids: torch.Tensor, kv_cache: Any) -> torch.Tensor:
-        """Logits (B, V) of the last position, the cache updated in place."""
-        if self._cuda_graphs and forward is not self.model.forward:
+    def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                 kv_cache: Any, decode: bool = False) -> torch.Tensor:
+        """Logits (B, V) of the last position, the cache updated in place. Only decode steps take
+        the compiled path: prefill shapes vary with every batch of prompts."""
+        forward = self._decode_forward if decode else self.model.forward
+        if decode and self._cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()  # the previous step's outputs are consumed
         out = forward(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                       use_cache=True, logits_to_keep=1, **{self._cache_kwarg: kv_cache})
