@@ -1,0 +1,41 @@
+"""``llm``: a generator model rewrites seed questions, injecting rare-disease knowledge when
+rho < alpha (``synthesis.synthesizer=llm``; the generator is set under ``synthesis.generator``).
+
+``synthesis.generator.kind=http``: any OpenAI-compatible endpoint (``base_url``, ``model``, the
+API key read from the environment variable ``api_key_env``). ``kind=rollout_engine``: one of our
+rollout engines (``engine``, default ``inprocess``) on ``generator.model`` (default ``model.path``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from medssr_nemo.registry import register
+
+
+def build_generator(cfg: Any) -> Any:
+    from medssr_nemo.synthesis.generators import EngineGenerator, HTTPChatGenerator
+
+    gen = cfg.synthesis.generator
+    if gen.kind == "http":
+        return HTTPChatGenerator.from_config(gen)
+    import torch
+
+    from medssr_nemo import registry
+    from medssr_nemo.models import load_causal_lm
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model, tokenizer = load_causal_lm(gen.model or cfg.model.path, dtype=getattr(torch, cfg.model.dtype), device=device)
+    engine = registry.get("rollout_engine", gen.engine)(cfg.rollout, model=model, tokenizer=tokenizer)
+    return EngineGenerator(engine, tokenizer, gen.temperature, gen.top_p, gen.max_new_tokens, gen.batch_size)
+
+
+@register("synthesizer", "llm")
+def build_llm_synthesizer(cfg: Any, *, knowledge: Any, seeds: Sequence[Any] = (), generator: Any = None,
+                          **_: Any) -> Any:
+    from medssr_nemo.knowledge.corpus import CorpusKnowledge
+    from medssr_nemo.synthesis.llm import LLMSynthesizer
+
+    corpus = CorpusKnowledge(cfg.synthesis.corpus) if cfg.synthesis.corpus else None
+    return LLMSynthesizer(generator or build_generator(cfg), knowledge, seeds, seed=cfg.synthesis.seed,
+                          num_options=cfg.synthesis.num_options, corpus=corpus)
