@@ -232,6 +232,25 @@ def test_shared_module_update_only_bumps_the_version(tiny_llama, prompts):
     assert completion.weight_version == 1
 
 
+def test_shared_training_module_in_train_mode_with_checkpointing(tiny_llama, prompts):
+    model, tokenizer = tiny_llama
+    policy_module = copy.deepcopy(model)
+    if hasattr(policy_module, "activation_checkpointing_enable"):  # transformers >= 5.2x
+        policy_module.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        policy_module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    policy_module.train()
+    greedy = SamplingParams(temperature=0, max_new_tokens=6)
+    shared = InProcessEngine(policy_module, tokenizer).generate(prompts, greedy, [0] * 4)
+    assert policy_module.training  # handed back as it came
+    plain = InProcessEngine(model, tokenizer).generate(prompts, greedy, [0] * 4)
+    assert [c.token_ids for c in shared] == [c.token_ids for c in plain]
+    # and the module still trains afterwards (no inference tensors left behind)
+    loss = policy_module(torch.tensor([prompts[0]]), labels=torch.tensor([prompts[0]])).loss
+    loss.backward()
+    assert policy_module.model.embed_tokens.weight.grad is not None
+
+
 def test_other_dtype_works_on_a_copy_and_leaves_the_callers_module_alone(tiny_llama, prompts):
     model, tokenizer = tiny_llama
     engine = InProcessEngine(model, tokenizer, dtype="bfloat16")
