@@ -1,0 +1,471 @@
+"""The ``megatron`` policy backend: a megatron-core GPTModel, tensor x pipeline x data parallel.
+
+Same contract as the ``hf`` backend (``policy/interfaces.py``), SPMD under torchrun: every rank
+passes its own share of the step's rows. A step is:
+
+1. gather the shares of this model replica's TP x PP ranks into one batch (``parallel.py``);
+2. global normalisers: token/sequence counts of the whole step, summed over replicas;
+3. megatron-core's pipeline schedule (``get_forward_backward_func``) runs the micro-batches; the
+   last stage turns its vocabulary slice of the logits into per-token logprobs with a
+   vocabulary-parallel log-softmax (``logprobs.py``) and calls the GRPO ``loss_fn``, whose loss is
+   already divided by the global counts, so micro-batch losses and gradients are *summed*
+   (``calculate_per_token_loss``; the DDP wrapper sums over replicas instead of averaging);
+4. distributed optimiser (Adam, fp32 master weights): gradient norm, skip on inf/nan, clip, step.
+
+So neither the layout nor the micro-batch size changes the objective.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import torch
+import torch.distributed as dist
+
+from medssr_nemo.config.schema.policy import PolicyConfig
+from medssr_nemo.grpo.losses import MAX_RESPONSE_LEN, NUM_SEQS, NUM_TOKENS, local_normalisers
+from medssr_nemo.policy.interfaces import LossFn, PolicyBackend, TokenBatch
+from medssr_nemo.policy.megatron import checkpoint, conversion, parallel, weights
+from medssr_nemo.policy.megatron.cpu_compat import in_device_scope
+from medssr_nemo.policy.megatron.logprobs import vocab_parallel_token_logprobs
+from medssr_nemo.policy.megatron.model import (
+    DEFAULT_VOCAB_MULTIPLE,
+    arch_spec_from_hf,
+    build_gpt_model,
+    transformer_config,
+)
+from medssr_nemo.policy.schedules import LRSchedule
+
+# policy.options keys this backend understands, with their defaults
+MEGATRON_OPTIONS: dict[str, Any] = {
+    "logprob_chunk_positions": 1024,     # (row, position) pairs per float32 softmax slice
+    "logprob_micro_batch_size": 0,       # rows per no-grad logprob forward; 0 = micro_batch_size
+    "vocab_multiple": DEFAULT_VOCAB_MULTIPLE,  # pad the vocabulary to a multiple of this x TP
+    "transformer_engine": "auto",        # auto | on | off: TE layer spec (needs TE and CUDA)
+}
+
+
+def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(options) - set(MEGATRON_OPTIONS))
+    if unknown:
+        raise ValueError(f"policy.options has keys the megatron backend does not know: {unknown}; "
+                         f"known: {sorted(MEGATRON_OPTIONS)}")
+    merged = {**MEGATRON_OPTIONS, **options}
+    for key in ("logprob_chunk_positions", "logprob_micro_batch_size", "vocab_multiple"):
+        value = merged[key]
+        low = 0 if key == "logprob_micro_batch_size" else 1
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"policy.options.{key}={value!r} must be an integer >= {low}")
+    if merged["transformer_engine"] not in ("auto", "on", "off"):
+        raise ValueError(f"policy.options.transformer_engine={merged['transformer_engine']!r}; choose auto, on or off")
+    return merged
+
+
+class MegatronPolicyBackend(PolicyBackend):
+    """Train a Llama/Qwen2/Qwen3 checkpoint with megatron-core.
+
+    Build it from ``model_ref`` (a ``load_causal_lm`` reference: embedded name, HF directory) or
+    from an already built transformers ``model`` + ``tokenizer`` (its weights are imported).
+    ``reference=False`` skips the frozen copy (kl_coef == 0). To resume, build it as the first
+    time (any layout), then ``load``.
+    """
+
+    def __init__(self, cfg: PolicyConfig, model_ref: str | None = None, *, model: Any = None,
+                 tokenizer: Any = None, reference: bool = True, total_steps: int | None = None,
+                 tensor_parallel_size: int = 1, pipeline_parallel_size: int = 1, seed: int = 0) -> None:
+        self.cfg = cfg
+        self.options = check_options(cfg.options)
+        if cfg.device == "cpu" and torch.cuda.is_available():
+            raise ValueError("policy.device='cpu' with a visible CUDA device: megatron-core would still use the "
+                             "GPU; hide it (CUDA_VISIBLE_DEVICES=) to train on the CPU")
+        if cfg.device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("policy.device='cuda' but torch sees no CUDA device; use policy.device=auto or cpu")
+        self.layout = parallel.ensure_model_parallel(tensor_parallel_size, pipeline_parallel_size, seed)
+        self.hf_config, source, self.tokenizer = self._resolve_source(model_ref, model, tokenizer)
+        self.generation_config = getattr(model, "generation_config", None) if model is not None else None
+        self.arch = arch_spec_from_hf(self.hf_config, tensor_parallel_size, self.options["vocab_multiple"])
+        self.bf16 = bool(cfg.bf16 and torch.cuda.is_available())
+        use_te = {"auto": None, "on": True, "off": False}[self.options["transformer_engine"]]
+        self.megatron_model, self.optimizer, self.reference_model = self._build(source, reference, use_te)
+        self.schedule = LRSchedule(cfg.lr, cfg.schedule, cfg.warmup_steps, total_steps, cfg.min_lr_ratio)
+        self.step = 0  # optimiser steps taken
+        self._rollout_model: Any = None
+
+    # ------------------------------------------------------------------ construction
+    @staticmethod
+    def _resolve_source(model_ref: str | None, model: Any, tokenizer: Any) -> tuple[Any, conversion.HFWeights, Any]:
+        if model is not None:
+            if tokenizer is None:
+                raise ValueError("MegatronPolicyBackend: a built model needs its tokenizer too")
+            return model.config, conversion.HFWeights(model.state_dict()), tokenizer
+        if model_ref is None:
+            raise ValueError("MegatronPolicyBackend needs a model reference (model.path) or a built model")
+        from transformers import AutoConfig
+
+        from medssr_nemo.models import load_tokenizer, resolve_model_dir
+
+        directory = resolve_model_dir(model_ref)
+        if not Path(directory).exists():
+            raise FileNotFoundError(f"model.path={model_ref!r}: the megatron backend reads local Hugging Face "
+                                    f"directories (or embedded models), and {directory} is not one")
+        return (AutoConfig.from_pretrained(directory), conversion.HFWeights(directory),
+                tokenizer if tokenizer is not None else load_tokenizer(model_ref))
+
+    @in_device_scope
+    def _build(self, source: conversion.HFWeights, reference: bool, use_te: bool | None):
+        from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
+        from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
+        from megatron.core.transformer.module import Float16Module
+
+        config = transformer_config(self.arch, tensor_parallel_size=self.layout.tensor_parallel,
+                                    pipeline_parallel_size=self.layout.pipeline_parallel, bf16=self.bf16)
+        gpt = build_gpt_model(self.arch, config, use_transformer_engine=use_te)
+        weights.load_hf_weights(gpt, self.arch, source)
+        ref = None
+        if reference:
+            ref = build_gpt_model(self.arch, dataclasses.replace(config), use_transformer_engine=use_te)
+            with torch.no_grad():
+                for mine, theirs in zip(ref.parameters(), gpt.parameters(), strict=True):
+                    mine.copy_(theirs)
+            ref = (Float16Module(ref.config, ref) if self.bf16 else ref).eval().requires_grad_(False)
+        if self.bf16:
+            gpt = Float16Module(config, gpt)
+        ddp_config = DistributedDataParallelConfig(grad_reduce_in_fp32=True, overlap_grad_reduce=False,
+                                                   overlap_param_gather=False, use_distributed_optimizer=True)
+        model = DistributedDataParallel(config=config, ddp_config=ddp_config, module=gpt)
+        # Our losses are divided by global token counts already: only sum gradients (no scaling
+        # by the schedule's token count).
+        from megatron.core.distributed import finalize_model_grads
+
+        config.finalize_model_grads_func = functools.partial(_finalize_without_token_scaling, finalize_model_grads)
+        config.no_sync_func = model.no_sync
+        optimizer_config = OptimizerConfig(
+            optimizer="adam", lr=self.cfg.lr, min_lr=0.0, weight_decay=self.cfg.weight_decay,
+            adam_beta1=self.cfg.betas[0], adam_beta2=self.cfg.betas[1], adam_eps=self.cfg.adam_eps,
+            clip_grad=self.cfg.grad_clip, bf16=self.bf16, params_dtype=config.params_dtype,
+            use_distributed_optimizer=True,
+        )
+        optimizer = get_megatron_optimizer(optimizer_config, [model])
+        return model, optimizer, ref
+
+    # ------------------------------------------------------------------ batches
+    @staticmethod
+    def _check_batch(batch: Mapping[str, Any], keys: tuple[str, ...]) -> None:
+        for key in keys:
+            if key not in batch:
+                raise KeyError(f"token batch lacks {key!r}; it has {sorted(batch)}")
+        shape = batch["input_ids"].shape
+        for key in ("attention_mask", "response_mask", "old_logprobs", "ref_logprobs"):
+            if key in batch and batch[key].shape != shape:
+                raise ValueError(f"batch[{key!r}] has shape {tuple(batch[key].shape)}, input_ids {tuple(shape)}")
+        if int(batch["input_ids"].shape[0]) == 0:
+            raise ValueError("empty token batch: every rank needs at least one row")
+
+    def _joint_batch(self, batch: Mapping[str, Any]) -> tuple[dict[str, Any], list[int], int]:
+        """This replica's rows on the device, each member's row count and this rank's index."""
+        from megatron.core import parallel_state
+
+        group = parallel_state.get_model_parallel_group()
+        joint, counts = parallel.gather_model_parallel_batch(batch, group)
+        member = dist.get_rank(group) if group is not None and dist.get_world_size(group) > 1 else 0
+        target = parallel.device()
+        joint = {k: v.to(target) if isinstance(v, torch.Tensor) else v for k, v in joint.items()}
+        return joint, counts, member
+
+    @staticmethod
+    def _micro_batches(batch: Mapping[str, Any], size: int) -> list[dict[str, Any]]:
+        """Row slices of ``batch``, each cut to its last attended position (less padding)."""
+        parts = []
+        rows = batch["input_ids"].shape[0]
+        for start in range(0, rows, size):
+            part = {k: v[start:start + size] if isinstance(v, torch.Tensor) and v.dim() >= 1 else v
+                    for k, v in batch.items()}
+            attended = part["attention_mask"].bool().any(0).nonzero()
+            width = int(attended.max()) + 1 if attended.numel() else 1
+            parts.append({k: v[:, :width] if isinstance(v, torch.Tensor) and v.dim() == 2 else v
+                          for k, v in part.items()})
+        return parts
+
+    def _vocab_slice(self) -> tuple[int, Any]:
+        from megatron.core import parallel_state
+
+        per_rank = self.arch.padded_vocab_size // self.layout.tensor_parallel
+        start = parallel_state.get_tensor_model_parallel_rank() * per_rank
+        group = parallel_state.get_tensor_model_parallel_group() if self.layout.tensor_parallel > 1 else None
+        return start, group
+
+    @staticmethod
+    def _forward(model: Any, micro: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        ids = micro["input_ids"]
+        positions = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0).expand_as(ids)
+        # Right padding: a causal mask alone keeps real tokens from seeing padding.
+        return model(ids, positions, attention_mask=None)
+
+    def _run_schedule(self, model: Any, micros: list[dict[str, Any]], loss_func, forward_only: bool) -> list[Any]:
+        from megatron.core.pipeline_parallel import get_forward_backward_func
+
+        def forward_step(data_iterator, chunk):
+            micro = next(data_iterator)
+            return self._forward(chunk, micro), functools.partial(loss_func, micro)
+
+        return get_forward_backward_func()(
+            forward_step_func=forward_step,
+            data_iterator=iter(micros),
+            model=[model],
+            num_microbatches=len(micros),
+            seq_length=max(m["input_ids"].shape[1] for m in micros),
+            micro_batch_size=max(m["input_ids"].shape[0] for m in micros),
+            forward_only=forward_only,
+            collect_non_loss_data=forward_only,
+        )
+
+    # ------------------------------------------------------------------ logprobs
+    @in_device_scope
+    @torch.no_grad()
+    def _logprobs_with(self, model: Any, batch: TokenBatch, temperature: float) -> torch.Tensor:
+        from megatron.core import parallel_state
+
+        self._check_batch(batch, ("input_ids", "attention_mask"))
+        out_device, width = batch["input_ids"].device, int(batch["input_ids"].shape[1])
+        joint, counts, member = self._joint_batch(batch)
+        size = self.options["logprob_micro_batch_size"] or self.cfg.micro_batch_size
+        micros = self._micro_batches(joint, size)
+        vocab_start, group = self._vocab_slice()
+
+        def collect(micro, logits, non_loss_data=True):
+            logprobs, _ = vocab_parallel_token_logprobs(
+                logits, micro["input_ids"], vocab_start=vocab_start, vocab_size=self.arch.vocab_size,
+                group=group, temperature=temperature, chunk_positions=self.options["logprob_chunk_positions"])
+            return logprobs
+
+        model.eval()
+        pieces = self._run_schedule(model, micros, collect, forward_only=True)
+        rows, length = joint["input_ids"].shape
+        result = None
+        if parallel_state.is_pipeline_last_stage():
+            result = torch.zeros((rows, length), dtype=torch.float32, device=parallel.device())
+            start = 0
+            for piece in pieces:
+                result[start:start + piece.shape[0], :piece.shape[1]] = piece
+                start += piece.shape[0]
+        result = parallel.broadcast_from_last_stage(result, (rows, length), torch.float32)
+        result = torch.where(joint["attention_mask"].bool(), result, torch.zeros_like(result))
+        return parallel.own_rows(result, counts, member, width).to(out_device)
+
+    def logprobs(self, batch: TokenBatch, temperature: float = 1.0) -> torch.Tensor:
+        return self._logprobs_with(self.megatron_model, batch, temperature)
+
+    def reference_logprobs(self, batch: TokenBatch, temperature: float = 1.0) -> torch.Tensor:
+        if self.reference_model is None:
+            raise RuntimeError("this megatron backend was built without a reference policy (reference=False, "
+                               "as for grpo.kl_coef=0); build it with reference=True to get reference logprobs")
+        return self._logprobs_with(self.reference_model, batch, temperature)
+
+    @in_device_scope
+    @torch.no_grad()
+    def full_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Logits over the real vocabulary [B, T, V] for ``input_ids`` (the same on every rank of a
+        replica); gathered over TP and broadcast over PP. For parity checks, not for training."""
+        from megatron.core import parallel_state
+
+        ids = input_ids.to(parallel.device())
+        micro = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        vocab_start, group = self._vocab_slice()
+
+        def collect(micro, logits, non_loss_data=True):
+            if group is None:
+                return logits.float()
+            shards = [torch.empty_like(logits) for _ in range(dist.get_world_size(group))]
+            dist.all_gather(shards, logits.contiguous(), group=group)
+            return torch.cat(shards, dim=-1).float()
+
+        self.megatron_model.eval()
+        pieces = self._run_schedule(self.megatron_model, [micro], collect, forward_only=True)
+        shape = (*ids.shape, self.arch.padded_vocab_size)
+        full = parallel.broadcast_from_last_stage(pieces[0] if pieces else None, shape, torch.float32)
+        return full[..., : self.arch.vocab_size].to(input_ids.device)
+
+    # ------------------------------------------------------------------ training
+    def _global_normalisers(self, response_mask: torch.Tensor) -> dict[str, float]:
+        from megatron.core import parallel_state
+
+        local = local_normalisers(response_mask)
+        counts = torch.tensor([local[NUM_TOKENS], local[NUM_SEQS]], dtype=torch.float64, device=parallel.device())
+        longest = torch.tensor([local[MAX_RESPONSE_LEN]], dtype=torch.float64, device=parallel.device())
+        if self.layout.data_parallel > 1:
+            group = parallel_state.get_data_parallel_group()
+            dist.all_reduce(counts, group=group)
+            dist.all_reduce(longest, op=dist.ReduceOp.MAX, group=group)
+        return {NUM_TOKENS: float(counts[0]), NUM_SEQS: float(counts[1]), MAX_RESPONSE_LEN: float(longest[0])}
+
+    @in_device_scope
+    def train_step(self, batch: TokenBatch, loss_fn: LossFn) -> dict[str, float]:
+        """One optimiser step on the step's rows (this rank's share). ``loss_fn`` may carry
+        ``temperature`` and ``entropy`` ("off" | "metric" | "loss") like for the ``hf`` backend."""
+        from megatron.core import parallel_state
+
+        self._check_batch(batch, ("input_ids", "attention_mask", "response_mask"))
+        joint, _, _ = self._joint_batch(batch)
+        norms = self._global_normalisers(joint["response_mask"])
+        temperature = float(getattr(loss_fn, "temperature", 1.0))
+        entropy_mode = getattr(loss_fn, "entropy", "off")
+        vocab_start, group = self._vocab_slice()
+        stats = _MetricAccumulator()
+        loss_total = torch.zeros((), dtype=torch.float64, device=parallel.device())
+
+        def loss_func(micro, logits):
+            nonlocal loss_total
+            logprobs, entropy = vocab_parallel_token_logprobs(
+                logits, micro["input_ids"], vocab_start=vocab_start, vocab_size=self.arch.vocab_size,
+                group=group, temperature=temperature, chunk_positions=self.options["logprob_chunk_positions"],
+                entropy=entropy_mode)
+            part = dict(micro)
+            if entropy is not None:
+                part["entropy"] = entropy
+            loss, metrics = loss_fn(logprobs, part, norms)  # type: ignore[arg-type]
+            tokens = micro["response_mask"].sum()
+            loss_total = loss_total + loss.detach().to(torch.float64)
+            stats.add(metrics, float(tokens))
+            # (loss, token count, reduced metrics): with calculate_per_token_loss the schedule
+            # neither divides by the number of micro-batches nor by the tokens
+            return loss, tokens.to(torch.int), {}
+
+        self.megatron_model.train()
+        self.megatron_model.zero_grad_buffer()
+        self.optimizer.zero_grad()
+        micros = self._micro_batches(joint, self.cfg.micro_batch_size)
+        self._run_schedule(self.megatron_model, micros, loss_func, forward_only=False)
+        self.megatron_model.eval()
+        lr = self.schedule(self.step)
+        grad_norm, skipped = self._optimizer_step(lr)
+        if not skipped:
+            self.step += 1
+        last = parallel_state.is_pipeline_last_stage()
+        if last and self.layout.data_parallel > 1:
+            dist.all_reduce(loss_total, group=parallel_state.get_data_parallel_group())
+        loss_value = parallel.broadcast_from_last_stage(loss_total.reshape(1) if last else None, (1,), torch.float64)
+        metrics = stats.reduce(parallel_state.get_data_parallel_group() if self.layout.data_parallel > 1 else None) if last else None
+        metrics = _broadcast_object_from_last_stage(metrics)
+        return {"loss": float(loss_value[0]), "grad_norm": grad_norm, "lr": lr, "update_skipped": float(skipped),
+                "num_tokens": norms[NUM_TOKENS], "num_seqs": norms[NUM_SEQS], **metrics}
+
+    def _optimizer_step(self, lr: float) -> tuple[float, bool]:
+        """Gradient norm, then (if finite) clip and Adam step at ``lr``. A nan/inf gradient would
+        poison the weights and Adam's moments, so that update is skipped (as in the hf backend)."""
+        from megatron.core.optimizer.clip_grads import clip_grad_by_total_norm_fp32
+
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        found_inf = self.optimizer.prepare_grads()
+        grad_norm = float(self.optimizer.get_grad_norm())
+        if found_inf or not math.isfinite(grad_norm):
+            return grad_norm, True
+        if self.cfg.grad_clip > 0:
+            for sub in getattr(self.optimizer, "chained_optimizers", [self.optimizer]):
+                params = sub.get_parameters()
+                if params:
+                    clip_grad_by_total_norm_fp32(params, max_norm=self.cfg.grad_clip, total_norm=grad_norm)
+        self.optimizer.step_with_ready_grads()
+        return grad_norm, False
+
+    # ------------------------------------------------------------------ weights and checkpoints
+    @in_device_scope
+    def export_hf_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """Full HF-named tensors on every rank (collective: all ranks must iterate to the end)."""
+        yield from weights.iter_hf_weights(self.megatron_model, self.arch)
+
+    @property
+    def model(self) -> Any:
+        """A transformers model with the policy's weights *at first access*, for the in-process
+        rollout engine (the trainer passes ``policy.model`` to it and refits it from
+        ``export_hf_weights`` after every step). The trained module is ``megatron_model``.
+        Collective on first access: every rank must touch it."""
+        if self._rollout_model is None:
+            from transformers import AutoModelForCausalLM
+
+            hf_model = AutoModelForCausalLM.from_config(self.hf_config, dtype=torch.float32)
+            missing, unexpected = hf_model.load_state_dict(dict(self.export_hf_weights()), strict=False)
+            missing = [n for n in missing if not (self.arch.tied_embeddings and n == "lm_head.weight")]
+            if missing or unexpected:
+                raise RuntimeError(f"exported weights do not fit {type(hf_model).__name__}: missing {missing[:3]}, "
+                                   f"unexpected {unexpected[:3]}")
+            hf_model.tie_weights()
+            self._rollout_model = hf_model.to(parallel.device()).eval()
+        return self._rollout_model
+
+    @in_device_scope
+    def save(self, directory: str | os.PathLike) -> None:
+        """Model, optimiser and step via ``dist_checkpointing`` (collective, atomic)."""
+        state = {"step": self.step, "layout": str(self.layout), "schedule": dataclasses.asdict(self.schedule),
+                 "model_type": self.arch.model_type}
+        checkpoint.save_checkpoint(directory, self.megatron_model, self.optimizer, state)
+
+    @in_device_scope
+    def load(self, directory: str | os.PathLike) -> None:
+        state = checkpoint.load_checkpoint(directory, self.megatron_model, self.optimizer)
+        self.step = int(state["step"])
+
+    def save_hf(self, directory: str | os.PathLike) -> None:
+        """A Hugging Face directory of the current policy (collective: every rank calls it)."""
+        checkpoint.save_hf_checkpoint(directory, self.export_hf_weights(), self.hf_config, self.tokenizer,
+                                      self.generation_config)
+
+
+def _finalize_without_token_scaling(finalize, model, num_tokens=None, **kwargs):
+    """megatron's gradient finalisation (DP reduce, tied-embedding sync) without dividing by the
+    schedule's token count: ``loss_fn`` already divided by the *global* counts."""
+    return finalize(model, None, **kwargs)
+
+
+def _broadcast_object_from_last_stage(obj: Any) -> Any:
+    from megatron.core import parallel_state
+
+    if parallel_state.get_pipeline_model_parallel_world_size() == 1:
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=parallel_state.get_pipeline_model_parallel_last_rank(),
+                               group=parallel_state.get_pipeline_model_parallel_group())
+    return holder[0]
+
+
+class _MetricAccumulator:
+    """Token-weighted means of loss metrics over micro-batches and replicas; ``*_max``/``*_min``
+    keys are reduced by max/min (the ``hf`` backend's rule)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.extremes: dict[str, float] = {}
+        self.weight = 0.0
+
+    def add(self, metrics: Mapping[str, float], weight: float) -> None:
+        self.weight += weight
+        for key, value in metrics.items():
+            if key.endswith("_max"):
+                value = float(value) if weight > 0 else -math.inf
+                self.extremes[key] = max(self.extremes.get(key, -math.inf), value)
+            elif key.endswith("_min"):
+                value = float(value) if weight > 0 else math.inf
+                self.extremes[key] = min(self.extremes.get(key, math.inf), value)
+            else:
+                self.sums[key] = self.sums.get(key, 0.0) + weight * float(value)
+
+    def reduce(self, group) -> dict[str, float]:
+        keys, ext_keys = sorted(self.sums), sorted(self.extremes)
+        sums = torch.tensor([self.sums[k] for k in keys] + [self.weight], dtype=torch.float64, device=parallel.device())
+        # min(x) = -max(-x): one MAX all-reduce serves both
+        signed = torch.tensor([self.extremes[k] if k.endswith("_max") else -self.extremes[k] for k in ext_keys],
+                              dtype=torch.float64, device=parallel.device())
+        if group is not None:
+            dist.all_reduce(sums, group=group)
+            if ext_keys:
+                dist.all_reduce(signed, op=dist.ReduceOp.MAX, group=group)
+        total = float(sums[-1]) or 1.0
+        out = {k: float(v) / total for k, v in zip(keys, sums[:-1].tolist())}
+        out.update({k: (v if k.endswith("_max") else -v) if abs(v) != math.inf else math.nan
+                    for k, v in zip(ext_keys, signed.tolist())})
+        return out
