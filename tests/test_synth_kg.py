@@ -108,6 +108,7 @@ def test_same_seed_gives_byte_identical_output_and_resume_matches(tmp_path, hpo,
     resumed = _run(cfg, hpo, decontaminator, seeds, synthesizer=synthesizer)
     assert min(seen) >= 80                   # chunk 0 (slots 0..79) was reloaded, not regenerated
     assert resumed.records_path.read_bytes() == first.records_path.read_bytes()
+    assert resumed.card["run"] == {"chunks": 3, "chunks_reloaded": 1}
     assert not (tmp_path / "d" / ".synthetic.parts").exists()
     assert _run(cfg, hpo, decontaminator, seeds).skipped      # finished: a rerun does nothing
 

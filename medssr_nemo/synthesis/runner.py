@@ -116,14 +116,15 @@ def fingerprint_of(identity: dict[str, Any]) -> str:
 
 def run_chunks(synthesizer: Synthesizer, plan: list[Slot], quality: QualityFilter, parts_dir: Path,
                chunk_size: int, max_attempts: int, show_progress: bool = True,
-               stop_after_chunks: int | None = None) -> tuple[list[QuestionRecord], list[ChunkResult]]:
-    """Generate (or reload) every chunk in order; see the module docstring."""
+               stop_after_chunks: int | None = None) -> tuple[list[QuestionRecord], list[ChunkResult], int]:
+    """Generate (or reload) every chunk in order; see the module docstring. Returns the records,
+    the per-chunk results and how many chunks were reloaded from an earlier, interrupted run."""
     from tqdm import tqdm
 
     num_chunks = math.ceil(len(plan) / chunk_size)
     records: list[QuestionRecord] = []
     results: list[ChunkResult] = []
-    generated = 0
+    generated = reloaded = 0
     with tqdm(total=len(plan), desc=f"synth ({synthesizer.name})", unit="q", disable=not show_progress) as bar:
         for c in range(num_chunks):
             slots = plan[c * chunk_size:(c + 1) * chunk_size]
@@ -135,6 +136,7 @@ def run_chunks(synthesizer: Synthesizer, plan: list[Slot], quality: QualityFilte
                     quality.remember(record)
                 stored = json.loads(report_path.read_text(encoding="utf-8"))
                 result = ChunkResult(records=chunk_records, **{k: v for k, v in stored.items() if k != "num_records"})
+                reloaded += 1
             else:
                 if stop_after_chunks is not None and generated >= stop_after_chunks:
                     raise Interrupted(f"stopped after {generated} generated chunk(s) (stop_after_chunks)")
@@ -152,7 +154,9 @@ def run_chunks(synthesizer: Synthesizer, plan: list[Slot], quality: QualityFilte
             results.append(result)
             bar.update(len(slots))
             bar.set_postfix(kept=len(records), rare=sum(r.rare for r in records))
-    return records, results
+    if reloaded:
+        log.info("resumed: %d finished chunk(s) reloaded from %s", reloaded, parts_dir)
+    return records, results, reloaded
 
 
 def summarise(plan: list[Slot], records: list[QuestionRecord], results: list[ChunkResult], target: Target,
@@ -200,11 +204,13 @@ def synthesize_to(out_dir: Path, name: str, synthesizer: Synthesizer, plan: list
         parts_dir.mkdir(parents=True, exist_ok=True)
         _write_json(manifest, {"fingerprint": fingerprint})
     started = time.perf_counter()
-    records, results = run_chunks(synthesizer, plan, quality, parts_dir, chunk_size, max_attempts,
-                                  show_progress, stop_after_chunks)
+    records, results, reloaded = run_chunks(synthesizer, plan, quality, parts_dir, chunk_size, max_attempts,
+                                            show_progress, stop_after_chunks)
     write_records(records, records_path)
     card = {"command": "medssr synth", "card_format": CARD_FORMAT, "fingerprint": fingerprint, **identity,
             **summarise(plan, records, results, target, synthesizer),
+            # the only part of the card that differs between an interrupted and a straight run
+            "run": {"chunks": len(results), "chunks_reloaded": reloaded},
             "outputs": {"records": records_path.name, "records_sha256": file_sha256(records_path)}}
     _write_json(card_path, card)
     shutil.rmtree(parts_dir, ignore_errors=True)
