@@ -167,3 +167,30 @@ def test_kill_and_resume_gives_the_output_of_an_uninterrupted_run(tiny, tmp_path
     reference_log = SamplesLog(reference / "pseudo_labels.samples.jsonl", job.identity).entries
     assert resumed_log == reference_log              # same tokens sample by sample (completion digests)
     assert len({d for e in reference_log.values() for d in e["completion_sha1"]}) > 1
+
+
+@pytest.mark.slow   # about 3 CPU-minutes (model load, 12 x 48 tokens, 12 re-decodes): over a minute on 2 cores
+def test_pseudo_labelling_with_the_embedded_smollm2_policy_runs_end_to_end_on_cpu(tmp_path, capsys):
+    """The real default policy, 3 short MedMCQA questions x 4 samples x 48 new tokens, via the command
+    (short stems keep the prefill, and so the test, small)."""
+    questions = read_paper_eval_file(paper_eval_path("medmcqa"))[:3]
+    write_records(questions, tmp_path / "questions.jsonl")
+    argv = [f"output_dir={tmp_path}", f"label.input={tmp_path / 'questions.jsonl'}", "label.num_samples=4",
+            "rollout.max_new_tokens=48", "rollout.temperature=0.6", "rollout.top_p=0.95", "rollout.top_k=20",
+            "label.min_agreement=0.5"]
+    assert label_main(argv) == 0
+    assert "labelled" in capsys.readouterr().out
+    card = json.loads((tmp_path / "pseudo_labels.card.json").read_text())
+    assert card["identity"]["model"] == "embedded:smollm2-135m-instruct"
+    report = card["report"]
+    assert report["questions"] == 3 and report["samples"]["total"] == 12
+    # SmolLM2 rarely states an answer itself (NOTES.md); the re-decode still gets a vote from every sample
+    assert report["samples"]["answered"] == 12
+    assert report["samples"]["free_answer"] + report["samples"]["recovered"] == 12
+    votes = [json.loads(line) for line in (tmp_path / "pseudo_labels.votes.jsonl").read_text().splitlines()]
+    for vote, question in zip(votes, questions):
+        assert set(vote["answers"]) <= set(question.letters)
+        assert vote["kept"] == (vote["agreement"] >= 0.5 and not vote["tied"])
+    labelled = read_records(tmp_path / "pseudo_labels.jsonl")
+    assert len(labelled) == report["labelled"] == sum(v["kept"] for v in votes)
+    assert all(r.label_source == "pseudo" and r.label in r.letters for r in labelled)

@@ -25,8 +25,8 @@ Three tests, in this order (the first that fires is the reason):
     needle-stick case turned into true/false items, 0.20) falls below and is kept.
     ``ngram_min_coverage=0`` gives the plain any-shared-n-gram rule.
 
-Building the index over the ~11k items of the shared suite takes about 2 s; a query costs one
-normalisation and a few set lookups.
+Building the index over the 8,617 question items of the shared suite (690k n-grams) takes 2-3 s
+of one CPU core; a query costs one normalisation and a few dict lookups (about 40 us).
 """
 
 from __future__ import annotations
