@@ -98,6 +98,13 @@ def test_label_without_input_is_a_clear_error(capsys):
     assert "label.input is not set" in capsys.readouterr().err
 
 
+def test_a_malformed_input_row_is_an_error_naming_file_and_line(tmp_path, capsys):
+    bad = tmp_path / "questions.jsonl"
+    bad.write_text('{"id": "q1", "question": "Q?", "options": ["a", "b"]}\n{"id": "q2", "question": "Q?", "options": ["a"]}\n')
+    assert label_main([f"output_dir={tmp_path}", f"label.input={bad}"]) == 1
+    assert f"{bad}:2: record q2: needs 2..26 options, got 1" in capsys.readouterr().err
+
+
 def test_samples_log_refuses_other_settings_and_cuts_a_torn_line(tmp_path):
     path = tmp_path / "s.jsonl"
     log = SamplesLog(path, {"settings": {"temperature": 1.0}})
