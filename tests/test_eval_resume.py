@@ -91,3 +91,33 @@ def test_other_settings_in_the_same_directory_are_refused(tiny_dir, tmp_path):
     with pytest.raises(ValueError, match=r"other settings \(differs in \['protocol'\]\)"):
         run_eval(_cfg(tiny_dir, tmp_path / "out", "eval.limit=1", "eval.num_samples=1", "eval.top_k=5"),
                  progress=False)
+
+
+@pytest.mark.slow
+def test_a_process_killed_mid_run_resumes_to_the_same_files(tiny_dir, tmp_path):
+    """A real SIGKILL of ``medssr eval`` once some samples are on disk, then a rerun."""
+    import subprocess
+    import sys
+    import time
+
+    def command(out):
+        return [sys.executable, "-m", "medssr_nemo.cli.main", "eval", "--no-progress", f"eval.output_dir={out}",
+                f"eval.checkpoints=[{tiny_dir}]", "eval.benchmarks=[medqa]", "eval.limit=4", "eval.num_samples=2",
+                "eval.max_new_tokens=16", "eval.batch_size=2", "eval.chart=false"]
+
+    subprocess.run(command(tmp_path / "full"), check=True, capture_output=True)
+    partial = tmp_path / "killed" / "tiny-llama" / "medqa" / "generations.partial.jsonl"
+    proc = subprocess.Popen(command(tmp_path / "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        if partial.exists() and partial.stat().st_size > 0:
+            proc.kill()
+            break
+        time.sleep(0.05)
+    proc.wait()
+    killed_midway = proc.returncode != 0
+    subprocess.run(command(tmp_path / "killed"), check=True, capture_output=True)
+    for name in FILES:
+        assert (tmp_path / "killed" / "tiny-llama" / "medqa" / name).read_bytes() == \
+            (tmp_path / "full" / "tiny-llama" / "medqa" / name).read_bytes(), name
+    assert killed_midway, "the run finished before it could be killed; the comparison above still holds"
