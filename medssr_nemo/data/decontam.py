@@ -177,7 +177,7 @@ class Decontaminator:
         return clean, removed
 
 
-def eval_decontaminator(root: str | None = None, **options: int) -> Decontaminator:
+def eval_decontaminator(root: str | None = None, **options: float) -> Decontaminator:
     """A ``Decontaminator`` over every item of the evaluation suite under ``root`` (default:
     the shared data root); ``options`` are the constructor's knobs."""
     from medssr_nemo.data.eval_suite import load_eval_suite

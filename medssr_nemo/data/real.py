@@ -221,7 +221,7 @@ def pubmedqa_test_ids(root: Path) -> list[str]:
     return [f"pubmedqa-{pmid}" for pmid in json.loads(path.read_text(encoding="utf-8"))]
 
 
-def real_decontaminator(root: str | os.PathLike | None = None, **options: int) -> Decontaminator:
+def real_decontaminator(root: str | os.PathLike | None = None, **options: float) -> Decontaminator:
     """The evaluation-suite index plus PubMedQA's test ids."""
     root = Path(root) if root is not None else data_root()
     suite = load_eval_suite(root)
@@ -294,7 +294,8 @@ def load_real_pools(pools: Iterable[str] = POOLS, root: str | os.PathLike | None
     pools = list(pools)
     unknown = [p for p in pools if p not in POOLS]
     if unknown or not pools:
-        raise ValueError(f"unknown real-data pool(s) {unknown or pools}; known: {', '.join(POOLS)}")
+        what = f"unknown real-data pool(s) {unknown}" if unknown else "no real-data pool named"
+        raise ValueError(f"{what}; known: {', '.join(POOLS)}")
     index = decontaminator or real_decontaminator(root)
     results = {pool: load_pool(pool, index, root=root, max_records=max_per_pool, seed=seed,
                                pubmedqa_context=pubmedqa_context) for pool in pools}

@@ -4,8 +4,10 @@ Each question is answered exactly as the evaluation answers it (``medssr_nemo.ev
 the shared prompt template, the shared answer extractor, and one greedy re-decode restricted to
 the question's option letters for a sample that states no answer; see
 ``medssr_nemo.eval.protocol.recovery_tokens`` for which letter tokens: the suffix without its
-trailing space, then the merged ``" A"`` token where the tokenizer merges every letter that way).
-Only the sampling settings are labelling's own.
+trailing space, then the merged ``" A"`` token where the tokenizer merges every letter that way:
+for SmolLM2, ``\nThe answer is`` = ids 198 504 2988 314, then ``ĠA``=330, ``ĠB``=389, ``ĠC``=340,
+``ĠD``=422, ``ĠE``=414, the tokens the model itself produces for "The answer is A"). Only the
+sampling settings are labelling's own.
 
 Files under ``out_dir`` (``<name>`` = ``label.output_name``):
 
