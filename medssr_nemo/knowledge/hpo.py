@@ -27,7 +27,7 @@ from medssr_nemo.knowledge.interfaces import DiseaseProfile, KnowledgeSource, Lo
 from medssr_nemo.knowledge.names import DiseaseNameIndex, name_variants
 from medssr_nemo.knowledge.obo import Ontology, read_obo, top_level_groups
 
-CACHE_FORMAT = 3   # bump when the pickled structure changes
+CACHE_FORMAT = 4   # bump when the pickled structure changes
 HPO_FILES = {"obo": "hp.obo", "hpoa": "phenotype.hpoa", "genes": "genes_to_phenotype.txt"}
 ORPHA2OMIM = "knowledge/orpha2omim.json"
 # Inheritance terms that tie a disease to one sex (HPO ids).
@@ -124,7 +124,7 @@ class HPOKnowledge(KnowledgeSource):
         raw = read_hpoa(paths["hpoa"], ontology, report)
         genes = read_genes(paths["genes"], report)
         exact, mapped = read_orpha2omim(paths["orpha2omim"], report) if "orpha2omim" in paths else ({}, None)
-        profiles = assemble_profiles(raw, genes, exact, ontology, report, orpha_mapped_omim=mapped)
+        profiles = assemble_profiles(raw, genes, exact, ontology, report, orpha_any=mapped)
         # every ancestor set the similarity index needs, computed once here so it is cached too
         for profile in profiles:
             for annotation in profile.phenotypes:
@@ -162,7 +162,7 @@ class HPOKnowledge(KnowledgeSource):
 
 def assemble_profiles(raw: dict[str, RawDisease], genes: dict[str, list[str]],
                       orpha_exact: dict[str, list[str]], ontology: Ontology,
-                      report: LoadReport, orpha_mapped_omim: set[str] | None = None) -> list[DiseaseProfile]:
+                      report: LoadReport, orpha_any: dict[str, list[str]] | None = None) -> list[DiseaseProfile]:
     """Turn parsed annotations into profiles: cross-reference ids and names, borrowed
     inheritance and genes, sex, disease group, rarity. Diseases with no phenotype are dropped
     (and counted).
@@ -170,11 +170,15 @@ def assemble_profiles(raw: dict[str, RawDisease], genes: dict[str, list[str]],
     Rarity: Orphanet and DECIPHER entries are rare diseases by definition. OMIM also catalogues
     common complex disorders and susceptibility loci ("Colorectal cancer", "Major depressive
     disorder"), so an OMIM entry counts as rare only when Orphanet maps it (any mapping type);
-    without the Orphanet map (``orpha_mapped_omim`` None) every entry counts as rare."""
+    without the Orphanet map (``orpha_any`` None) every entry counts as rare."""
     omim_to_orpha: dict[str, list[str]] = {}
     for orpha, omims in orpha_exact.items():
         for omim in omims:
             omim_to_orpha.setdefault(omim, []).append(orpha)
+    omim_related: dict[str, list[str]] = {}
+    for orpha, omims in (orpha_any or {}).items():
+        for omim in omims:
+            omim_related.setdefault(omim, []).append(orpha)
     groups = top_level_groups(ontology)
     term_groups: dict[str, list[str]] = {}
     profiles = []
@@ -202,15 +206,17 @@ def assemble_profiles(raw: dict[str, RawDisease], genes: dict[str, list[str]],
             if other in raw and raw[other].name.lower() != disease.name.lower():
                 synonyms += [raw[other].name, *name_variants(raw[other].name)]
         onset = disease.onset or _majority_onset(disease)
+        related = (orpha_any or {}).get(disease_id, []) + omim_related.get(disease_id, [])
         profiles.append(DiseaseProfile(
             id=disease_id, name=disease.name, source_ids=[disease_id, *sorted(set(same))],
+            related_ids=sorted(set(related) - set(same)),
             synonyms=list(dict.fromkeys(synonyms)),
             phenotypes=list(disease.phenotypes.values()), excluded=list(disease.excluded.values()),
             onset=[ontology.name(t) if t.startswith("HP:") else t for t in onset],
             inheritance=[ontology.name(t) for t in inheritance], inheritance_source=inheritance_source,
             sex=_sex_of(inheritance), genes=disease_genes,
             category=_category_of(disease, ontology, groups, term_groups),
-            rare=not disease_id.startswith("OMIM:") or orpha_mapped_omim is None or disease_id in orpha_mapped_omim,
+            rare=not disease_id.startswith("OMIM:") or orpha_any is None or disease_id in omim_related,
         ))
     report.counts["profiles"] = len(profiles)
     report.counts["rare_profiles"] = sum(1 for p in profiles if p.rare)

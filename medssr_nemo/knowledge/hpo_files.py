@@ -209,22 +209,23 @@ def read_genes(path: str | Path, report: LoadReport) -> dict[str, list[str]]:
     return {disease: sorted(symbols) for disease, symbols in genes.items()}
 
 
-def read_orpha2omim(path: str | Path, report: LoadReport) -> tuple[dict[str, list[str]], set[str]]:
-    """(ORPHA id -> OMIM ids mapped exactly (type ``E``), every OMIM id mapped in any way).
+def read_orpha2omim(path: str | Path, report: LoadReport) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """(ORPHA id -> OMIM ids mapped exactly (type ``E``), ORPHA id -> OMIM ids mapped in any way).
 
-    Only exact mappings denote the same disease; the set of all mapped OMIM ids says which OMIM
-    entries Orphanet, the rare-disease nomenclature, covers at all."""
+    Only exact mappings denote the same disease. Any mapping (broader, narrower, ...) says the two
+    overlap, e.g. a disease group and one of its subtypes, and that Orphanet, the rare-disease
+    nomenclature, covers the OMIM entry at all."""
     path = Path(path)
     try:
         table = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         report.drop("orpha2omim: not valid JSON", f"{path.name}:{err.lineno}: {err.msg}")
-        return {}, set()
+        return {}, {}
     if not isinstance(table, dict):
         report.drop("orpha2omim: expected an object ORPHA id -> [[OMIM id, type], ...]", path.name)
-        return {}, set()
+        return {}, {}
     exact: dict[str, list[str]] = {}
-    mapped: set[str] = set()
+    mapped: dict[str, list[str]] = {}
     for orpha, pairs in table.items():
         if not isinstance(pairs, list):
             report.drop("orpha2omim: entry is not a list of [OMIM id, type] pairs", f"{path.name}: {orpha}")
@@ -233,7 +234,7 @@ def read_orpha2omim(path: str | Path, report: LoadReport) -> tuple[dict[str, lis
             if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)):
                 report.drop("orpha2omim: mapping is not an [OMIM id, type] pair", f"{path.name}: {orpha}: {pair!r}")
                 continue
-            mapped.add(pair[0])
+            mapped.setdefault(orpha, []).append(pair[0])
             if pair[1] == "E":
                 exact.setdefault(orpha, []).append(pair[0])
     report.counts["orpha2omim_exact"] = sum(len(v) for v in exact.values())

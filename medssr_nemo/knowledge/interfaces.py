@@ -39,6 +39,7 @@ class DiseaseProfile:
     id: str                             # "OMIM:619340", "ORPHA:558", "DECIPHER:16"
     name: str
     source_ids: list[str] = field(default_factory=list)  # this id plus exact cross-references
+    related_ids: list[str] = field(default_factory=list)  # overlapping entries (broader/narrower maps)
     synonyms: list[str] = field(default_factory=list)
     phenotypes: list[PhenotypeAnnotation] = field(default_factory=list)
     excluded: list[PhenotypeAnnotation] = field(default_factory=list)  # findings stated absent (NOT)

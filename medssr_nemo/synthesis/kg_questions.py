@@ -63,10 +63,21 @@ _INHERITANCE_WORDS = re.compile(r"autosomal|x-linked|y-linked|mitochondrial|domi
 
 
 def names_gene(profile: DiseaseProfile) -> bool:
-    """True when the disease name (or a synonym) spells one of its genes ("MECP2 duplication")."""
-    text = " ".join([profile.name, *profile.synonyms]).upper()
+    """True when the disease name (or a synonym) gives one of its genes away: it spells the
+    symbol ("MECP2 duplication") or the symbol is the name's initials ("Bardet-Biedl syndrome 9"
+    -> BBS9)."""
+    names = [profile.name, *profile.synonyms]
+    text = " ".join(names).upper()
     words = set(re.split(r"[^A-Z0-9]+", text))
-    return any(g.upper() in words if g.isalnum() else g.upper() in text for g in profile.genes)
+    initials = {"".join(w[0] for w in re.split(r"[\s\-,]+", n) if w and w[0].isalpha()).upper() for n in names}
+    for gene in profile.genes:
+        symbol = gene.upper()
+        if (symbol in words if symbol.isalnum() else symbol in text):
+            return True
+        letters = symbol.rstrip("0123456789")
+        if len(letters) >= 2 and letters in initials:
+            return True
+    return False
 
 
 def main_inheritance(profile: DiseaseProfile) -> list[str]:
@@ -85,8 +96,11 @@ class KGQuestionBuilder:
         self.similarity = PhenotypeSimilarity(self.profiles, ontology)
         self.row = self.similarity.row
         self._names = [normalise(p.name) for p in self.profiles]
-        self._families = [family_name(p.name) for p in self.profiles]
-        self._same = [set(p.source_ids) | {p.id} for p in self.profiles]
+        # a family is the bag of words of the name without its subtype number, so "Hemophagocytic
+        # lymphohistiocytosis, familial, 2" and "Familial hemophagocytic lymphohistiocytosis" meet
+        self._families = [frozenset(family_name(p.name).split()) for p in self.profiles]
+        # entries that denote or overlap the same disease (exact, broader or narrower mappings)
+        self._same = [set(p.source_ids) | set(p.related_ids) | {p.id} for p in self.profiles]
         self.eligible: dict[str, list[int]] = {t: [] for t in QUESTION_TYPES}
         for i, p in enumerate(self.profiles):
             if len(p.phenotypes) >= MIN_FINDINGS:
