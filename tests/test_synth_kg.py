@@ -14,7 +14,7 @@ from medssr_nemo.config import load_config
 from medssr_nemo.knowledge.hpo import HPOKnowledge
 from medssr_nemo.records import read_records
 from medssr_nemo.synthesis.kg import KGSynthesizer
-from medssr_nemo.synthesis.kg_questions import INHERITANCE_MODES, KGQuestionBuilder, Unbuildable
+from medssr_nemo.synthesis.kg_questions import INHERITANCE_MODES, KGQuestionBuilder, Unbuildable, display_name
 from medssr_nemo.synthesis.run import build_decontaminator, run_synthesis
 from medssr_nemo.synthesis.runner import Interrupted
 from medssr_nemo.synthesis.seeds import load_seed_pool
@@ -182,7 +182,7 @@ def test_difficulty_moves_distractor_similarity(builder):
 def test_diagnosis_key_is_the_disease_and_distractors_miss_a_finding(builder):
     for target, question in _build(builder, "diagnosis", "hard"):
         profile = builder.profiles[target]
-        assert question.key == profile.name and profile.name not in question.distractors
+        assert question.key == display_name(profile) and question.key not in question.distractors
         findings = [k for k in question.knowledge_ids if k.startswith("HP:")]
         assert len(findings) >= 3
         for other in question.meta["distractor_ids"]:
@@ -203,6 +203,18 @@ def test_gene_inheritance_and_not_expected_keys_come_from_the_profile(builder):
         profile = builder.profiles[target]
         assert question.key in {p.name for p in profile.excluded}
         assert set(question.distractors) <= {p.name for p in profile.phenotypes}
+
+
+def test_vignette_age_follows_the_onset(builder):
+    from medssr_nemo.knowledge.interfaces import DiseaseProfile
+    from medssr_nemo.synthesis.vignette import onset_of, person
+
+    rng = random.Random(0)
+    assert person(DiseaseProfile("X:1", "Some disease", onset=["Congenital onset"]), "female", rng)[0] == "A newborn girl"
+    infant, onset, _ = person(DiseaseProfile("X:2", "Some disease", onset=["Infantile onset"]), "male", rng)
+    assert onset == "Infantile onset" and infant.endswith("-month-old boy")
+    assert onset_of(DiseaseProfile("X:3", "Lethal infantile mitochondrial myopathy")) == "Infantile onset"
+    assert person(DiseaseProfile("X:4", "Some disease"), "female", rng)[0] == "A female patient"
 
 
 def test_x_linked_recessive_vignettes_are_male(builder):

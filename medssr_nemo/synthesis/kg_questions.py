@@ -80,6 +80,13 @@ def names_gene(profile: DiseaseProfile) -> bool:
     return False
 
 
+def display_name(profile: DiseaseProfile) -> str:
+    """The name as an option shows it: old OMIM titles in capitals ("CYSTATHIONINURIA") are
+    written in sentence case."""
+    name = profile.name
+    return name[0] + name[1:].lower() if name.isupper() and len(name) > 5 else name
+
+
 def main_inheritance(profile: DiseaseProfile) -> list[str]:
     """The disease's main modes (see ``INHERITANCE_MODES``); generic 'X-linked inheritance'
     alongside a specific X-linked mode adds nothing."""
@@ -184,7 +191,7 @@ class KGQuestionBuilder:
         rows = self.distractor_diseases(target, difficulty, rng, self.num_options - 1, must_miss=finding_ids)
         return BuiltQuestion(
             stem=f"{vignette.text} Which of the following is the most likely diagnosis?",
-            key=profile.name, distractors=[self.profiles[r].name for r in rows],
+            key=display_name(profile), distractors=[display_name(self.profiles[r]) for r in rows],
             knowledge_ids=[*profile.source_ids, *finding_ids],
             meta={"distractor_ids": [self.profiles[r].id for r in rows],
                   "distractor_similarity": self._similarity_of(target, rows)},
@@ -200,7 +207,7 @@ class KGQuestionBuilder:
             stem = (f"{vignette.text} Pathogenic variants in which of the following genes most likely "
                     "explain this presentation?")
         else:
-            stem = f"{profile.name} is caused by pathogenic variants in which of the following genes?"
+            stem = f"{display_name(profile)} is caused by pathogenic variants in which of the following genes?"
         genes: list[str] = []
         rows: list[int] = []
         own = set(profile.genes)
@@ -243,7 +250,7 @@ class KGQuestionBuilder:
             stem = (f"{vignette.text} The condition has been confirmed genetically. "
                     "What is the most likely mode of inheritance of this condition?")
         else:
-            stem = f"What is the mode of inheritance of {profile.name}?"
+            stem = f"What is the mode of inheritance of {display_name(profile)}?"
         return BuiltQuestion(stem=stem, key=key_text, distractors=[INHERITANCE_MODES[n][0] for n in chosen],
                              knowledge_ids=knowledge_ids, meta={"inheritance_source": profile.inheritance_source})
 
@@ -268,7 +275,7 @@ class KGQuestionBuilder:
         else:
             chosen = rng.sample(sorted(positives, key=lambda p: p.hpo_id), count)
         return BuiltQuestion(
-            stem=f"Which of the following findings is NOT a feature of {profile.name}?",
+            stem=f"Which of the following findings is NOT a feature of {display_name(profile)}?",
             key=excluded.name,
             distractors=[p.name for p in chosen],
             knowledge_ids=[*profile.source_ids, excluded.hpo_id, *(p.hpo_id for p in chosen)],

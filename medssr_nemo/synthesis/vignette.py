@@ -9,6 +9,7 @@ were drawn. Too few drawn findings are topped up with the most frequent ones.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -61,17 +62,33 @@ def choose_sex(profile: DiseaseProfile, rng: random.Random) -> str:
         return profile.sex
     if profile.inheritance == [_X_RECESSIVE] or set(profile.inheritance) == {_X_RECESSIVE, "X-linked inheritance"}:
         return "male"
-    if profile.onset and profile.onset[0] in _FEMALE_ONSETS:
+    if onset_of(profile) in _FEMALE_ONSETS:
         return "female"
     return rng.choice(["male", "female"])
 
 
-def person(profile: DiseaseProfile, sex: str, rng: random.Random) -> tuple[str, str | None, str]:
-    """("A 7-year-old boy", onset name, onset clause) from the first known onset."""
+# onset words in disease names ("Lethal infantile mitochondrial myopathy"), used when the knowledge
+# base states no onset, so an infantile disease never presents in "a woman"
+_NAME_ONSETS = (("neonatal", "Neonatal onset"), ("infantile", "Infantile onset"), ("congenital", "Congenital onset"),
+                ("childhood", "Childhood onset"), ("juvenile", "Juvenile onset"), ("adult", "Adult onset"),
+                ("late-onset", "Late onset"))
+
+
+def onset_of(profile: DiseaseProfile) -> str | None:
+    """The first known onset term of the profile, else one the disease name implies, else None."""
     onset = next((o for o in profile.onset if o in _ONSET_AGES), None)
     if onset is None:
-        return (f"A {'man' if sex == 'male' else 'woman'}" if rng.random() < 0.5 else
-                f"A {'male' if sex == 'male' else 'female'} patient"), None, ""
+        name = profile.name.lower()
+        onset = next((term for word, term in _NAME_ONSETS if re.search(rf"\b{word}\b", name)), None)
+    return onset
+
+
+def person(profile: DiseaseProfile, sex: str, rng: random.Random) -> tuple[str, str | None, str]:
+    """("A 7-year-old boy", onset name, onset clause) from the onset (see ``onset_of``); with
+    no onset known, no age is stated ("A male patient")."""
+    onset = onset_of(profile)
+    if onset is None:
+        return f"A {'male' if sex == 'male' else 'female'} patient", None, ""
     unit, low, high, clause = _ONSET_AGES[onset]
     child = {"male": "boy", "female": "girl"}[sex]
     adult = {"male": "man", "female": "woman"}[sex]
