@@ -296,3 +296,33 @@ def test_engine_generator_built_from_config(tmp_path, hpo, shared_data):
 
     model_dir = save_tiny_model(tmp_path / "tiny", "llama", seed=0)
     _assert_all_unparseable(_engine_run(tmp_path, hpo, shared_data, [f"synthesis.generator.model={model_dir}"]))
+
+
+def test_llm_with_a_snippet_corpus_injects_retrieved_passages(tmp_path, server_factory, monkeypatch):
+    from medssr_nemo.knowledge.corpus import CorpusKnowledge
+    from medssr_nemo.synthesis.kg import KGSynthesizer
+    from medssr_nemo.synthesis.run import run_synthesis
+
+    monkeypatch.setenv("MEDSSR_CACHE", str(tmp_path / "cache"))
+    corpus_path = tmp_path / "corpus.jsonl"
+    corpus_path.write_text("\n".join(json.dumps(row) for row in [
+        {"id": "sp-1", "title": "Scurvy", "content": "Scurvy is vitamin C deficiency: bleeding gums, perifollicular hemorrhage."},
+        {"id": "sp-2", "title": "Beriberi", "content": "Beriberi is thiamine (vitamin B1) deficiency: neuropathy, heart failure."},
+    ]) + "\n")
+    corpus = CorpusKnowledge(corpus_path)
+    seeds = [QuestionRecord(id=f"seed-{i}", question=f"Deficiency of which vitamin causes {name}?",
+                            options=["Vitamin A", "Vitamin B1", "Vitamin C", "Vitamin D"], gold="C" if i == 0 else "B")
+             for i, name in enumerate(["scurvy with bleeding gums", "beriberi with neuropathy"] * 5)]
+    server = server_factory(lambda body, n: (200, {}, completion(
+        f"Question: New question {body['seed']} about vitamins?\nA. one\nB. two\nC. three\nD. four\nAnswer: B"), 0.0))
+    cfg = load_config("base", [
+        f"output_dir={tmp_path / 'out'}", "synthesis.synthesizer=llm", "synthesis.alpha=1", "synthesis.num_questions=6",
+        "synthesis.num_options=4", "synthesis.show_progress=false", "synthesis.filters.decontaminate=false",
+        f"synthesis.generator.base_url={server.base_url}", "synthesis.generator.model=m"])
+    out = run_synthesis(cfg, knowledge=corpus, seeds=seeds)
+    records = read_records(out.records_path)
+    assert len(records) == 6 and all(r.rare for r in records)
+    assert all(set(r.knowledge_ids[1:]) <= {"sp-1", "sp-2"} and len(r.knowledge_ids) > 1 for r in records)
+    assert all("Knowledge:" in b["messages"][1]["content"] for b in server.requests)
+    with pytest.raises(ValueError, match="needs a knowledge source with disease profiles"):
+        KGSynthesizer(corpus, seeds)
