@@ -9,8 +9,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
-
 from medssr_nemo.knowledge.interfaces import LoadReport
 
 ROOT = "HP:0000001"
@@ -57,37 +55,33 @@ class Ontology:
         return term.name if term else hpo_id
 
     def ancestors(self, hpo_id: str) -> frozenset[str]:
-        """``hpo_id`` and every term above it (iterative, memoised: the graph is a DAG)."""
+        """``hpo_id`` and every term above it (iterative, memoised). HPO is a DAG; an is_a cycle in
+        a malformed file is cut where it closes instead of looping forever."""
         cached = self._ancestors.get(hpo_id)
         if cached is not None:
             return cached
-        stack, order = [hpo_id], []
+        stack, visiting = [hpo_id], {hpo_id}
         while stack:   # post-order walk so each parent's set exists before its children need it
             node = stack[-1]
-            pending = [p for p in self.terms[node].parents if p not in self._ancestors and p in self.terms] \
+            pending = [p for p in self.terms[node].parents
+                       if p not in self._ancestors and p in self.terms and p not in visiting] \
                 if node in self.terms else []
             if pending:
-                stack.extend(pending)
+                stack.append(pending[0])
+                visiting.add(pending[0])
                 continue
             stack.pop()
+            visiting.discard(node)
             if node in self._ancestors:
                 continue
             result = {node}
             for parent in (self.terms[node].parents if node in self.terms else ()):
                 result |= self._ancestors.get(parent, frozenset())
             self._ancestors[node] = frozenset(result)
-            order.append(node)
         return self._ancestors[hpo_id]
 
     def is_under(self, hpo_id: str, root: str) -> bool:
         return root in self.ancestors(hpo_id)
-
-    def children(self) -> dict[str, list[str]]:
-        kids: dict[str, list[str]] = {}
-        for term in self.terms.values():
-            for parent in term.parents:
-                kids.setdefault(parent, []).append(term.id)
-        return kids
 
     def subtree(self, root: str) -> set[str]:
         """``root`` and every non-obsolete term below it."""
@@ -183,7 +177,3 @@ def short_group_name(name: str) -> str:
     text = re.sub(r"^Abnormality of (the )?", "", name)
     text = re.sub(r"^Abnormal ", "", text)
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or name
-
-
-def iter_names(ontology: Ontology, ids: Iterable[str]) -> list[str]:
-    return [ontology.name(i) for i in ids]

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 from medssr_nemo.records import QuestionRecord, read_records, write_records
 from medssr_nemo.synthesis.filters import FilterReport, QualityFilter
 from medssr_nemo.synthesis.interfaces import Synthesizer
-from medssr_nemo.synthesis.plan import DIMENSIONS, Slot, Target, distribution_report, plan_slots
+from medssr_nemo.synthesis.plan import DIMENSIONS, Slot, Target, distribution_report
 
 log = logging.getLogger(__name__)
 CARD_FORMAT = 1
