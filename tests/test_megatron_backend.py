@@ -210,11 +210,15 @@ def test_megatron_checkpoint_written_with_dist_checkpointing(two_processes):
 
 
 def test_megatron_checkpoint_resumes_exactly_in_the_same_layout(two_processes):
+    """Weights, Adam moments and step count come back exactly: the next two steps (losses,
+    gradient norms, resulting weights) are bit-identical to the uninterrupted run's."""
     result = two_processes["checkpoint"]
     resumed = {r["name"]: r for r in result["resumed"]}["tp2"]
     assert resumed["step_after_load"] == 1
-    assert resumed["second"]["loss"] == result["second"]["loss"]
-    assert resumed["second"]["grad_norm"] == result["second"]["grad_norm"]
+    for mine, theirs in zip(resumed["later"], result["later"], strict=True):
+        assert mine["loss"] == theirs["loss"]
+        assert mine["grad_norm"] == theirs["grad_norm"]
+    assert resumed["weights_bit_equal"]
 
 
 @pytest.mark.parametrize("layout", ["tp1", "pp2"])
@@ -222,7 +226,43 @@ def test_megatron_checkpoint_saved_at_tp2_resumes_in_another_layout(two_processe
     result = two_processes["checkpoint"]
     resumed = {r["name"]: r for r in result["resumed"]}[layout]
     assert resumed["step_after_load"] == 1
-    assert resumed["second"]["loss"] == pytest.approx(result["second"]["loss"], rel=LOSS_RTOL)
-    assert resumed["second"]["grad_norm"] == pytest.approx(result["second"]["grad_norm"], rel=GRAD_NORM_RTOL)
+    for mine, theirs in zip(resumed["later"], result["later"], strict=True):
+        assert mine["loss"] == pytest.approx(theirs["loss"], rel=LOSS_RTOL)
+        assert mine["grad_norm"] == pytest.approx(theirs["grad_norm"], rel=GRAD_NORM_RTOL)
+    assert resumed["weights_max_abs_diff"] < WEIGHT_ATOL
     # the resumed step is the second one, not a fresh first step
-    assert resumed["second"]["loss"] != pytest.approx(result["first"]["loss"], rel=1e-3)
+    assert resumed["later"][0]["loss"] != pytest.approx(result["first"]["loss"], rel=1e-3)
+
+
+# ----------------------------------------------------------------------------- slow: the recipe
+@pytest.fixture(scope="module")
+def recipe(checkpoints, tmp_path_factory) -> dict:
+    """World of two: the GRPO trainer with policy.backend=megatron at TP2 (uninterrupted and
+    resumed runs), and the embedded SmolLM2-135M (30 layers, 9 heads) at PP2 against transformers."""
+    from medssr_nemo.models import resolve_model_dir
+
+    models = {**checkpoints, "smollm2": resolve_model_dir("embedded:smollm2-135m-instruct")}
+    spec = {"models": models, "parity": {"cases": [{"model": "smollm2", "tp": 1, "pp": 2}]},
+            "trainer": {"model": "llama", "tp": 2, "pp": 1, "steps": 3}}
+    return _run_job(spec, 2, tmp_path_factory.mktemp("megatron_recipe"), timeout_s=900)
+
+
+@pytest.mark.slow
+def test_megatron_parity_embedded_smollm2_pp2(recipe):
+    (case,) = recipe["parity"]
+    assert case["logits_max_abs_diff"] < 1e-4 * max(1.0, case["logits_scale"])
+    assert case["logprobs_max_abs_diff"] < 1e-4
+    assert case["export_names_equal"] and case["export_mismatched"] == []
+
+
+@pytest.mark.slow
+def test_megatron_grpo_trainer_runs_refits_and_resumes_exactly(recipe):
+    result = recipe["trainer"]
+    metrics = result["metrics"]
+    assert [m["weight_version"] for m in metrics] == [1, 2, 3]  # the engine was refit every step
+    for m in metrics:
+        assert m["mismatch/logprob_abs_max"] < 1e-4  # engine (HF copy) and policy (megatron) agree
+        assert m["train/grad_norm"] > 0
+    assert result["engine_vs_policy_weight_diff"] == 0.0
+    assert result["resumed_step"] == 3
+    assert result["max_weight_diff_straight_vs_resumed"] == 0.0

@@ -191,8 +191,11 @@ def _hf_backend_run(spec, path, batch):
 
 
 def scenario_checkpoint(spec, models):
-    """Train one step at ``save_layout``, save, train a second step (the uninterrupted run); then
-    for each resume layout: build afresh, load, train the second step."""
+    """Train one step at ``save_layout``, save, train two more (the uninterrupted run); then for
+    each resume layout: build afresh, load, train the same two steps. Steps after the first
+    depend on Adam's moments and step count, so they check the optimiser state too."""
+    import torch
+
     rank, world = _rank_world()
     path = models[spec["model"]]
     batch = _grpo_batch(_load_hf(path))
@@ -202,16 +205,68 @@ def scenario_checkpoint(spec, models):
     backend = _backend(path, save["tp"], save["pp"], reference=True)
     first = _step_record(backend.train_step(mine, _loss_fn()))
     backend.save(directory)
-    second = _step_record(backend.train_step(mine, _loss_fn()))
+    later = [_step_record(backend.train_step(mine, _loss_fn())) for _ in range(2)]
+    final = {name: tensor.clone() for name, tensor in backend.export_hf_weights()}
     resumed = []
     for layout in spec["resume_layouts"]:
         backend = _backend(path, layout["tp"], layout["pp"], reference=True)
         backend.load(directory)
         step_after_load = backend.step
-        resumed.append({**layout, "step_after_load": step_after_load,
-                        "second": _step_record(backend.train_step(mine, _loss_fn()))})
+        steps = [_step_record(backend.train_step(mine, _loss_fn())) for _ in range(2)]
+        weights = dict(backend.export_hf_weights())
+        resumed.append({**layout, "step_after_load": step_after_load, "later": steps,
+                        "weights_bit_equal": all(torch.equal(weights[n], final[n]) for n in final),
+                        "weights_max_abs_diff": max(float((weights[n] - final[n]).abs().max()) for n in final)})
     files = sorted(os.listdir(directory))
-    return {"first": first, "second": second, "resumed": resumed, "checkpoint_files": files}
+    return {"first": first, "later": later, "resumed": resumed, "checkpoint_files": files}
+
+
+def shorter_is_better(prompts, completions, **columns):
+    """A reward a random tiny model can learn from: short completions are better."""
+    return [max(0.0, 1.0 - len(text) / 40) for text in completions]
+
+
+def scenario_trainer(spec, models):
+    """The GRPO recipe with ``policy.backend=megatron`` (in-process rollouts refit from the
+    megatron weights): an uninterrupted run of ``steps`` and a run stopped after ``steps - 1``
+    and resumed from its checkpoint; the final HF weights of both, and the logged metrics."""
+    import torch
+
+    from medssr_nemo.config import load_config
+    from medssr_nemo.grpo.metrics_log import read_metrics
+    from medssr_nemo.grpo.trainer import GRPOTrainer
+    from medssr_nemo.records import QuestionRecord
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    rank, _ = _rank_world()
+    records = [QuestionRecord(id=f"q{i}", question=f"Question number {i}: which one?",
+                              options=["alpha", "beta", "gamma", "delta"], gold="ABCD"[i % 4]) for i in range(8)]
+    base = ["model.prompt_style=base", "grpo.group_size=4", "grpo.prompts_per_step=2", "grpo.kl_coef=0.01",
+            "rollout.max_new_tokens=5", "rollout.top_k=4", "policy.lr=3e-3", "policy.micro_batch_size=4",
+            "policy.backend=megatron", f"model.path={models[spec['model']]}",
+            f"model.tensor_parallel_size={spec['tp']}", f"model.pipeline_parallel_size={spec['pp']}",
+            "train.tensorboard=false", "train.save_hf=false", "train.save_every=1",
+            "reward.sources.gold=[{name: 'run:shorter_is_better'}]"]
+
+    def run(out, steps):
+        cfg = load_config("base", [*base, f"output_dir={out}", f"train.steps={steps}"])
+        trainer = GRPOTrainer(cfg, records=records, show_progress=False).setup()
+        trainer.train()
+        return trainer
+
+    steps = spec["steps"]
+    straight = run(os.path.join(spec["out_dir"], "straight"), steps)
+    straight_weights = {n: t.clone() for n, t in straight.policy.export_hf_weights()}
+    interrupted = os.path.join(spec["out_dir"], "interrupted")
+    run(interrupted, steps - 1)
+    resumed = run(interrupted, steps)
+    resumed_weights = {n: t.clone() for n, t in resumed.policy.export_hf_weights()}
+    max_diff = max(float((straight_weights[n] - resumed_weights[n]).abs().max()) for n in straight_weights)
+    engine_diff = max(float((t - resumed.engine.model.state_dict()[n]).abs().max()) for n, t in resumed_weights.items())
+    metrics = read_metrics(os.path.join(spec["out_dir"], "straight")) if rank == 0 else []
+    return {"max_weight_diff_straight_vs_resumed": max_diff, "engine_vs_policy_weight_diff": engine_diff,
+            "metrics": metrics, "resumed_step": resumed.step,
+            "engine_weight_version": resumed.engine.weight_version}
 
 
 def main() -> None:
@@ -219,7 +274,8 @@ def main() -> None:
     with open(spec_path) as handle:
         spec = json.load(handle)
     _setup()
-    scenarios = {"parity": scenario_parity, "grpo": scenario_grpo, "checkpoint": scenario_checkpoint}
+    scenarios = {"parity": scenario_parity, "grpo": scenario_grpo, "checkpoint": scenario_checkpoint,
+                 "trainer": scenario_trainer}
     rank, world = _rank_world()
     output = {"world": world, "seconds": {}}
     for name, run in scenarios.items():

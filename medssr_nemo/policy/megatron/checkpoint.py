@@ -104,6 +104,7 @@ def load_checkpoint(directory: str | os.PathLike, model: torch.nn.Module, optimi
     loaded = dist_checkpointing.load(template, str(directory))
     _inner(model).load_state_dict(loaded["model"])
     optimizer.load_state_dict(loaded["optimizer"])
+    cpu_compat.finish_optimizer_load(optimizer)
     state = loaded.get("backend_state")
     if state is None:  # common state is not part of the template: read it from the common file
         state = dist_checkpointing.load_common_state_dict(str(directory))["backend_state"]

@@ -23,8 +23,8 @@ With a CUDA device both are no-ops: library code calls the CUDA APIs as usual.
 
 Separately, without TransformerEngine/apex (always the case on a CPU) megatron's distributed
 optimiser wraps torch's AdamW, and its checkpoint code mishandles AdamW's per-parameter ``step``
-in 0.16: ``prepare_optimizer_for_load`` fixes this per optimiser instance (nothing global), and
-does nothing when TE or apex provide the optimiser.
+in 0.16: ``prepare_optimizer_for_load`` and ``finish_optimizer_load`` fix this per optimiser
+instance (nothing global), and do nothing when TE or apex provide the optimiser.
 """
 
 from __future__ import annotations
@@ -155,3 +155,22 @@ def prepare_optimizer_for_load(optimizer) -> None:
 
         sub._set_main_param_and_optimizer_states = set_states
         sub._medssr_step_safe = True
+
+
+def finish_optimizer_load(optimizer) -> None:
+    """After a load, give every parameter its own AdamW ``step`` tensor.
+
+    megatron restores the step count by putting *one* tensor into every parameter's state;
+    AdamW increments each parameter's step in place, so a shared tensor would advance once per
+    parameter per update and every later bias correction would be wrong (a resumed run would
+    drift from the uninterrupted one).
+    """
+    if not _uses_torch_adam():
+        return
+    for sub in getattr(optimizer, "chained_optimizers", [optimizer]):
+        inner = getattr(sub, "optimizer", None)
+        if not isinstance(inner, (torch.optim.Adam, torch.optim.AdamW)):
+            continue
+        for state in inner.state.values():
+            if isinstance(state.get("step"), torch.Tensor):
+                state["step"] = state["step"].clone()
