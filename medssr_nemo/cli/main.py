@@ -13,7 +13,6 @@ COMMANDS = {
     "label": "pseudo-label questions by majority vote of the policy",
     "data": "prepare human-annotated training data ('medssr data real')",
     "eval": "evaluate a policy on the benchmark suite",
-    "run": "the whole MedSSR pipeline in one run directory",
     "launch": "print or run the torchrun/srun command a config implies",
     "plugins": "list registered plugins of every kind",
 }

@@ -113,8 +113,9 @@ class Decontaminator:
         shared = {g for g, count in item_count.items() if count > 1}
         boilerplate = {g for g in shared if item_count[g] >= boilerplate_min_items}
         self._multi_owner: dict[int, tuple[str, ...]] = {}
+        specific_shared = shared - boilerplate      # once, not once per evaluation item
         for record, grams in zip(records, gram_sets):
-            for gram in grams & shared - boilerplate:
+            for gram in grams & specific_shared:
                 self._multi_owner[gram] = (*self._multi_owner.get(gram, ()), record.id)
         for gram in shared:
             del owner[gram]
