@@ -41,9 +41,10 @@ def prompts():
 
 def full_forward_logprobs(model, prompt, completion, temperature):
     """log_softmax(logits / T) of each completion token from one unpadded, uncached forward."""
-    ids = torch.tensor([prompt + completion])
+    device = next(model.parameters()).device
+    ids = torch.tensor([prompt + completion], device=device)
     with torch.no_grad():
-        logits = model(ids).logits[0, len(prompt) - 1: -1].float()
+        logits = model(ids).logits[0, len(prompt) - 1: -1].float().cpu()
     logprobs = torch.log_softmax(logits / (temperature or 1.0), dim=-1)
     return logprobs.gather(-1, torch.tensor(completion).unsqueeze(-1)).squeeze(-1)
 
@@ -358,12 +359,20 @@ def test_compiled_static_decode_gives_the_same_tokens(tiny_llama, prompts):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("options", [dict(), dict(cache="static"), dict(cache="static", compile=True)])
-def test_cuda_engine_matches_cpu_greedy(tiny_llama, prompts, options):
+def test_cuda_engine_greedy_equals_generate_on_cuda(tiny_llama, prompts, options):
     model, tokenizer = tiny_llama
-    cpu = InProcessEngine(model, tokenizer).generate(prompts, SamplingParams(temperature=0, max_new_tokens=8), [0] * 4)
-    engine = InProcessEngine(model, tokenizer, device="cuda", **options)
-    for _ in range(2):
-        cuda = engine.generate(prompts, SamplingParams(temperature=0, max_new_tokens=8), [0] * 4)
-        assert [c.token_ids for c in cuda] == [c.token_ids for c in cpu]
-    sampled = engine.generate(prompts, SamplingParams(temperature=1.0, top_p=0.9, max_new_tokens=8), [1, 2, 3, 4])
-    assert all(len(c.token_ids) == len(c.logprobs) for c in sampled)
+    cuda_model = copy.deepcopy(model).to("cuda")
+    engine = InProcessEngine(cuda_model, tokenizer, **options)
+    assert engine.model is cuda_model and engine.device.type == "cuda"
+    references = [cuda_model.generate(torch.tensor([p], device="cuda"), do_sample=False, max_new_tokens=8,
+                                      attention_mask=torch.ones(1, len(p), dtype=torch.long, device="cuda"))[0, len(p):].tolist()
+                  for p in prompts]
+    for _ in range(2):  # the second call replays what the first compiled / recorded
+        greedy = engine.generate(prompts, SamplingParams(temperature=0, max_new_tokens=8), [0] * 4)
+        assert [c.token_ids for c in greedy] == references
+    sampling = SamplingParams(temperature=1.0, top_p=0.9, max_new_tokens=8)
+    first, second = (engine.generate(prompts, sampling, [1, 2, 3, 4]) for _ in range(2))
+    assert [c.token_ids for c in first] == [c.token_ids for c in second]
+    for prompt, completion in zip(prompts, first):
+        reference = full_forward_logprobs(cuda_model, prompt, completion.token_ids, 1.0)
+        assert torch.allclose(torch.tensor(completion.logprobs), reference, atol=1e-3)
