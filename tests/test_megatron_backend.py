@@ -31,7 +31,12 @@ pytestmark = pytest.mark.distributed
 JOB = Path(__file__).parent / "megatron_jobs" / "run.py"
 MODELS = ("llama", "qwen3", "qwen2", "llama_untied")
 PADDED_VOCAB_MULTIPLE = 100  # 49,152 is a multiple of 128 * 2: force 48 padded rows
-LOSS_RTOL, GRAD_NORM_RTOL, WEIGHT_ATOL = 1e-5, 1e-4, 1e-4
+LOSS_RTOL, GRAD_NORM_RTOL, WEIGHT_ATOL = 1e-5, 1e-5, 1e-4
+# The hf backend sums float32 per-tensor norms (torch.linalg.vector_norm), which on a CPU drift by
+# up to ~1e-4 for multi-million-element tensors such as the embedding; the megatron backend
+# accumulates in float64. Their gradients are compared exactly enough through loss and weights.
+HF_GRAD_NORM_RTOL = 1e-3
+EMBEDDING_SCALE = 5.0  # random init gives near-uniform next-token distributions; make them peaked
 
 
 def _perturb_vectors(model, seed: int) -> None:
@@ -44,6 +49,11 @@ def _perturb_vectors(model, seed: int) -> None:
                 param.add_(0.2 * torch.randn(param.shape, generator=gen))
 
 
+def _scale_embeddings(model) -> None:
+    with torch.no_grad():
+        model.get_input_embeddings().weight.mul_(EMBEDDING_SCALE)
+
+
 def _save_tiny_checkpoints(root: Path) -> dict[str, str]:
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
@@ -54,6 +64,7 @@ def _save_tiny_checkpoints(root: Path) -> dict[str, str]:
     for seed, arch in enumerate(("llama", "qwen3")):
         model, tokenizer = make_tiny_model(arch, seed)
         _perturb_vectors(model, seed)
+        _scale_embeddings(model)
         model.save_pretrained(root / arch)
         tokenizer.save_pretrained(root / arch)
         paths[arch] = str(root / arch)
@@ -67,6 +78,7 @@ def _save_tiny_checkpoints(root: Path) -> dict[str, str]:
         torch.manual_seed(seed)
         model = model_cls(config_cls(**common, tie_word_embeddings=tied)).eval()
         _perturb_vectors(model, seed)
+        _scale_embeddings(model)
         model.save_pretrained(root / name)
         tokenizer.save_pretrained(root / name)
         paths[name] = str(root / name)
@@ -100,7 +112,9 @@ def one_process(checkpoints, tmp_path_factory) -> dict:
     cases = [{"model": m, "tp": 1, "pp": 1} for m in MODELS]
     cases.append({"model": "qwen3", "tp": 1, "pp": 1, "vocab_multiple": PADDED_VOCAB_MULTIPLE})
     spec = {"models": checkpoints, "parity": {"cases": cases},
-            "grpo": {"model": "qwen3", "steps": 3, "hf_backend": True, "layouts": [{"name": "tp1", "tp": 1, "pp": 1}]}}
+            "grpo": {"model": "qwen3", "steps": 3, "hf_backend": True,
+                     "layouts": [{"name": "tp1", "tp": 1, "pp": 1},
+                                 {"name": "tp1_entropy_only", "tp": 1, "pp": 1, "entropy_only": True}]}}
     return _run_job(spec, 1, tmp_path_factory.mktemp("megatron_world1"))
 
 
@@ -109,7 +123,9 @@ def two_processes(checkpoints, tmp_path_factory) -> dict:
     """World of two: TP2, PP2 (and DP2 for GRPO), plus the checkpoint save/resume scenario."""
     cases = [{"model": m, "tp": tp, "pp": pp} for m in MODELS for tp, pp in ((2, 1), (1, 2))]
     cases.append({"model": "qwen3", "tp": 2, "pp": 1, "vocab_multiple": PADDED_VOCAB_MULTIPLE})
-    layouts = [{"name": "tp2", "tp": 2, "pp": 1}, {"name": "pp2", "tp": 1, "pp": 2}, {"name": "dp2", "tp": 1, "pp": 1}]
+    layouts = [{"name": "tp2", "tp": 2, "pp": 1}, {"name": "pp2", "tp": 1, "pp": 2}, {"name": "dp2", "tp": 1, "pp": 1},
+               {"name": "tp2_entropy_only", "tp": 2, "pp": 1, "entropy_only": True},
+               {"name": "pp2_recompute", "tp": 1, "pp": 2, "recompute": True}]
     spec = {"models": checkpoints, "parity": {"cases": cases},
             "grpo": {"model": "qwen3", "steps": 3, "layouts": layouts},
             "checkpoint": {"model": "llama", "save_layout": {"tp": 2, "pp": 1},
@@ -131,6 +147,10 @@ def _grpo_runs(one_process, two_processes) -> dict[str, dict]:
     return {run["name"]: run for run in one_process["grpo"] + two_processes["grpo"]}
 
 
+def _grad_norm_rtol(layout: str) -> float:
+    return HF_GRAD_NORM_RTOL if layout.startswith("hf_backend") else GRAD_NORM_RTOL
+
+
 @pytest.mark.parametrize("layout", ["TP1", "TP2", "PP2"])
 def test_megatron_parity_logits_match_transformers(one_process, two_processes, layout):
     tp, pp = {"TP1": (1, 1), "TP2": (2, 1), "PP2": (1, 2)}[layout]
@@ -140,6 +160,7 @@ def test_megatron_parity_logits_match_transformers(one_process, two_processes, l
         assert case["logits_shape"][-1] == case["vocab_size"] == 49152, _label(case)
         assert case["logits_max_abs_diff"] < 1e-5 * max(1.0, case["logits_scale"]), _label(case)
         assert case["logprobs_max_abs_diff"] < 1e-5, _label(case)
+        assert case["logprobs_t07_max_abs_diff"] < 1e-5, _label(case)  # logits / temperature
 
 
 def test_megatron_parity_padded_vocabulary(one_process, two_processes):
@@ -160,13 +181,13 @@ def test_megatron_parity_hf_export_round_trip_is_bit_exact(one_process, two_proc
         assert case["export_mismatched"] == [], _label(case)
 
 
-@pytest.mark.parametrize("layout", ["tp2", "pp2", "dp2", "hf_backend"])
+@pytest.mark.parametrize("layout", ["tp2", "pp2", "dp2", "hf_backend", "pp2_recompute"])
 def test_megatron_parity_one_grpo_step_same_loss_and_grad_norm(one_process, two_processes, layout):
     runs = _grpo_runs(one_process, two_processes)
     reference, other = runs["tp1"]["steps"][0], runs[layout]["steps"][0]
     assert reference["num_tokens"] == other["num_tokens"] > 0
     assert other["loss"] == pytest.approx(reference["loss"], rel=LOSS_RTOL)
-    assert other["grad_norm"] == pytest.approx(reference["grad_norm"], rel=GRAD_NORM_RTOL)
+    assert other["grad_norm"] == pytest.approx(reference["grad_norm"], rel=_grad_norm_rtol(layout))
     assert reference["grad_norm"] > 1e-2  # a real gradient, not a vacuous comparison
 
 
@@ -177,7 +198,7 @@ def test_megatron_parity_three_steps_same_trajectory(one_process, two_processes,
     assert len(reference["steps"]) == len(other["steps"]) == 3
     for step, (a, b) in enumerate(zip(reference["steps"], other["steps"])):
         assert b["loss"] == pytest.approx(a["loss"], rel=LOSS_RTOL, abs=1e-7), f"step {step}"
-        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=GRAD_NORM_RTOL), f"step {step}"
+        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=_grad_norm_rtol(layout)), f"step {step}"
         for key in ("kl", "entropy", "clip_frac_high", "clip_frac_low", "ratio_mean"):
             assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), f"step {step} {key}"
     losses = [s["loss"] for s in reference["steps"]]
@@ -187,6 +208,20 @@ def test_megatron_parity_three_steps_same_trajectory(one_process, two_processes,
     assert set(final_a) == set(final_b)
     for name in final_a:
         torch.testing.assert_close(final_b[name], final_a[name], atol=WEIGHT_ATOL, rtol=0, msg=name)
+
+
+@pytest.mark.parametrize("layout", ["tp2_entropy_only", "hf_backend_entropy_only"])
+def test_megatron_parity_entropy_gradient(one_process, two_processes, layout):
+    """Training on the entropy bonus alone: the vocabulary-parallel entropy and its gradient
+    match TP1 and the hf backend's full-vocabulary softmax."""
+    runs = _grpo_runs(one_process, two_processes)
+    reference, other = runs["tp1_entropy_only"]["steps"], runs[layout]["steps"]
+    assert reference[0]["loss"] == pytest.approx(-reference[0]["entropy"], rel=1e-6)
+    assert 0.5 < reference[0]["entropy"] < 10.5  # peaked enough for a real gradient
+    assert reference[0]["grad_norm"] > 1e-2
+    for step, (a, b) in enumerate(zip(reference, other, strict=True)):
+        assert b["loss"] == pytest.approx(a["loss"], rel=LOSS_RTOL), f"step {step}"
+        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=_grad_norm_rtol(layout)), f"step {step}"
 
 
 def test_megatron_grpo_steps_report_learning_rate_and_counts(one_process):

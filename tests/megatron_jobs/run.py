@@ -37,11 +37,11 @@ def _share(batch, rank, world):
     return {k: v[rank::world] for k, v in batch.items()}
 
 
-def _backend(path, tp, pp, *, reference=False, vocab_multiple=128, lr=1e-3, micro_batch_size=2):
+def _backend(path, tp, pp, *, reference=False, vocab_multiple=128, lr=1e-3, micro_batch_size=2, recompute=False):
     from medssr_nemo.config.schema.policy import PolicyConfig
     from medssr_nemo.policy.megatron.backend import MegatronPolicyBackend
 
-    cfg = PolicyConfig(lr=lr, micro_batch_size=micro_batch_size, grad_clip=1.0,
+    cfg = PolicyConfig(lr=lr, micro_batch_size=micro_batch_size, grad_clip=1.0, gradient_checkpointing=recompute,
                        options={"vocab_multiple": vocab_multiple})
     return MegatronPolicyBackend(cfg, path, reference=reference, tensor_parallel_size=tp, pipeline_parallel_size=pp)
 
@@ -63,12 +63,12 @@ def _token_batch(seed=0, vocab=5000):
     return {"input_ids": ids, "attention_mask": attention, "response_mask": response}
 
 
-def _hf_logprobs(hf_model, batch):
+def _hf_logprobs(hf_model, batch, temperature=1.0):
     import torch
 
     with torch.no_grad():
         logits = hf_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    lp = torch.log_softmax(logits.float(), -1)[:, :-1].gather(-1, batch["input_ids"][:, 1:, None]).squeeze(-1)
+    lp = torch.log_softmax(logits.float() / temperature, -1)[:, :-1].gather(-1, batch["input_ids"][:, 1:, None]).squeeze(-1)
     lp = torch.cat([torch.zeros_like(lp[:, :1]), lp], 1)
     return lp * batch["attention_mask"]
 
@@ -102,6 +102,8 @@ def scenario_parity(spec, models):
         expected_lp = _hf_logprobs(hf, batch)
         mine = _share(batch, rank, world)
         lp = backend.logprobs(mine)
+        hot = _hf_logprobs(hf, batch, temperature=0.7)
+        lp_hot = backend.logprobs(mine, temperature=0.7)
         on_disk = load_file(os.path.join(path, "model.safetensors"))
         exported = dict(backend.export_hf_weights())
         mismatched = sorted(n for n in on_disk if n not in exported or not torch.equal(exported[n], on_disk[n]))
@@ -113,6 +115,7 @@ def scenario_parity(spec, models):
             "logits_max_abs_diff": float((logits - expected_logits).abs().max()),
             "logits_scale": float(expected_logits.abs().max()),
             "logprobs_max_abs_diff": float((lp - _share({"x": expected_lp}, rank, world)["x"]).abs().max()),
+            "logprobs_t07_max_abs_diff": float((lp_hot - _share({"x": hot}, rank, world)["x"]).abs().max()),
             "export_names_equal": sorted(exported) == sorted(on_disk),
             "export_mismatched": mismatched,
             "seconds": time.time() - started,
@@ -133,11 +136,21 @@ def _grpo_batch(hf, seed=3):
     return batch
 
 
-def _loss_fn():
+def _loss_fn(entropy_only=False):
+    """The GRPO loss (clip, dual clip, k3 KL); ``entropy_only``: only the entropy bonus (with zero
+    advantages and no KL), so the whole gradient flows through the entropy."""
     from medssr_nemo.config.schema.grpo import GRPOConfig
     from medssr_nemo.grpo.losses import make_grpo_loss
 
+    if entropy_only:
+        return make_grpo_loss(GRPOConfig(kl_coef=0.0, entropy_coef=1.0))
     return make_grpo_loss(GRPOConfig(kl_coef=0.05, clip_low=0.2, clip_high=0.2, dual_clip=3.0))
+
+
+def _for_loss(batch, entropy_only):
+    import torch
+
+    return {**batch, "advantages": torch.zeros_like(batch["advantages"])} if entropy_only else batch
 
 
 def _step_record(metrics):
@@ -145,8 +158,10 @@ def _step_record(metrics):
 
 
 def scenario_grpo(spec, models):
-    """Per layout: ``steps`` GRPO steps on the same batch; the losses, gradient norms and the
-    final weights (saved by rank 0 for pytest to compare across layouts)."""
+    """Per layout {name, tp, pp, entropy_only?, recompute?}: ``steps`` GRPO steps on the same
+    batch; the losses, gradient norms and the final weights (saved by rank 0 for pytest to
+    compare across layouts). ``entropy_only`` trains on the entropy bonus alone (the gradient of
+    the vocabulary-parallel entropy); ``recompute`` turns on activation recomputation."""
     import torch
 
     rank, world = _rank_world()
@@ -156,9 +171,11 @@ def scenario_grpo(spec, models):
     mine = _share(batch, rank, world)
     results = []
     for layout in spec["layouts"]:
-        backend = _backend(path, layout["tp"], layout["pp"], reference=True)
+        backend = _backend(path, layout["tp"], layout["pp"], reference=True, recompute=layout.get("recompute", False))
+        loss_fn = _loss_fn(layout.get("entropy_only", False))
+        data = _for_loss(mine, layout.get("entropy_only", False))
         initial_diff = float((backend.logprobs(mine) - _share({"x": _hf_logprobs(hf, batch)}, rank, world)["x"]).abs().max())
-        steps = [_step_record(backend.train_step(mine, _loss_fn())) for _ in range(spec["steps"])]
+        steps = [_step_record(backend.train_step(data, loss_fn)) for _ in range(spec["steps"])]
         final = {name: tensor.clone() for name, tensor in backend.export_hf_weights()}
         ref_after = float((backend.reference_logprobs(mine) - _share({"x": _hf_logprobs(hf, batch)}, rank, world)["x"]).abs().max())
         weights_file = os.path.join(spec["out_dir"], f"weights_{layout['name']}.pt")
@@ -167,11 +184,12 @@ def scenario_grpo(spec, models):
         results.append({**layout, "steps": steps, "weights_file": weights_file,
                         "initial_logprob_diff": initial_diff, "reference_after_training_diff": ref_after})
     if spec.get("hf_backend"):
-        results.append(_hf_backend_run(spec, path, mine))
+        results.append(_hf_backend_run(spec, path, mine, entropy_only=False))
+        results.append(_hf_backend_run(spec, path, mine, entropy_only=True))
     return results
 
 
-def _hf_backend_run(spec, path, batch):
+def _hf_backend_run(spec, path, batch, entropy_only):
     """The ``hf`` backend on the same batch and loss: an independent reference for the maths."""
     import torch
 
@@ -182,12 +200,14 @@ def _hf_backend_run(spec, path, batch):
     rank, _ = _rank_world()
     cfg = PolicyConfig(lr=1e-3, micro_batch_size=2, grad_clip=1.0)
     backend = HFPolicyBackend(cfg, model=_load_hf(path), tokenizer=load_tokenizer(path), reference=False)
-    steps = [_step_record(backend.train_step(batch, _loss_fn())) for _ in range(spec["steps"])]
+    loss_fn, data = _loss_fn(entropy_only), _for_loss(batch, entropy_only)
+    steps = [_step_record(backend.train_step(data, loss_fn)) for _ in range(spec["steps"])]
     final = {name: tensor.clone() for name, tensor in backend.model.named_parameters()}
-    weights_file = os.path.join(spec["out_dir"], "weights_hf_backend.pt")
+    name = "hf_backend_entropy_only" if entropy_only else "hf_backend"
+    weights_file = os.path.join(spec["out_dir"], f"weights_{name}.pt")
     if rank == 0:
         torch.save(final, weights_file)
-    return {"name": "hf_backend", "steps": steps, "weights_file": weights_file}
+    return {"name": name, "steps": steps, "weights_file": weights_file}
 
 
 def scenario_checkpoint(spec, models):

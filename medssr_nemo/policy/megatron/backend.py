@@ -38,6 +38,7 @@ from medssr_nemo.policy.megatron.model import (
     arch_spec_from_hf,
     build_gpt_model,
     transformer_config,
+    transformer_engine_available,
 )
 from medssr_nemo.policy.schedules import LRSchedule
 
@@ -90,7 +91,8 @@ class MegatronPolicyBackend(PolicyBackend):
         self.generation_config = getattr(model, "generation_config", None) if model is not None else None
         self.arch = arch_spec_from_hf(self.hf_config, tensor_parallel_size, self.options["vocab_multiple"])
         self.bf16 = bool(cfg.bf16 and torch.cuda.is_available())
-        use_te = {"auto": None, "on": True, "off": False}[self.options["transformer_engine"]]
+        use_te = {"auto": transformer_engine_available(), "on": True, "off": False}[self.options["transformer_engine"]]
+        self.uses_transformer_engine = use_te
         self.megatron_model, self.optimizer, self.reference_model = self._build(source, reference, use_te)
         self.schedule = LRSchedule(cfg.lr, cfg.schedule, cfg.warmup_steps, total_steps, cfg.min_lr_ratio)
         self.step = 0  # optimiser steps taken
@@ -117,13 +119,14 @@ class MegatronPolicyBackend(PolicyBackend):
                 tokenizer if tokenizer is not None else load_tokenizer(model_ref))
 
     @in_device_scope
-    def _build(self, source: conversion.HFWeights, reference: bool, use_te: bool | None):
+    def _build(self, source: conversion.HFWeights, reference: bool, use_te: bool):
         from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
         from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
         from megatron.core.transformer.module import Float16Module
 
         config = transformer_config(self.arch, tensor_parallel_size=self.layout.tensor_parallel,
-                                    pipeline_parallel_size=self.layout.pipeline_parallel, bf16=self.bf16)
+                                    pipeline_parallel_size=self.layout.pipeline_parallel, bf16=self.bf16,
+                                    recompute_activations=self.cfg.gradient_checkpointing)
         gpt = build_gpt_model(self.arch, config, use_transformer_engine=use_te)
         weights.load_hf_weights(gpt, self.arch, source)
         ref = None
@@ -199,12 +202,18 @@ class MegatronPolicyBackend(PolicyBackend):
         group = parallel_state.get_tensor_model_parallel_group() if self.layout.tensor_parallel > 1 else None
         return start, group
 
-    @staticmethod
-    def _forward(model: Any, micro: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def _forward(self, model: Any, micro: Mapping[str, torch.Tensor]) -> torch.Tensor:
         ids = micro["input_ids"]
-        positions = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0).expand_as(ids)
-        # Right padding: a causal mask alone keeps real tokens from seeing padding.
-        return model(ids, positions, attention_mask=None)
+        width = ids.shape[1]
+        positions = torch.arange(width, device=ids.device).unsqueeze(0).expand_as(ids)
+        # Right padding: a causal mask alone keeps real tokens from seeing padding. The local
+        # attention gets it explicitly (True = hidden): left to itself it would build one with
+        # device="cuda", also while activation recomputation re-runs a layer in the backward
+        # pass, where cpu_compat's device scope is not active. TE applies causality itself.
+        mask = None
+        if not self.uses_transformer_engine:
+            mask = torch.ones((width, width), dtype=torch.bool, device=ids.device).triu(1)[None, None]
+        return model(ids, positions, attention_mask=mask)
 
     def _run_schedule(self, model: Any, micros: list[dict[str, Any]], loss_func, forward_only: bool) -> list[Any]:
         from megatron.core.pipeline_parallel import get_forward_backward_func
@@ -362,7 +371,7 @@ class MegatronPolicyBackend(PolicyBackend):
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         found_inf = self.optimizer.prepare_grads()
-        grad_norm = float(self.optimizer.get_grad_norm())
+        grad_norm = self._grad_norm()
         if found_inf or not math.isfinite(grad_norm):
             return grad_norm, True
         if self.cfg.grad_clip > 0:
@@ -372,6 +381,26 @@ class MegatronPolicyBackend(PolicyBackend):
                     clip_grad_by_total_norm_fp32(params, max_norm=self.cfg.grad_clip, total_norm=grad_norm)
         self.optimizer.step_with_ready_grads()
         return grad_norm, False
+
+    def _grad_norm(self) -> float:
+        """Global L2 norm of the gradients, each counted once (megatron's own selection: no
+        tensor-parallel replicas, no shared copies), accumulated in float64.
+
+        megatron's ``get_grad_norm`` sums float32 per-tensor norms; on a CPU those drift by up
+        to ~1e-4 for tensors of millions of elements, so the reported norm (and the clipping)
+        would depend on how the layout shards the embedding. Float64 sums of squares do not.
+        """
+        total = torch.zeros((), dtype=torch.float64, device=parallel.device())
+        groups = set()
+        for sub in getattr(self.optimizer, "chained_optimizers", [self.optimizer]):
+            for grad in sub.get_main_grads_for_grad_norm():
+                for chunk in grad.detach().reshape(-1).split(1 << 22):
+                    total += chunk.double().square().sum()
+            groups.add(sub.get_grad_stats_parallel_group())
+        (group,) = groups  # one dense model: every sub-optimiser reduces over the same ranks
+        if group is not None and dist.get_world_size(group) > 1:
+            dist.all_reduce(total, group=group)
+        return math.sqrt(float(total))
 
     # ------------------------------------------------------------------ weights and checkpoints
     @in_device_scope

@@ -3,7 +3,8 @@
 megatron-core assumes a GPU in a handful of places that have nothing to do with the maths:
 
 1. ``torch.cuda.current_device()`` names the device of new buffers (rotary tables, DDP grad
-   buffers, RNG trackers) and ``torch.cuda.synchronize()`` fences timers and checkpoint writes;
+   buffers, RNG trackers), ``torch.cuda.synchronize()`` fences timers and checkpoint writes, and
+   activation recomputation saves ``torch.cuda.get_rng_state()`` to replay dropout;
 2. small bookkeeping tensors are created with a hard-coded ``device="cuda"`` (the pipeline
    schedules' token counter, the optimiser's found-inf flag, grad-norm buffers, the default
    causal mask);
@@ -13,13 +14,17 @@ megatron-core assumes a GPU in a handful of places that have nothing to do with 
 On a machine with no CUDA device every one of these raises, so bypassing them changes nothing that
 would otherwise have worked. Here the CPU plays the part of "the CUDA device":
 
-* ``apply()`` (once per process) makes ``torch.cuda.current_device()`` return the CPU device and
-  ``torch.cuda.synchronize()`` a no-op;
+* ``apply()`` (once per process) makes ``torch.cuda.current_device()`` return the CPU device,
+  ``torch.cuda.synchronize()`` a no-op and ``torch.cuda.get_rng_state()`` an empty state (there
+  is no CUDA generator to save; setting a CUDA RNG state is already lazy and never runs);
 * ``device_scope()`` (around every call into megatron-core) is a ``TorchFunctionMode`` that sends
   factory calls with ``device="cuda"`` to the CPU, makes ``Tensor.cuda()`` a no-op and reports a
   CPU tensor's ``type()`` under its CUDA name.
 
-With a CUDA device both are no-ops: library code calls the CUDA APIs as usual.
+With a CUDA device both are no-ops: library code calls the CUDA APIs as usual. One limit: autograd
+runs backward passes without the caller's ``TorchFunctionMode``, so code that megatron re-runs in
+a backward pass (activation recomputation) must not create ``device="cuda"`` tensors; the backend
+therefore hands the attention its causal mask instead of letting it build one.
 
 Separately, without TransformerEngine/apex (always the case on a CPU) megatron's distributed
 optimiser wraps torch's AdamW, and its checkpoint code mishandles AdamW's per-parameter ``step``
@@ -45,12 +50,16 @@ def needed() -> bool:
 
 
 def apply() -> None:
-    """Patch ``torch.cuda.current_device``/``synchronize`` for this process (idempotent)."""
+    """Patch ``torch.cuda.current_device``/``synchronize``/``get_rng_state`` for this process
+    (idempotent)."""
     global _applied
     if _applied or not needed():
         return
     torch.cuda.current_device = lambda: torch.device("cpu")  # type: ignore[assignment]
     torch.cuda.synchronize = lambda device=None: None  # type: ignore[assignment]
+    no_state = lambda device="cuda": torch.empty(0, dtype=torch.uint8)  # noqa: E731
+    torch.cuda.get_rng_state = no_state  # type: ignore[assignment]
+    torch.cuda.random.get_rng_state = no_state  # type: ignore[assignment]
     _applied = True
 
 

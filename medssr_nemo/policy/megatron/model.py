@@ -124,10 +124,12 @@ def transformer_engine_available() -> bool:
 
 
 def transformer_config(arch: ArchSpec, *, tensor_parallel_size: int, pipeline_parallel_size: int,
-                       bf16: bool, **overrides: Any):
+                       bf16: bool, recompute_activations: bool = False, **overrides: Any):
     """The megatron-core ``TransformerConfig`` equivalent to ``arch``.
 
     Fusions that need CUDA kernels are off; dropout is off (GRPO on a pretrained policy).
+    ``recompute_activations`` keeps only each layer's input and recomputes the layer in the
+    backward pass (``policy.gradient_checkpointing``).
     ``calculate_per_token_loss`` tells the pipeline schedules not to divide the loss by the
     number of micro-batches and the DDP wrapper not to average over data-parallel ranks: our loss
     is already divided by the global token count, so micro-batch losses and gradients add up.
@@ -136,6 +138,9 @@ def transformer_config(arch: ArchSpec, *, tensor_parallel_size: int, pipeline_pa
     from megatron.core.transformer import TransformerConfig
 
     dtype = torch.bfloat16 if bf16 else torch.float32
+    if recompute_activations:
+        overrides = {"recompute_granularity": "full", "recompute_method": "uniform", "recompute_num_layers": 1,
+                     **overrides}
     return TransformerConfig(
         num_layers=arch.num_layers,
         hidden_size=arch.hidden_size,
