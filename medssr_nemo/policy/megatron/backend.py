@@ -33,6 +33,7 @@ from medssr_nemo.policy.interfaces import LossFn, PolicyBackend, TokenBatch
 from medssr_nemo.policy.megatron import checkpoint, conversion, parallel, weights
 from medssr_nemo.policy.megatron.cpu_compat import in_device_scope
 from medssr_nemo.policy.megatron.logprobs import vocab_parallel_token_logprobs
+from medssr_nemo.policy.megatron.metrics import TokenWeightedMetrics
 from medssr_nemo.policy.megatron.model import (
     DEFAULT_VOCAB_MULTIPLE,
     arch_spec_from_hf,
@@ -92,6 +93,9 @@ class MegatronPolicyBackend(PolicyBackend):
         self.arch = arch_spec_from_hf(self.hf_config, tensor_parallel_size, self.options["vocab_multiple"])
         self.bf16 = bool(cfg.bf16 and torch.cuda.is_available())
         use_te = {"auto": transformer_engine_available(), "on": True, "off": False}[self.options["transformer_engine"]]
+        if use_te and not transformer_engine_available():
+            raise RuntimeError("policy.options.transformer_engine=on needs TransformerEngine and a CUDA device; "
+                               "use auto (TE when available, else megatron-core's local layers) or off")
         self.uses_transformer_engine = use_te
         self.megatron_model, self.optimizer, self.reference_model = self._build(source, reference, use_te)
         self.schedule = LRSchedule(cfg.lr, cfg.schedule, cfg.warmup_steps, total_steps, cfg.min_lr_ratio)
@@ -324,7 +328,7 @@ class MegatronPolicyBackend(PolicyBackend):
         temperature = float(getattr(loss_fn, "temperature", 1.0))
         entropy_mode = getattr(loss_fn, "entropy", "off")
         vocab_start, group = self._vocab_slice()
-        stats = _MetricAccumulator()
+        stats = TokenWeightedMetrics()
         loss_total = torch.zeros((), dtype=torch.float64, device=parallel.device())
 
         def loss_func(micro, logits):
@@ -359,7 +363,7 @@ class MegatronPolicyBackend(PolicyBackend):
             dist.all_reduce(loss_total, group=parallel_state.get_data_parallel_group())
         loss_value = parallel.broadcast_from_last_stage(loss_total.reshape(1) if last else None, (1,), torch.float64)
         metrics = stats.reduce(parallel_state.get_data_parallel_group() if self.layout.data_parallel > 1 else None) if last else None
-        metrics = _broadcast_object_from_last_stage(metrics)
+        metrics = parallel.broadcast_object_from_last_stage(metrics)
         return {"loss": float(loss_value[0]), "grad_norm": grad_norm, "lr": lr, "update_skipped": float(skipped),
                 "num_tokens": norms[NUM_TOKENS], "num_seqs": norms[NUM_SEQS], **metrics}
 
@@ -449,52 +453,3 @@ def _finalize_without_token_scaling(finalize, model, num_tokens=None, **kwargs):
     """megatron's gradient finalisation (DP reduce, tied-embedding sync) without dividing by the
     schedule's token count: ``loss_fn`` already divided by the *global* counts."""
     return finalize(model, None, **kwargs)
-
-
-def _broadcast_object_from_last_stage(obj: Any) -> Any:
-    from megatron.core import parallel_state
-
-    if parallel_state.get_pipeline_model_parallel_world_size() == 1:
-        return obj
-    holder = [obj]
-    dist.broadcast_object_list(holder, src=parallel_state.get_pipeline_model_parallel_last_rank(),
-                               group=parallel_state.get_pipeline_model_parallel_group())
-    return holder[0]
-
-
-class _MetricAccumulator:
-    """Token-weighted means of loss metrics over micro-batches and replicas; ``*_max``/``*_min``
-    keys are reduced by max/min (the ``hf`` backend's rule)."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, float] = {}
-        self.extremes: dict[str, float] = {}
-        self.weight = 0.0
-
-    def add(self, metrics: Mapping[str, float], weight: float) -> None:
-        self.weight += weight
-        for key, value in metrics.items():
-            if key.endswith("_max"):
-                value = float(value) if weight > 0 else -math.inf
-                self.extremes[key] = max(self.extremes.get(key, -math.inf), value)
-            elif key.endswith("_min"):
-                value = float(value) if weight > 0 else math.inf
-                self.extremes[key] = min(self.extremes.get(key, math.inf), value)
-            else:
-                self.sums[key] = self.sums.get(key, 0.0) + weight * float(value)
-
-    def reduce(self, group) -> dict[str, float]:
-        keys, ext_keys = sorted(self.sums), sorted(self.extremes)
-        sums = torch.tensor([self.sums[k] for k in keys] + [self.weight], dtype=torch.float64, device=parallel.device())
-        # min(x) = -max(-x): one MAX all-reduce serves both
-        signed = torch.tensor([self.extremes[k] if k.endswith("_max") else -self.extremes[k] for k in ext_keys],
-                              dtype=torch.float64, device=parallel.device())
-        if group is not None:
-            dist.all_reduce(sums, group=group)
-            if ext_keys:
-                dist.all_reduce(signed, op=dist.ReduceOp.MAX, group=group)
-        total = float(sums[-1]) or 1.0
-        out = {k: float(v) / total for k, v in zip(keys, sums[:-1].tolist())}
-        out.update({k: (v if k.endswith("_max") else -v) if abs(v) != math.inf else math.nan
-                    for k, v in zip(ext_keys, signed.tolist())})
-        return out

@@ -118,3 +118,15 @@ def broadcast_from_last_stage(tensor: torch.Tensor | None, shape: tuple[int, ...
     tensor = tensor.contiguous()
     dist.broadcast(tensor, src=src, group=group)
     return tensor
+
+
+def broadcast_object_from_last_stage(obj: Any) -> Any:
+    """A picklable object computed on the last pipeline stage, on every stage of this pipeline."""
+    from megatron.core import parallel_state
+
+    if parallel_state.get_pipeline_model_parallel_world_size() == 1:
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=parallel_state.get_pipeline_model_parallel_last_rank(),
+                               group=parallel_state.get_pipeline_model_parallel_group())
+    return holder[0]

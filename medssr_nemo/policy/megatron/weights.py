@@ -36,7 +36,9 @@ def local_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
     """This stage's parameters by canonical (global-layer) name."""
     gpt = unwrap(model)
     offset = _layer_offset(gpt)
-    return {conversion.model_param_to_canonical(name, offset): param for name, param in gpt.named_parameters()}
+    # (TransformerEngine may register empty placeholders, e.g. a bias of a bias-free linear)
+    return {conversion.model_param_to_canonical(name, offset): param for name, param in gpt.named_parameters()
+            if param.numel() > 0}
 
 
 def _source_name(name: str, arch: ArchSpec) -> str:
