@@ -3,5 +3,5 @@
 # Extra pytest arguments pass through, e.g. `bash scripts/test.sh -m slow`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh
+EXTRAS=${EXTRAS:-megatron} bash scripts/install.sh   # the megatron extra: its parity tests are in the suite
 exec .venv/bin/python -m pytest "$@"
