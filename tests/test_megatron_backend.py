@@ -256,6 +256,13 @@ def test_megatron_checkpoint_resumes_exactly_in_the_same_layout(two_processes):
     assert resumed["weights_bit_equal"]
 
 
+def test_megatron_save_hf_writes_a_checkpoint_transformers_loads(two_processes):
+    saved = two_processes["checkpoint"]["save_hf"]
+    assert {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json"} <= set(saved["files"])
+    assert not any(name.startswith(".") for name in saved["files"])
+    assert saved["logits_max_abs_diff"] < 1e-4
+
+
 @pytest.mark.parametrize("layout", ["tp1", "pp2"])
 def test_megatron_checkpoint_saved_at_tp2_resumes_in_another_layout(two_processes, layout):
     result = two_processes["checkpoint"]

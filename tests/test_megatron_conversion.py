@@ -161,8 +161,14 @@ def test_options_are_checked():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the bypasses only act without CUDA")
-def test_cpu_scope_sends_cuda_requests_to_the_cpu_and_only_inside():
+def test_cpu_scope_sends_cuda_requests_to_the_cpu_and_only_inside(monkeypatch):
     from medssr_nemo.policy.megatron import cpu_compat
+
+    # apply() patches torch.cuda for the process; give the rest of the session the originals back
+    for name in ("current_device", "synchronize", "get_rng_state"):
+        monkeypatch.setattr(torch.cuda, name, getattr(torch.cuda, name))
+    monkeypatch.setattr(torch.cuda.random, "get_rng_state", torch.cuda.random.get_rng_state)
+    monkeypatch.setattr(cpu_compat, "_applied", False)
 
     with cpu_compat.device_scope():
         made = torch.zeros(2, device="cuda")
@@ -170,6 +176,8 @@ def test_cpu_scope_sends_cuda_requests_to_the_cpu_and_only_inside():
         assert made.cuda() is made
         assert made.type() == "torch.cuda.FloatTensor"
         assert torch.ones(1).to("cuda").device.type == "cpu"
+        assert torch.cuda.current_device() == torch.device("cpu")
+        assert torch.cuda.get_rng_state().numel() == 0
     assert made.type() == "torch.FloatTensor"
     with pytest.raises((RuntimeError, AssertionError)):
         torch.zeros(1, device="cuda")

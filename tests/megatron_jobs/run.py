@@ -213,7 +213,8 @@ def _hf_backend_run(spec, path, batch, entropy_only):
 def scenario_checkpoint(spec, models):
     """Train one step at ``save_layout``, save, train two more (the uninterrupted run); then for
     each resume layout: build afresh, load, train the same two steps. Steps after the first
-    depend on Adam's moments and step count, so they check the optimiser state too."""
+    depend on Adam's moments and step count, so they check the optimiser state too. The trained
+    policy is also written with ``save_hf`` and reloaded with transformers."""
     import torch
 
     rank, world = _rank_world()
@@ -227,6 +228,13 @@ def scenario_checkpoint(spec, models):
     backend.save(directory)
     later = [_step_record(backend.train_step(mine, _loss_fn())) for _ in range(2)]
     final = {name: tensor.clone() for name, tensor in backend.export_hf_weights()}
+    hf_dir = os.path.join(spec["out_dir"], "hf_export")
+    backend.save_hf(hf_dir)  # collective; the trained policy as a Hugging Face directory
+    ids = _token_batch(seed=4)["input_ids"]
+    with torch.no_grad():
+        reloaded_logits = _load_hf(hf_dir)(input_ids=ids).logits
+    save_hf = {"files": sorted(os.listdir(hf_dir)),
+               "logits_max_abs_diff": float((reloaded_logits - backend.full_logits(ids)).abs().max())}
     resumed = []
     for layout in spec["resume_layouts"]:
         backend = _backend(path, layout["tp"], layout["pp"], reference=True)
@@ -238,7 +246,7 @@ def scenario_checkpoint(spec, models):
                         "weights_bit_equal": all(torch.equal(weights[n], final[n]) for n in final),
                         "weights_max_abs_diff": max(float((weights[n] - final[n]).abs().max()) for n in final)})
     files = sorted(os.listdir(directory))
-    return {"first": first, "later": later, "resumed": resumed, "checkpoint_files": files}
+    return {"first": first, "later": later, "resumed": resumed, "checkpoint_files": files, "save_hf": save_hf}
 
 
 def shorter_is_better(prompts, completions, **columns):

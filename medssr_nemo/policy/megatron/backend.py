@@ -89,7 +89,7 @@ class MegatronPolicyBackend(PolicyBackend):
             raise RuntimeError("policy.device='cuda' but torch sees no CUDA device; use policy.device=auto or cpu")
         self.layout = parallel.ensure_model_parallel(tensor_parallel_size, pipeline_parallel_size, seed)
         self.hf_config, source, self.tokenizer = self._resolve_source(model_ref, model, tokenizer)
-        self.generation_config = getattr(model, "generation_config", None) if model is not None else None
+        self.generation_config = self._generation_config(model_ref, model)
         self.arch = arch_spec_from_hf(self.hf_config, tensor_parallel_size, self.options["vocab_multiple"])
         self.bf16 = bool(cfg.bf16 and torch.cuda.is_available())
         use_te = {"auto": transformer_engine_available(), "on": True, "off": False}[self.options["transformer_engine"]]
@@ -121,6 +121,18 @@ class MegatronPolicyBackend(PolicyBackend):
                                     f"directories (or embedded models), and {directory} is not one")
         return (AutoConfig.from_pretrained(directory), conversion.HFWeights(directory),
                 tokenizer if tokenizer is not None else load_tokenizer(model_ref))
+
+    @staticmethod
+    def _generation_config(model_ref: str | None, model: Any) -> Any:
+        """The generation config to write next to an exported checkpoint (EOS ids, defaults)."""
+        if model is not None:
+            return getattr(model, "generation_config", None)
+        from transformers import GenerationConfig
+
+        from medssr_nemo.models import resolve_model_dir
+
+        directory = Path(resolve_model_dir(model_ref))
+        return GenerationConfig.from_pretrained(directory) if (directory / "generation_config.json").exists() else None
 
     @in_device_scope
     def _build(self, source: conversion.HFWeights, reference: bool, use_te: bool):
