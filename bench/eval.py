@@ -53,22 +53,25 @@ def main(argv: list[str]) -> int:
     _warm_up(engine, tokenizer, protocol, benchmarks[0].records[0])
 
     policy = LazyPolicy(lambda _: (engine, tokenizer), reference)
-    per_benchmark, total_q, total_s, total_tokens = {}, 0, 0.0, 0
+    per_benchmark, total_q, total_s, total_tokens, total_cpu = {}, 0, 0.0, 0, 0.0
     with tempfile.TemporaryDirectory() as scratch:
         for bench in benchmarks:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             metrics = evaluate_benchmark(bench, policy, protocol, Path(scratch) / bench.name, cfg.eval.batch_size,
                                          progress=False)
-            seconds = time.perf_counter() - t0
+            seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
             rows = [json.loads(line) for line in (Path(scratch) / bench.name / "generations.jsonl").open()]
             tokens = sum(r["num_tokens"] for r in rows)
             per_benchmark[bench.name] = {
                 "questions": len(bench.records), "samples": len(rows), "seconds": round(seconds, 2),
                 "questions_per_s": round(len(bench.records) / seconds, 4),
+                "cpu_seconds": round(cpu_seconds, 2),   # this process only: robust on a shared machine
+                "questions_per_cpu_s": round(len(bench.records) / cpu_seconds, 4),
                 "new_tokens_per_s": round(tokens / seconds, 1), "mean_new_tokens": round(tokens / len(rows), 1),
                 "recovered": metrics["recovered"], "accuracy_pct": round(metrics["accuracy_pct_mean"], 2),
             }
             total_q, total_s, total_tokens = total_q + len(bench.records), total_s + seconds, total_tokens + tokens
+            total_cpu += cpu_seconds
             print(f"{bench.name:<12} {per_benchmark[bench.name]}", file=sys.stderr)
 
     device = engine_device(engine)
@@ -80,6 +83,8 @@ def main(argv: list[str]) -> int:
         "engine": cfg.eval.engine or cfg.rollout.engine, "engine_options": dict(cfg.rollout.options),
         "model_load_s": round(load_s, 1), "questions": total_q, "seconds": round(total_s, 1),
         "questions_per_s": round(total_q / total_s, 4), "new_tokens_per_s": round(total_tokens / total_s, 1),
+        "cpu_seconds": round(total_cpu, 1), "questions_per_cpu_s": round(total_q / total_cpu, 4),
+        "new_tokens_per_cpu_s": round(total_tokens / total_cpu, 1),
         "per_benchmark": per_benchmark,
     }
     text = json.dumps(result, indent=2)
