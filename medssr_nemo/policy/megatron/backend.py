@@ -72,7 +72,8 @@ class MegatronPolicyBackend(PolicyBackend):
     """Train a Llama/Qwen2/Qwen3 checkpoint with megatron-core.
 
     Build it from ``model_ref`` (a ``load_causal_lm`` reference: embedded name, HF directory) or
-    from an already built transformers ``model`` + ``tokenizer`` (its weights are imported).
+    from an already built transformers ``model`` + ``tokenizer`` (its weights are imported; under
+    torchrun every rank must pass the same weights, each rank takes its own slice of them).
     ``reference=False`` skips the frozen copy (kl_coef == 0). To resume, build it as the first
     time (any layout), then ``load``.
     """
