@@ -127,8 +127,12 @@ class GRPOTrainer:
             for callback in self.callbacks:
                 callback(self.step, metrics)
         progress.close()
-        if cfg.train.save_hf and self.is_main and not (self.output_dir / "hf_model" / "config.json").exists():
-            self.policy.save_hf(self.output_dir / "hf_model")
+        if cfg.train.save_hf:
+            distributed.barrier()  # every rank sees the same answer below
+            exported = (self.output_dir / "hf_model" / "config.json").exists()
+            distributed.barrier()
+            if not exported:  # collective for sharded backends: every rank calls it
+                self.policy.save_hf(self.output_dir / "hf_model")
         self.logger.close()
         return metrics
 
