@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from medssr_nemo.paths import data_root
+from medssr_nemo.jsonl import iter_json_objects
 from medssr_nemo.records import LETTERS, QuestionRecord, RecordError, split_question_text
 
 # The eight files published with the MedSSR paper, by benchmark name (file test_short_<name>.json).
@@ -110,35 +111,25 @@ def read_medxpertqa_file(path: str | os.PathLike) -> list[QuestionRecord]:
     split_code = path.stem.removeprefix("medxpertqa_").removesuffix("_test")
     split = MEDXPERTQA_SPLITS.get(split_code, split_code)
     records = []
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise RecordError(f"{where}: not valid JSON ({err.msg})") from None
-            if not isinstance(row, dict):
-                raise RecordError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            missing = [k for k in ("realidx", "question", "options", "answer_idx") if k not in row]
-            if missing:
-                raise RecordError(f"{where}: missing field(s) {missing}; expected "
-                                  "{realidx, question, options{A..}, answer_idx, answer}")
-            options = row["options"]
-            if not isinstance(options, dict) or list(options) != list(LETTERS[: len(options)]):
-                raise RecordError(f"{where}: 'options' must be an object keyed A, B, C, ... in order, "
-                                  f"got keys {list(options) if isinstance(options, dict) else options!r}")
-            stem = _ANSWER_CHOICES.split(str(row["question"]), maxsplit=1)[0].rstrip()
-            try:
-                record = QuestionRecord(
-                    id=f"medxpertqa-{row['realidx']}", question=stem,
-                    options=[str(v) for v in options.values()], gold=str(row["answer_idx"]).strip(),
-                    source="medxpertqa", meta={"split": split, "answer": row.get("answer")},
-                )
-            except RecordError as err:
-                raise RecordError(f"{where}: {err}") from None
-            records.append(record)
+    for where, row in iter_json_objects(path):
+        missing = [k for k in ("realidx", "question", "options", "answer_idx") if k not in row]
+        if missing:
+            raise RecordError(f"{where}: missing field(s) {missing}; expected "
+                              "{realidx, question, options{A..}, answer_idx, answer}")
+        options = row["options"]
+        if not isinstance(options, dict) or list(options) != list(LETTERS[: len(options)]):
+            raise RecordError(f"{where}: 'options' must be an object keyed A, B, C, ... in order, "
+                              f"got keys {list(options) if isinstance(options, dict) else options!r}")
+        stem = _ANSWER_CHOICES.split(str(row["question"]), maxsplit=1)[0].rstrip()
+        try:
+            record = QuestionRecord(
+                id=f"medxpertqa-{row['realidx']}", question=stem,
+                options=[str(v) for v in options.values()], gold=str(row["answer_idx"]).strip(),
+                source="medxpertqa", meta={"split": split, "answer": row.get("answer")},
+            )
+        except RecordError as err:
+            raise RecordError(f"{where}: {err}") from None
+        records.append(record)
     return records
 
 

@@ -43,6 +43,7 @@ from medssr_nemo.data.cards import file_sha256
 from medssr_nemo.data.decontam import Contamination, Decontaminator, normalise_text
 from medssr_nemo.data.eval_suite import load_eval_suite
 from medssr_nemo.paths import data_root
+from medssr_nemo.jsonl import iter_json_objects
 from medssr_nemo.records import LETTERS, QuestionRecord, RecordError
 
 POOLS = ("medmcqa", "pubmedqa", "mmlu")
@@ -111,29 +112,19 @@ def read_medmcqa(path: str | os.PathLike) -> list[QuestionRecord]:
     """Every row of a MedMCQA JSONL split, in file order."""
     path = Path(path)
     records: list[QuestionRecord] = []
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise RecordError(f"{where}: not valid JSON ({err.msg})") from None
-            if not isinstance(row, dict):
-                raise RecordError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            missing = [k for k in ("id", "question", "opa", "opb", "opc", "opd", "cop") if row.get(k) is None]
-            if missing:
-                raise RecordError(f"{where}: missing field(s) {missing}; expected {{id, question, opa..opd, cop}}")
-            cop = row["cop"]
-            if isinstance(cop, bool) or not isinstance(cop, int) or not 1 <= cop <= 4:
-                raise RecordError(f"{where}: cop={cop!r}; expected the 1-based correct option 1..4")
-            records.append(_gold_record(
-                "medmcqa", f"medmcqa-{row['id']}", str(row["question"]),
-                [str(row[k]) for k in ("opa", "opb", "opc", "opd")], LETTERS[cop - 1],
-                category=row.get("subject_name"),
-                meta={"topic": row.get("topic_name"), "choice_type": row.get("choice_type")},
-            ))
+    for where, row in iter_json_objects(path):
+        missing = [k for k in ("id", "question", "opa", "opb", "opc", "opd", "cop") if row.get(k) is None]
+        if missing:
+            raise RecordError(f"{where}: missing field(s) {missing}; expected {{id, question, opa..opd, cop}}")
+        cop = row["cop"]
+        if isinstance(cop, bool) or not isinstance(cop, int) or not 1 <= cop <= 4:
+            raise RecordError(f"{where}: cop={cop!r}; expected the 1-based correct option 1..4")
+        records.append(_gold_record(
+            "medmcqa", f"medmcqa-{row['id']}", str(row["question"]),
+            [str(row[k]) for k in ("opa", "opb", "opc", "opd")], LETTERS[cop - 1],
+            category=row.get("subject_name"),
+            meta={"topic": row.get("topic_name"), "choice_type": row.get("choice_type")},
+        ))
     return records
 
 
