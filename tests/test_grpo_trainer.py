@@ -69,11 +69,11 @@ def test_every_step_logs_what_the_issue_names(tmp_path):
     metrics = read_metrics(tmp_path)[0]
     for key in ["reward/mean", "reward/gold/mean", "groups/zero_std_fraction", "train/clip_frac_low",
                 "train/clip_frac_high", "train/dual_clip_frac", "train/kl", "train/entropy",
-                "response/length_mean", "response/truncation_rate", "mismatch/logprob_abs_mean",
+                "response/length_mean", "response/truncation_rate", "train/rollout_logprob_gap_mean",
                 "train/grad_norm", "train/lr", "timing/rollout_s", "timing/update_s", "weight_version"]:
         assert key in metrics, key
     # the in-process engine samples from the policy's own float32 weights: logprobs agree
-    assert metrics["mismatch/logprob_abs_max"] < 1e-4
+    assert metrics["train/rollout_logprob_gap_max"] < 1e-4
     assert metrics["response/truncation_rate"] == 1.0     # 6 new tokens never reach EOS here
     assert (tmp_path / "config.yaml").exists()
 
@@ -150,3 +150,11 @@ def test_medssr_train_killed_with_sigkill_resumes_exactly(tmp_path):
     a = load_file(tmp_path / "straight/hf_model/model.safetensors")
     b = load_file(tmp_path / "killed/hf_model/model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_several_ppo_epochs_use_the_sampling_policy_as_old_policy(tmp_path):
+    _trainer(tmp_path, steps=1, extra=["grpo.ppo_epochs=2", "policy.lr=1e-2"]).train()
+    metrics = read_metrics(tmp_path)[0]
+    assert metrics["mismatch/logprob_abs_max"] < 1e-4       # old logprobs recomputed by the policy
+    # the second epoch runs on moved weights: the ratio to the sampling policy is no longer 1
+    assert metrics["train/ratio_max"] > 1.0 + 1e-4 or metrics["train/ratio_min"] < 1.0 - 1e-4

@@ -166,6 +166,7 @@ class GRPOLoss:
         loss = aggregate(L_clip + kl_coef * KL(p || p_ref) - entropy_coef * H, mask)
 
     It reads ``advantages``, ``old_logprobs`` (absent: on-policy, ratio 1) and ``ref_logprobs``
+    (and, when present, reports the gap to ``rollout_logprobs``, the engine's sampling logprobs)
     (needed when kl_coef > 0) from the micro-batch, and ``entropy`` [b, T] when the backend was
     asked for it through ``self.entropy``: "loss" (with gradient, entropy_coef > 0) or "metric"
     (no gradient, for logging only). ``temperature`` tells the backend to compute the training
@@ -210,6 +211,11 @@ class GRPOLoss:
             metrics["entropy"] = float(masked_mean(batch["entropy"].detach(), mask))
             if cfg.entropy_coef > 0:
                 loss_mat = loss_mat - cfg.entropy_coef * batch["entropy"]
+        rollout = batch.get("rollout_logprobs")
+        if rollout is not None:  # the engine's sampling logprobs: how far they are from ours
+            gap = torch.where(mask.to(torch.bool), (logprobs.detach() - rollout).abs(), torch.zeros_like(logprobs))
+            metrics["rollout_logprob_gap_mean"] = float(masked_mean(gap, mask))
+            metrics["rollout_logprob_gap_max"] = float(gap.max())
         norms = dict(global_norms)
         if self.max_response_len is not None:
             norms[MAX_RESPONSE_LEN] = float(self.max_response_len)

@@ -154,8 +154,12 @@ class GRPOTrainer:
         batch, engine_logprobs = build_token_batch(questions, groups, self._pad_id())
         batch["advantages"] = advantages
         batch["group_ids"] = scored.group_ids
+        batch["rollout_logprobs"] = engine_logprobs
         with timer.phase("logprobs"):
-            batch["old_logprobs"] = self.policy.logprobs(batch, self.logprob_temperature)
+            # One PPO epoch is on-policy: the loss uses its own detached logprobs as the old ones
+            # (ratio 1) and measures the engine gap itself, which saves a forward pass per step.
+            if cfg.grpo.ppo_epochs > 1:
+                batch["old_logprobs"] = self.policy.logprobs(batch, self.logprob_temperature)
             if cfg.grpo.kl_coef > 0:
                 batch["ref_logprobs"] = self.policy.reference_logprobs(batch, self.logprob_temperature)
         update_metrics: dict[str, float] = {}
@@ -174,7 +178,8 @@ class GRPOTrainer:
             "sampler/epoch": self.sampler.epoch,
             **scored.metrics,
             **response_metrics(groups),
-            **logprob_mismatch(engine_logprobs, batch["old_logprobs"], batch["response_mask"]),
+            **(logprob_mismatch(engine_logprobs, batch["old_logprobs"], batch["response_mask"])
+               if "old_logprobs" in batch else {}),
             **{f"train/{k}": v for k, v in update_metrics.items()},
         }
         metrics = distributed.mean_metrics(metrics)
