@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import torch
+import torch.distributed as dist
 
 from medssr_nemo import distributed
 from medssr_nemo.config.schema.policy import PolicyConfig
 from medssr_nemo.grpo.losses import MAX_RESPONSE_LEN, NUM_SEQS, NUM_TOKENS, local_normalisers
 from medssr_nemo.policy.interfaces import LossFn, PolicyBackend, TokenBatch
 from medssr_nemo.policy.logprobs import token_logprobs
+from medssr_nemo.policy.metrics import TokenWeightedMetrics
 from medssr_nemo.policy.schedules import LRSchedule
 
 # policy.options keys this backend understands, with their defaults
@@ -222,7 +224,7 @@ class HFPolicyBackend(PolicyBackend):
         norms = self._global_normalisers(full["response_mask"])
         temperature = float(getattr(loss_fn, "temperature", 1.0))
         entropy_mode = getattr(loss_fn, "entropy", "off")
-        stats = _MetricAccumulator()
+        stats = TokenWeightedMetrics()
         loss_total = torch.zeros((), dtype=torch.float64, device=self.device)
         self.model.train()  # enables gradient checkpointing in transformers
         self.optimizer.zero_grad(set_to_none=True)
@@ -248,7 +250,7 @@ class HFPolicyBackend(PolicyBackend):
         self.optimizer.zero_grad(set_to_none=True)
         return {"loss": float(loss_total), "grad_norm": float(grad_norm), "lr": lr,
                 "update_skipped": float(skipped), "num_tokens": norms[NUM_TOKENS],
-                "num_seqs": norms[NUM_SEQS], **stats.reduce()}
+                "num_seqs": norms[NUM_SEQS], **stats.reduce(dist.group.WORLD if distributed.world_size() > 1 else None, self.device)}
 
     def _all_reduce_gradients(self) -> None:
         """Sum gradients over ranks, flattened into buckets to keep the number of calls small."""
@@ -333,41 +335,3 @@ class HFPolicyBackend(PolicyBackend):
         self.model.save_pretrained(tmp, safe_serialization=True)
         self.tokenizer.save_pretrained(tmp)
         _replace_dir(tmp, final)
-
-
-class _MetricAccumulator:
-    """Token-weighted means of loss metrics over micro-batches and ranks; ``*_max`` / ``*_min``
-    keys are reduced by max / min instead."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, float] = {}
-        self.extremes: dict[str, float] = {}
-        self.weight = 0.0
-
-    def add(self, metrics: Mapping[str, float], weight: float) -> None:
-        # every key is registered even at weight 0, so all ranks reduce the same key list
-        self.weight += weight
-        for key, value in metrics.items():
-            if key.endswith("_max"):
-                value = float(value) if weight > 0 else -float("inf")
-                self.extremes[key] = max(self.extremes.get(key, -float("inf")), value)
-            elif key.endswith("_min"):
-                value = float(value) if weight > 0 else float("inf")
-                self.extremes[key] = min(self.extremes.get(key, float("inf")), value)
-            else:
-                self.sums[key] = self.sums.get(key, 0.0) + weight * float(value)
-
-    def reduce(self) -> dict[str, float]:
-        keys = sorted(self.sums)
-        sums = torch.tensor([self.sums[k] for k in keys] + [self.weight], dtype=torch.float64)
-        distributed.all_reduce_sum(sums)
-        ext_keys = sorted(self.extremes)
-        # min(x) = -max(-x): one MAX all-reduce serves both
-        signed = torch.tensor([self.extremes[k] if k.endswith("_max") else -self.extremes[k] for k in ext_keys],
-                              dtype=torch.float64)
-        distributed.all_reduce_max(signed)
-        total = float(sums[-1]) or 1.0
-        out = {k: float(v) / total for k, v in zip(keys, sums[:-1].tolist())}
-        out.update({k: (v if k.endswith("_max") else -v) if abs(v) != float("inf") else float("nan")
-                    for k, v in zip(ext_keys, signed.tolist())})
-        return out

@@ -33,7 +33,7 @@ from medssr_nemo.policy.interfaces import LossFn, PolicyBackend, TokenBatch
 from medssr_nemo.policy.megatron import checkpoint, conversion, parallel, weights
 from medssr_nemo.policy.megatron.cpu_compat import in_device_scope
 from medssr_nemo.policy.megatron.logprobs import vocab_parallel_token_logprobs
-from medssr_nemo.policy.megatron.metrics import TokenWeightedMetrics
+from medssr_nemo.policy.metrics import TokenWeightedMetrics
 from medssr_nemo.policy.megatron.model import (
     DEFAULT_VOCAB_MULTIPLE,
     arch_spec_from_hf,
@@ -375,7 +375,8 @@ class MegatronPolicyBackend(PolicyBackend):
         if last and self.layout.data_parallel > 1:
             dist.all_reduce(loss_total, group=parallel_state.get_data_parallel_group())
         loss_value = parallel.broadcast_from_last_stage(loss_total.reshape(1) if last else None, (1,), torch.float64)
-        metrics = stats.reduce(parallel_state.get_data_parallel_group() if self.layout.data_parallel > 1 else None) if last else None
+        metrics = stats.reduce(parallel_state.get_data_parallel_group() if self.layout.data_parallel > 1 else None,
+                               parallel.device()) if last else None
         metrics = parallel.broadcast_object_from_last_stage(metrics)
         return {"loss": float(loss_value[0]), "grad_norm": grad_norm, "lr": lr, "update_skipped": float(skipped),
                 "num_tokens": norms[NUM_TOKENS], "num_seqs": norms[NUM_SEQS], **metrics}
