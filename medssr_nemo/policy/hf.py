@@ -24,6 +24,7 @@ import torch.distributed as dist
 from medssr_nemo import distributed
 from medssr_nemo.config.schema.policy import PolicyConfig
 from medssr_nemo.grpo.losses import MAX_RESPONSE_LEN, NUM_SEQS, NUM_TOKENS, local_normalisers
+from medssr_nemo.policy.batching import check_token_batch, micro_batches
 from medssr_nemo.policy.interfaces import LossFn, PolicyBackend, TokenBatch
 from medssr_nemo.policy.logprobs import token_logprobs
 from medssr_nemo.policy.metrics import TokenWeightedMetrics
@@ -137,26 +138,6 @@ class HFPolicyBackend(PolicyBackend):
     def _to_device(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
-    @staticmethod
-    def _check_batch(batch: Mapping[str, Any], keys: tuple[str, ...]) -> None:
-        for key in keys:
-            if key not in batch:
-                raise KeyError(f"token batch lacks {key!r}; it has {sorted(batch)}")
-        shape = batch["input_ids"].shape
-        for key in ("attention_mask", "response_mask", "old_logprobs", "ref_logprobs"):
-            if key in batch and batch[key].shape != shape:
-                raise ValueError(f"batch[{key!r}] has shape {tuple(batch[key].shape)}, input_ids {tuple(shape)}")
-
-    def _micro_batches(self, batch: Mapping[str, Any], size: int) -> Iterator[dict[str, Any]]:
-        """Row slices of ``batch``, each cut to its last attended position (less padding)."""
-        rows = batch["input_ids"].shape[0]
-        for start in range(0, rows, size):
-            part = {k: v[start:start + size] if isinstance(v, torch.Tensor) and v.dim() >= 1 else v
-                    for k, v in batch.items()}
-            attended = part["attention_mask"].bool().any(0).nonzero()
-            width = int(attended.max()) + 1 if attended.numel() else 1
-            yield {k: v[:, :width] if isinstance(v, torch.Tensor) and v.dim() == 2 else v for k, v in part.items()}
-
     def _forward_logprobs(self, model: Any, part: Mapping[str, Any], temperature: float,
                           entropy: str = "off") -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logprobs [b, T]; only the positions from the first response token of the micro-batch
@@ -183,13 +164,13 @@ class HFPolicyBackend(PolicyBackend):
 
     @torch.no_grad()
     def _logprobs_with(self, model: Any, batch: TokenBatch, temperature: float) -> torch.Tensor:
-        self._check_batch(batch, ("input_ids", "attention_mask"))
+        check_token_batch(batch, ("input_ids", "attention_mask"))
         out_device = batch["input_ids"].device
         on_device = self._to_device(batch)
         rows, length = on_device["input_ids"].shape
         result = torch.zeros((rows, length), dtype=torch.float32, device=self.device)
         size = self.options["logprob_micro_batch_size"] or self.cfg.micro_batch_size
-        for start, part in zip(range(0, rows, size), self._micro_batches(on_device, size)):
+        for start, part in zip(range(0, rows, size), micro_batches(on_device, size)):
             logprobs, _ = self._forward_logprobs(model, part, temperature)
             result[start:start + logprobs.shape[0], :logprobs.shape[1]] = logprobs
         # padding holds 0, whatever micro-batch width it fell into
@@ -219,7 +200,7 @@ class HFPolicyBackend(PolicyBackend):
         """One AdamW step on ``batch`` (this rank's share). ``loss_fn`` may carry ``temperature``
         (logits are divided by it, as for ``logprobs``) and ``entropy`` ("off" | "metric" |
         "loss": per-token entropy is put in the micro-batch under "entropy")."""
-        self._check_batch(batch, ("input_ids", "attention_mask", "response_mask"))
+        check_token_batch(batch, ("input_ids", "attention_mask", "response_mask"))
         full = self._to_device(batch)
         norms = self._global_normalisers(full["response_mask"])
         temperature = float(getattr(loss_fn, "temperature", 1.0))
@@ -228,7 +209,7 @@ class HFPolicyBackend(PolicyBackend):
         loss_total = torch.zeros((), dtype=torch.float64, device=self.device)
         self.model.train()  # enables gradient checkpointing in transformers
         self.optimizer.zero_grad(set_to_none=True)
-        for part in self._micro_batches(full, self.cfg.micro_batch_size):
+        for part in micro_batches(full, self.cfg.micro_batch_size):
             logprobs, entropy = self._forward_logprobs(self.model, part, temperature, entropy_mode)
             if entropy is not None:
                 part["entropy"] = entropy

@@ -33,6 +33,7 @@ from medssr_nemo.policy.interfaces import LossFn, PolicyBackend, TokenBatch
 from medssr_nemo.policy.megatron import checkpoint, conversion, parallel, weights
 from medssr_nemo.policy.megatron.cpu_compat import in_device_scope
 from medssr_nemo.policy.megatron.logprobs import vocab_parallel_token_logprobs
+from medssr_nemo.policy.batching import check_token_batch, micro_batches
 from medssr_nemo.policy.metrics import TokenWeightedMetrics
 from medssr_nemo.policy.megatron.model import (
     DEFAULT_VOCAB_MULTIPLE,
@@ -174,18 +175,6 @@ class MegatronPolicyBackend(PolicyBackend):
         return model, optimizer, ref
 
     # ------------------------------------------------------------------ batches
-    @staticmethod
-    def _check_batch(batch: Mapping[str, Any], keys: tuple[str, ...]) -> None:
-        for key in keys:
-            if key not in batch:
-                raise KeyError(f"token batch lacks {key!r}; it has {sorted(batch)}")
-        shape = batch["input_ids"].shape
-        for key in ("attention_mask", "response_mask", "old_logprobs", "ref_logprobs"):
-            if key in batch and batch[key].shape != shape:
-                raise ValueError(f"batch[{key!r}] has shape {tuple(batch[key].shape)}, input_ids {tuple(shape)}")
-        if int(batch["input_ids"].shape[0]) == 0:
-            raise ValueError("empty token batch: every rank needs at least one row")
-
     def _joint_batch(self, batch: Mapping[str, Any]) -> tuple[dict[str, Any], list[int], int]:
         """This replica's rows on the device, each member's row count and this rank's index."""
         from megatron.core import parallel_state
@@ -196,20 +185,6 @@ class MegatronPolicyBackend(PolicyBackend):
         target = parallel.device()
         joint = {k: v.to(target) if isinstance(v, torch.Tensor) else v for k, v in joint.items()}
         return joint, counts, member
-
-    @staticmethod
-    def _micro_batches(batch: Mapping[str, Any], size: int) -> list[dict[str, Any]]:
-        """Row slices of ``batch``, each cut to its last attended position (less padding)."""
-        parts = []
-        rows = batch["input_ids"].shape[0]
-        for start in range(0, rows, size):
-            part = {k: v[start:start + size] if isinstance(v, torch.Tensor) and v.dim() >= 1 else v
-                    for k, v in batch.items()}
-            attended = part["attention_mask"].bool().any(0).nonzero()
-            width = int(attended.max()) + 1 if attended.numel() else 1
-            parts.append({k: v[:, :width] if isinstance(v, torch.Tensor) and v.dim() == 2 else v
-                          for k, v in part.items()})
-        return parts
 
     def _vocab_slice(self) -> tuple[int, Any]:
         from megatron.core import parallel_state
@@ -256,11 +231,11 @@ class MegatronPolicyBackend(PolicyBackend):
     def _logprobs_with(self, model: Any, batch: TokenBatch, temperature: float) -> torch.Tensor:
         from megatron.core import parallel_state
 
-        self._check_batch(batch, ("input_ids", "attention_mask"))
+        check_token_batch(batch, ("input_ids", "attention_mask"))
         out_device, width = batch["input_ids"].device, int(batch["input_ids"].shape[1])
         joint, counts, member = self._joint_batch(batch)
         size = self.options["logprob_micro_batch_size"] or self.cfg.micro_batch_size
-        micros = self._micro_batches(joint, size)
+        micros = micro_batches(joint, size)
         vocab_start, group = self._vocab_slice()
 
         def collect(micro, logits, non_loss_data=True):
@@ -335,7 +310,7 @@ class MegatronPolicyBackend(PolicyBackend):
         ``temperature`` and ``entropy`` ("off" | "metric" | "loss") like for the ``hf`` backend."""
         from megatron.core import parallel_state
 
-        self._check_batch(batch, ("input_ids", "attention_mask", "response_mask"))
+        check_token_batch(batch, ("input_ids", "attention_mask", "response_mask"))
         joint, _, _ = self._joint_batch(batch)
         norms = self._global_normalisers(joint["response_mask"])
         temperature = float(getattr(loss_fn, "temperature", 1.0))
@@ -364,7 +339,7 @@ class MegatronPolicyBackend(PolicyBackend):
         self.megatron_model.train()
         self.megatron_model.zero_grad_buffer()
         self.optimizer.zero_grad()
-        micros = self._micro_batches(joint, self.cfg.micro_batch_size)
+        micros = micro_batches(joint, self.cfg.micro_batch_size)
         self._run_schedule(self.megatron_model, micros, loss_func, forward_only=False)
         self.megatron_model.eval()
         lr = self.schedule(self.step)
