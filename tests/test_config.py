@@ -80,3 +80,32 @@ def test_config_show_rejects_bad_override_with_exit_2():
 def test_yaml_round_trip_is_stable():
     cfg = load_config("quickstart")
     assert to_yaml(cfg) == to_yaml(load_config("quickstart"))
+
+
+# conf/model file -> (hub id, tensor parallel size); TP from DESIGN.md's layouts
+PAPER_SCALE_MODELS = {
+    "qwen3_1_7b": ("Qwen/Qwen3-1.7B", 1), "qwen3_4b": ("Qwen/Qwen3-4B", 1), "qwen3_8b": ("Qwen/Qwen3-8B", 2),
+    "qwen3_14b": ("Qwen/Qwen3-14B", 4), "llama3_1_8b": ("meta-llama/Llama-3.1-8B-Instruct", 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_SCALE_MODELS))
+def test_each_model_size_composes_with_paper_scale_settings(name):
+    from medssr_nemo.pipeline.report import scale_gaps
+    from medssr_nemo.pipeline.steps import STEPS
+
+    cfg = load_config("base", [f"model={name}"])
+    path, tp = PAPER_SCALE_MODELS[name]
+    assert cfg.model.path == path and cfg.model.tensor_parallel_size == tp and cfg.model.dtype == "bfloat16"
+    # DESIGN.md's paper defaults: GRPO and the evaluation protocol
+    assert (cfg.grpo.group_size, cfg.grpo.clip_low, cfg.grpo.clip_high, cfg.grpo.dual_clip) == (8, 0.2, 0.2, 3.0)
+    assert cfg.grpo.loss_aggregation == "token-mean" and 0.001 <= cfg.grpo.kl_coef <= 0.005 and cfg.grpo.ppo_epochs == 1
+    assert (cfg.eval.max_new_tokens, cfg.eval.num_samples, cfg.eval.temperature, cfg.eval.limit) == (2048, 4, 0.6, None)
+    assert len(cfg.eval.benchmarks) == 10 and cfg.rollout.max_new_tokens == 2048
+    # the whole pipeline runs, and the report would not call this a demonstration
+    assert cfg.pipeline.stage1.enabled and cfg.pipeline.stage2.enabled
+    assert all(step.disabled_reason(cfg) is None for step in STEPS)
+    assert scale_gaps(cfg) == []
+    # the quickstart's demonstration sizes win over the model file's when both are named
+    quick = load_config("quickstart", [f"model={name}"])
+    assert quick.model.path == path and quick.pipeline.stage1.steps == 6 and scale_gaps(quick)

@@ -7,6 +7,7 @@ import importlib
 import sys
 
 COMMANDS = {
+    "run": "the whole MedSSR pipeline in one resumable run directory, with a report",
     "train": "GRPO on a file of question records",
     "config": "show the resolved config ('medssr config show [overrides]')",
     "synth": "synthesize questions from a knowledge base",

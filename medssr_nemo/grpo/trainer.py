@@ -52,6 +52,8 @@ class GRPOTrainer:
         self.show_progress = show_progress
         self.output_dir = Path(cfg.output_dir)
         self.step = 0
+        # the engine counts its own refits; a resumed run adds this so logged versions continue
+        self._version_offset = 0
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> "GRPOTrainer":
@@ -105,7 +107,8 @@ class GRPOTrainer:
             log.warning("resuming from %s although the config changed since it was written", latest)
         self.step = int(state[STEP_KEY])
         self.sampler.restore(state[SAMPLER_KEY])
-        self.engine.update_weights(self.policy.export_hf_weights())
+        refit_version = self.engine.update_weights(self.policy.export_hf_weights())
+        self._version_offset = int(state.get(WEIGHT_VERSION_KEY, refit_version)) - refit_version
         self.logger.truncate_after(self.step)
         log.info("resumed from %s at step %d", latest, self.step)
 
@@ -169,7 +172,7 @@ class GRPOTrainer:
                 update_metrics = self.policy.train_step(batch, self.loss_fn)
         with timer.phase("refit"):
             self.engine.wake()
-            weight_version = self.engine.update_weights(self.policy.export_hf_weights())
+            weight_version = self.engine.update_weights(self.policy.export_hf_weights()) + self._version_offset
         metrics: dict[str, Any] = {
             "reward/mean": float(scored.rewards.mean()),
             "reward/std": float(scored.rewards.std()) if len(scored.rewards) > 1 else 0.0,
@@ -192,7 +195,7 @@ class GRPOTrainer:
 
     def save_checkpoint(self) -> Path:
         state = {STEP_KEY: self.step, SAMPLER_KEY: self.sampler.state(),
-                 WEIGHT_VERSION_KEY: self.engine.weight_version, CONFIG_HASH_KEY: self._config_hash()}
+                 WEIGHT_VERSION_KEY: self.engine.weight_version + self._version_offset, CONFIG_HASH_KEY: self._config_hash()}
         return self.checkpoints.save(self.step, self.policy, state, is_main=self.is_main)
 
 

@@ -11,6 +11,7 @@ from medssr_nemo.config.schema.grpo import GRPOConfig
 from medssr_nemo.config.schema.label import LabelConfig
 from medssr_nemo.config.schema.launch import LaunchConfig
 from medssr_nemo.config.schema.model import ModelConfig
+from medssr_nemo.config.schema.pipeline import PipelineConfig
 from medssr_nemo.config.schema.policy import PolicyConfig
 from medssr_nemo.config.schema.reward import RewardConfig, RewardTermConfig
 from medssr_nemo.config.schema.rollout import RolloutConfig
@@ -33,9 +34,10 @@ class MedSSRConfig:
     label: LabelConfig = field(default_factory=LabelConfig)
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     launch: LaunchConfig = field(default_factory=LaunchConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
 
 __all__ = [
-    "ConfigValueError", "GRPOConfig", "MedSSRConfig", "ModelConfig", "PolicyConfig",
+    "ConfigValueError", "GRPOConfig", "MedSSRConfig", "ModelConfig", "PipelineConfig", "PolicyConfig",
     "RewardConfig", "RewardTermConfig", "RolloutConfig", "TrainConfig",
 ]

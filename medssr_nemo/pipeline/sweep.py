@@ -1,0 +1,82 @@
+"""The α sweep: one pipeline per rare ratio in ``pipeline.alpha_sweep``, each in
+``<output_dir>/alpha_<α>/``, sharing the steps that do not depend on α (real data, the base
+model's evaluation) from ``<output_dir>``; then one comparison report."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from medssr_nemo.config import MedSSRConfig
+from medssr_nemo.data.cards import write_json_atomic
+from medssr_nemo.eval.store import write_text_atomic
+from medssr_nemo.pipeline.runner import PipelineResult, run_pipeline
+from medssr_nemo.pipeline.steps import StepCallback
+
+
+def alpha_dir(root: Path, alpha: float) -> Path:
+    return root / f"alpha_{alpha:g}"
+
+
+def comparison_row(alpha: float, run_dir: Path) -> dict[str, Any]:
+    """One α's headline numbers, read from its report's summary.json."""
+    path = run_dir / "report" / "summary.json"
+    summary = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    row: dict[str, Any] = {"alpha": alpha, "run_dir": str(run_dir)}
+    synthesis = summary.get("synthesis") or {}
+    row["rare_share_achieved"] = (synthesis.get("rare") or {}).get("achieved")
+    labels = summary.get("pseudo_labels") or {}
+    row["labels_kept"] = labels.get("fraction_kept")
+    row["label_accuracy"] = ((labels.get("accuracy_vs_key") or {}).get("all kept") or {}).get("accuracy")
+    for ckpt in (summary.get("evaluation") or {}).get("checkpoints", []):
+        row[f"{ckpt['label']}_macro"] = ckpt.get("macro_accuracy_pct")
+        row[f"{ckpt['label']}_rare"] = ckpt.get("rare_accuracy_pct")
+    return row
+
+
+def comparison_markdown(rows: Sequence[dict[str, Any]], figure: str | None) -> str:
+    def fmt(value: Any, pct: bool = False) -> str:
+        if value is None:
+            return "–"
+        return f"{100 * value:.1f}%" if pct else f"{value:.2f}"
+
+    lines = ["# α sweep", "", "One pipeline per rare ratio α; base-model numbers are shared.", "",
+             "| α | rare share achieved | labels kept | label accuracy | base avg | base rare | stage 1 avg | "
+             "stage 1 rare | stage 2 avg | stage 2 rare | report |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        lines.append(f"| {r['alpha']:g} | {fmt(r.get('rare_share_achieved'))} | {fmt(r.get('labels_kept'), True)} | "
+                     f"{fmt(r.get('label_accuracy'), True)} | {fmt(r.get('base_macro'))} | {fmt(r.get('base_rare'))} | "
+                     f"{fmt(r.get('stage1_macro'))} | {fmt(r.get('stage1_rare'))} | {fmt(r.get('stage2_macro'))} | "
+                     f"{fmt(r.get('stage2_rare'))} | [{Path(r['run_dir']).name}]({Path(r['run_dir']).name}/report/report.md) |")
+    if figure:
+        lines += ["", f"![accuracy over α]({figure})"]
+    return "\n".join(lines) + "\n"
+
+
+def run_sweep(cfg: MedSSRConfig, *, progress: bool = True, echo: Callable[[str], None] = print,
+              train_callbacks: dict[str, Sequence[StepCallback]] | None = None) -> tuple[list[PipelineResult], Path]:
+    """Run every α's pipeline (each resumable like a single run), then write the comparison."""
+    root = Path(cfg.output_dir)
+    alphas = list(cfg.pipeline.alpha_sweep)
+    results, rows = [], []
+    for index, alpha in enumerate(alphas, start=1):
+        sub = copy.deepcopy(cfg)
+        sub.synthesis.alpha = alpha
+        sub.pipeline.alpha_sweep = []
+        sub.output_dir = str(alpha_dir(root, alpha))
+        echo(f"== α sweep {index}/{len(alphas)}: α = {alpha:g} -> {sub.output_dir}")
+        result = run_pipeline(sub, run_dir=sub.output_dir, shared_dir=root, progress=progress,
+                              train_callbacks=train_callbacks, echo=echo)
+        results.append(result)
+        rows.append(comparison_row(alpha, result.run_dir))
+    figure = None
+    if cfg.pipeline.report_figures:
+        from medssr_nemo.pipeline.figures import alpha_comparison
+
+        figure = alpha_comparison(rows, root / "comparison.png").name
+    write_json_atomic(root / "comparison.json", {"alphas": alphas, "rows": rows})
+    report = write_text_atomic(root / "comparison.md", comparison_markdown(rows, figure))
+    return results, Path(report)
