@@ -52,7 +52,8 @@ def test_kill_and_resume_gives_the_same_results_files(tiny_dir, tmp_path):
     cfg = _cfg(tiny_dir, tmp_path / "full")
     run_eval(cfg, policy_loader=_counting_loader(cfg, full_calls), progress=False)
 
-    # Kill after the first chunk of the second benchmark (raising from the chunk hook) ...
+    # Kill after the chunk that finishes the first benchmark and starts the second (the hook
+    # names the benchmark of a chunk's last sample) ...
     def kill(benchmark, samples_done):
         if benchmark == "bioasq":
             raise Killed(f"killed after {samples_done} samples")
@@ -60,7 +61,7 @@ def test_kill_and_resume_gives_the_same_results_files(tiny_dir, tmp_path):
     with pytest.raises(Killed):
         run_eval(cfg, policy_loader=default_policy_loader(cfg), progress=False, after_chunk=kill)
     partial = tmp_path / "resumed" / "tiny-llama" / "bioasq" / "generations.partial.jsonl"
-    assert len(partial.read_text().splitlines()) == 4           # one chunk of 4 samples survived
+    assert len(partial.read_text().splitlines()) == 2           # the shared chunk's 2 bioasq samples survived
     assert (tmp_path / "resumed" / "tiny-llama" / "pubmedqa" / "metrics.json").exists()
     # ... with a torn last line, as a kill in the middle of a write leaves it
     with open(partial, "a") as handle:
@@ -74,8 +75,9 @@ def test_kill_and_resume_gives_the_same_results_files(tiny_dir, tmp_path):
             full = (tmp_path / "full" / "tiny-llama" / benchmark / name).read_bytes()
             assert (tmp_path / "resumed" / "tiny-llama" / benchmark / name).read_bytes() == full, (benchmark, name)
     assert (tmp_path / "resumed" / "summary.json").read_bytes() == (tmp_path / "full" / "summary.json").read_bytes()
-    # only the missing chunk was generated again: 3 questions x 2 samples = 6 = chunks of 4 + 2
-    assert full_calls == [4, 2, 4, 2] and resumed_calls == [2]
+    # 2 benchmarks x 3 questions x 2 samples = 12 = three chunks of 4, the middle one shared by both
+    # benchmarks; only the missing last chunk was generated again
+    assert full_calls == [4, 4, 4] and resumed_calls == [4]
 
 
 def test_a_finished_run_is_not_generated_again(tiny_dir, tmp_path):

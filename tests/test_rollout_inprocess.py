@@ -110,6 +110,30 @@ def test_same_seed_gives_the_same_tokens_in_any_batch(tiny_llama, prompts):
     assert len({tuple(t) for t in same_prompt}) == 4
 
 
+def test_rows_sharing_a_prompt_share_its_prefill_and_sample_as_if_alone(tiny_llama, prompts):
+    model, tokenizer = tiny_llama
+    sampling = SamplingParams(temperature=1.0, max_new_tokens=10)
+    batch_prompts = [prompts[i // 3] for i in range(12)]          # 4 prompts x 3 samples, as a GRPO group
+    seeds = [7 + i for i in range(12)]
+    prefilled = []
+    shared = InProcessEngine(model, tokenizer, max_batch_size=12)
+    original = shared._forward
+
+    def spy(input_ids, *args, **kwargs):
+        if not kwargs.get("decode"):
+            prefilled.append(input_ids.shape[0])
+        return original(input_ids, *args, **kwargs)
+    shared._forward = spy
+    together = shared.generate(batch_prompts, sampling, seeds)
+    assert prefilled == [4]                                        # one prefill row per distinct prompt
+    separate = InProcessEngine(model, tokenizer, max_batch_size=12, share_prefill=False).generate(
+        batch_prompts, sampling, seeds)
+    assert [c.token_ids for c in together] == [c.token_ids for c in separate]
+    for a, b in zip(together, separate):
+        torch.testing.assert_close(torch.tensor(a.logprobs), torch.tensor(b.logprobs), rtol=1e-5, atol=1e-5)
+    assert len({tuple(together[i].token_ids) for i in range(3)}) == 3   # copies of a cache still sample apart
+
+
 def test_top_k_one_equals_greedy(tiny_llama, prompts):
     model, tokenizer = tiny_llama
     engine = InProcessEngine(model, tokenizer)

@@ -107,6 +107,7 @@ def test_script_runs_the_command_medssr_launch_prints(script, fake_slurm):
     [record] = [json.loads(line) for line in log.read_text().splitlines()]
     nodes, tp = EXPECTED[script.stem]
     argv = record["argv"]
+    assert argv[argv.index("--config") - 1] == "run"                    # the whole pipeline by default
     overrides = argv[argv.index("--config") + 2:]
     assert f"model={script.stem}" in overrides and overrides.index("policy.lr=2e-6") > overrides.index(f"model={script.stem}")
     cfg = load_config("base", overrides)

@@ -8,8 +8,9 @@ Layout of ``eval.output_dir`` (default ``<output_dir>/eval``)::
     <checkpoint label>/<benchmark>/metrics.json          accuracy mean/std, invalid/recovered counts
     summary.json, summary.md, summary.png                 all checkpoints side by side
 
-Resuming: work is cut into fixed chunks of ``eval.batch_size`` (question, sample) pairs in a fixed
-order; a chunk whose samples are all in the partial log is skipped, any other chunk is generated
+Resuming: a checkpoint's work over all its benchmarks (benchmark order, then prompt length) is cut
+into fixed chunks of ``eval.batch_size`` (question, sample) pairs; a chunk whose samples are all
+done (partial logs, finished benchmarks' generations) is skipped, any other chunk is generated
 whole (so every engine call sees exactly the batch an uninterrupted run would) and only its
 missing samples are appended. Seeds come from (seed, question id, sample). A rerun with other
 settings in the same directory is refused rather than mixed.
@@ -18,6 +19,7 @@ settings in the same directory is refused rather than mixed.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import time
@@ -133,12 +135,26 @@ def _ids_digest(records: Sequence[QuestionRecord]) -> str:
     return hashlib.sha256("\n".join(r.id for r in records).encode()).hexdigest()
 
 
-def evaluate_benchmark(bench: LoadedBenchmark, policy: LazyPolicy, protocol: EvalProtocol, out_dir: Path,
-                       batch_size: int, progress: bool = True, after_chunk: ChunkHook | None = None) -> dict[str, Any]:
-    """Metrics of one checkpoint on one benchmark, generating only what the partial log lacks."""
-    identity = {"benchmark": bench.name, "checkpoint": policy.reference, "protocol": protocol.fingerprint(),
+@dataclass
+class _BenchmarkState:
+    """One benchmark of one checkpoint: where it writes, and the samples finished so far."""
+
+    bench: LoadedBenchmark
+    out_dir: Path
+    partial: PartialLog
+    done: dict
+    metrics: dict[str, Any] | None = None
+
+    def required(self, num_samples: int) -> int:
+        return len(self.bench.records) * num_samples
+
+
+def _open_benchmark(bench: LoadedBenchmark, reference: str, protocol: EvalProtocol, out_dir: Path) -> _BenchmarkState:
+    """Check the directory holds this exact evaluation (or nothing yet) and load what is done."""
+    identity = {"benchmark": bench.name, "checkpoint": reference, "protocol": protocol.fingerprint(),
                 "num_questions": len(bench.records), "question_ids_sha256": _ids_digest(bench.records)}
     identity_path, metrics_path = out_dir / "protocol.json", out_dir / "metrics.json"
+    state = _BenchmarkState(bench, out_dir, PartialLog(out_dir / "generations.partial.jsonl"), {})
     if identity_path.exists():
         stored = read_json(identity_path)
         if stored != identity:
@@ -147,59 +163,100 @@ def evaluate_benchmark(bench: LoadedBenchmark, policy: LazyPolicy, protocol: Eva
                              "set eval.output_dir to a new directory or delete that one")
         if metrics_path.exists():
             log.info("%s: already evaluated (%s)", bench.name, metrics_path)
-            return read_json(metrics_path)
+            state.metrics = read_json(metrics_path)
+            return state
     else:
         write_json_atomic(identity_path, identity)
+    state.done = state.partial.load()
+    return state
 
-    partial = PartialLog(out_dir / "generations.partial.jsonl")
-    done = partial.load()
-    engine, tokenizer = policy.get() if len(done) < len(bench.records) * protocol.num_samples else (None, None)
-    if engine is not None:
-        _generate_missing(bench, engine, tokenizer, protocol, partial, done, batch_size, progress, after_chunk,
-                          label=out_dir.parent.name)
 
-    rows = [done[(bench.name, r.id, s)] for r in bench.records for s in range(protocol.num_samples)]
+def _finish_benchmark(state: _BenchmarkState, protocol: EvalProtocol) -> dict[str, Any]:
+    bench = state.bench
+    rows = [state.done[(bench.name, r.id, s)] for r in bench.records for s in range(protocol.num_samples)]
     metrics = {"benchmark": bench.name, "rare": bench.rare, "benchmark_size": bench.total,
                **benchmark_metrics(rows, protocol.num_samples)}
-    write_jsonl_atomic(out_dir / "generations.jsonl", rows)
-    write_json_atomic(metrics_path, metrics)
-    partial.path.unlink(missing_ok=True)   # the final file now holds every row
+    write_jsonl_atomic(state.out_dir / "generations.jsonl", rows)
+    write_json_atomic(state.out_dir / "metrics.json", metrics)
+    state.partial.path.unlink(missing_ok=True)   # the final file now holds every row
     return metrics
 
 
-def _generate_missing(bench: LoadedBenchmark, engine: RolloutEngine, tokenizer: Any, protocol: EvalProtocol,
-                      partial: PartialLog, done: dict, batch_size: int, progress: bool,
-                      after_chunk: ChunkHook | None, label: str) -> None:
+def evaluate_checkpoint(benchmarks: Sequence[LoadedBenchmark], policy: LazyPolicy, protocol: EvalProtocol,
+                        out_root: Path, batch_size: int, progress: bool = True,
+                        after_chunk: ChunkHook | None = None) -> dict[str, dict[str, Any]]:
+    """Metrics of one checkpoint on every benchmark (``out_root/<benchmark>``), generating only
+    what the partial logs lack. Work is one list over all benchmarks (benchmark order, then
+    prompt length), cut into chunks of ``batch_size``: a benchmark with a few questions shares
+    engine calls with the next one instead of decoding a batch of its own."""
+    states = [_open_benchmark(b, policy.reference, protocol, out_root / b.name) for b in benchmarks]
+    for state in states:
+        if state.metrics is None and len(state.done) == state.required(protocol.num_samples):
+            state.metrics = _finish_benchmark(state, protocol)
+    if any(state.metrics is None for state in states):
+        engine, tokenizer = policy.get()
+        for state in states:   # finished benchmarks' rows let their chunks be recognised as done
+            if state.metrics is not None and (state.out_dir / "generations.jsonl").exists():
+                rows = [json.loads(line) for line in (state.out_dir / "generations.jsonl").read_text().splitlines()]
+                state.done = {row_key(r): r for r in rows}
+        _generate_missing(states, engine, tokenizer, protocol, batch_size, progress, after_chunk,
+                          label=out_root.name)
+    return {state.bench.name: state.metrics for state in states}  # type: ignore[misc]
+
+
+def evaluate_benchmark(bench: LoadedBenchmark, policy: LazyPolicy, protocol: EvalProtocol, out_dir: Path,
+                       batch_size: int, progress: bool = True, after_chunk: ChunkHook | None = None) -> dict[str, Any]:
+    """Metrics of one checkpoint on one benchmark, written to ``out_dir`` (named after the benchmark)."""
+    if out_dir.name != bench.name:
+        raise ValueError(f"evaluate_benchmark writes to <root>/{bench.name}; got {out_dir}")
+    return evaluate_checkpoint([bench], policy, protocol, out_dir.parent, batch_size, progress, after_chunk)[bench.name]
+
+
+def _generate_missing(states: Sequence[_BenchmarkState], engine: RolloutEngine, tokenizer: Any, protocol: EvalProtocol,
+                      batch_size: int, progress: bool, after_chunk: ChunkHook | None, label: str) -> None:
     from tqdm import tqdm
 
     from medssr_nemo.prompts import encode_prompt
 
-    prompts = {r.id: tuple(encode_prompt(r, tokenizer, protocol.prompt_style)) for r in bench.records}
-    order = sorted(range(len(bench.records)), key=lambda i: (len(prompts[bench.records[i].id]), i))
-    work = [WorkItem(bench.name, bench.records[i], prompts[bench.records[i].id], s,
-                     sample_seed(protocol.seed, bench.records[i].id, s))
-            for i in order for s in range(protocol.num_samples)]
-    letter_sets = sorted({tuple(r.letters) for r in bench.records}, key=len)
+    work: list[tuple[_BenchmarkState, WorkItem]] = []
+    for state in states:
+        records = state.bench.records
+        prompts = {r.id: tuple(encode_prompt(r, tokenizer, protocol.prompt_style)) for r in records}
+        order = sorted(range(len(records)), key=lambda i: (len(prompts[records[i].id]), i))
+        work += [(state, WorkItem(state.bench.name, records[i], prompts[records[i].id], s,
+                                  sample_seed(protocol.seed, records[i].id, s)))
+                 for i in order for s in range(protocol.num_samples)]
+    letter_sets = sorted({tuple(r.letters) for state in states for r in state.bench.records}, key=len)
     recovery = recovery_tokens(tokenizer, letter_sets[-1]) if protocol.recovery else None
 
     started, generated = time.perf_counter(), 0
-    with tqdm(total=len(work), initial=len(done), desc=f"{label}/{bench.name}", unit="sample",
-              disable=not progress, dynamic_ncols=True) as bar:
+    names = "+".join(state.bench.name for state in states if state.metrics is None)
+    with tqdm(total=len(work), initial=sum(len(state.done) for state in states), desc=f"{label}/{names}",
+              unit="sample", disable=not progress, dynamic_ncols=True) as bar:
         for start in range(0, len(work), batch_size):
             chunk = work[start:start + batch_size]
-            keys = [(w.benchmark, w.record.id, w.sample) for w in chunk]
-            if all(k in done for k in keys):
+            if all((w.benchmark, w.record.id, w.sample) in state.done for state, w in chunk):
                 continue
-            rows = [r for r in answer_items(engine, chunk, protocol, recovery) if row_key(r) not in done]
-            partial.append(rows)
-            done.update((row_key(r), r) for r in rows)
-            generated += len(rows)
-            bar.update(len(rows))
+            rows = answer_items(engine, [w for _, w in chunk], protocol, recovery)
+            touched: dict[str, _BenchmarkState] = {}
+            for (state, _), row in zip(chunk, rows):
+                if row_key(row) not in state.done:
+                    touched.setdefault(state.bench.name, state)
+                    state.done[row_key(row)] = row
+                    generated += 1
+                    bar.update(1)
+            for state in touched.values():
+                state.partial.append([r for r in rows if r["benchmark"] == state.bench.name
+                                      and state.done.get(row_key(r)) is r])
+                if len(state.done) == state.required(protocol.num_samples):
+                    state.metrics = _finish_benchmark(state, protocol)
             if after_chunk is not None:
-                after_chunk(bench.name, len(done))
+                last = chunk[-1][0]
+                after_chunk(last.bench.name, len(last.done))
     elapsed = time.perf_counter() - started
-    log.info("%s/%s: %d samples in %.1f s (%.2f questions/s)", label, bench.name, generated, elapsed,
-             generated / protocol.num_samples / elapsed if elapsed > 0 else 0.0)
+    questions = generated / protocol.num_samples
+    log.info("%s: %d samples in %.1f s (%.2f questions/s)", label, generated, elapsed,
+             questions / elapsed if elapsed > 0 else 0.0)
 
 
 def run_eval(cfg: Any, policy_loader: PolicyLoader | None = None, progress: bool = True,
@@ -213,11 +270,8 @@ def run_eval(cfg: Any, policy_loader: PolicyLoader | None = None, progress: bool
     checkpoints = []
     for ckpt in checkpoints_from_config(cfg):
         policy = LazyPolicy(loader, ckpt.reference)
-        per_benchmark = {
-            bench.name: evaluate_benchmark(bench, policy, protocol, out_root / ckpt.label / bench.name,
-                                           eval_cfg.batch_size, progress, after_chunk)
-            for bench in benchmarks
-        }
+        per_benchmark = evaluate_checkpoint(benchmarks, policy, protocol, out_root / ckpt.label,
+                                            eval_cfg.batch_size, progress, after_chunk)
         checkpoints.append({"label": ckpt.label, "reference": ckpt.reference, "benchmarks": per_benchmark,
                             **summarize(per_benchmark, {b.name: b.rare for b in benchmarks})})
         del policy  # free the model before the next checkpoint loads

@@ -3,7 +3,10 @@
 The whole hot path is here, gpt-fast style. Where its speed comes from:
 
 1. One batched prefill of left-padded prompts (attention mask + position ids), logits kept for the
-   last position only, then one decode step per new token over the model's KV cache.
+   last position only, then one decode step per new token over the model's KV cache. Rows with
+   the same prompt (a GRPO group, the n votes of a pseudo-label) share one prefill row whose KV
+   cache is then copied to each of them (``share_prefill``, dynamic cache): with 4 samples per
+   prompt this removes three quarters of the prefill.
 2. Sampling for the whole batch in one vectorised call (``sampling.sample_next_tokens``).
 3. Finished rows leave the batch (``cache="dynamic"``): the cache drops their rows, so a long tail
    of a few unfinished samples costs a few rows, not the whole batch (``drop_finished=False``
@@ -57,6 +60,7 @@ class InProcessEngine(RolloutEngine):
         cache: CacheKind = "dynamic",
         compile: bool = False,
         drop_finished: bool = True,
+        share_prefill: bool = True,
         eos_token_ids: Sequence[int] | None = None,
     ) -> None:
         if max_batch_size < 1:
@@ -76,6 +80,7 @@ class InProcessEngine(RolloutEngine):
         self.max_batch_size = max_batch_size
         self.cache_kind: CacheKind = cache
         self.drop_finished = drop_finished and cache == "dynamic"
+        self.share_prefill = share_prefill and cache == "dynamic"
         self.eos_token_ids = tuple(_default_eos_ids(model, tokenizer) if eos_token_ids is None else eos_token_ids)
         self.pad_token_id = _first_not_none(tokenizer.pad_token_id, *self.eos_token_ids, 0)
         self._version = 0
@@ -181,7 +186,15 @@ class InProcessEngine(RolloutEngine):
         stop_ids = torch.tensor(sorted({*self.eos_token_ids, *sp.stop_token_ids}), dtype=torch.long, device=device)
 
         kv_cache = self._new_cache(batch, cache_len)
-        logits = self._forward(input_ids, mask if static else mask[:, :prompt_width], prefill_positions, kv_cache)
+        first_rows, row_to_first = _distinct_prompts(prompts)
+        if self.share_prefill and len(first_rows) < batch:
+            pick = torch.tensor(first_rows, device=device)
+            logits = self._forward(input_ids[pick], mask[pick, :prompt_width], prefill_positions[pick], kv_cache)
+            spread = torch.tensor(row_to_first, device=device)
+            kv_cache.batch_select_indices(spread)   # each row gets a copy of its prompt's cache
+            logits = logits[spread]
+        else:
+            logits = self._forward(input_ids, mask if static else mask[:, :prompt_width], prefill_positions, kv_cache)
 
         out_tokens = torch.full((batch, new_tokens), self.pad_token_id, dtype=torch.long, device=device)
         out_logprobs = torch.zeros((batch, new_tokens), dtype=torch.float32, device=device)
@@ -275,6 +288,20 @@ class InProcessEngine(RolloutEngine):
                 prompt_token_ids=prompt,
             ))
         return completions
+
+
+def _distinct_prompts(prompts: Sequence[Sequence[int]]) -> tuple[list[int], list[int]]:
+    """(batch row of each distinct prompt's first occurrence, for every row the index of its
+    prompt in that list)."""
+    index_of: dict[tuple[int, ...], int] = {}
+    first_rows, row_to_first = [], []
+    for row, prompt in enumerate(prompts):
+        key = tuple(prompt)
+        if key not in index_of:
+            index_of[key] = len(first_rows)
+            first_rows.append(row)
+        row_to_first.append(index_of[key])
+    return first_rows, row_to_first
 
 
 def _default_eos_ids(model: Any, tokenizer: Any) -> list[int]:
