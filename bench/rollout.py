@@ -11,6 +11,10 @@ each row really produced (up to and including its EOS), and a third contender, t
 ``drop_finished=False``, shows what dropping finished rows saves (it samples the very same
 tokens as the default engine). Use it with ``--prompts medqa`` (chat prompts of real questions).
 
+``--samples-per-prompt K`` repeats each distinct prompt K times (a GRPO group, the votes of a
+pseudo-label) and adds the engine with ``share_prefill=False`` (every row prefilled on its own),
+which shows what sharing one prefill per distinct prompt saves.
+
     python bench/rollout.py --model embedded:smollm2-135m-instruct --batch 8 --prompt-len 64 --new-tokens 64
     python bench/rollout.py --model random:qwen3-1.7b --batch 64 --prompt-len 256 --new-tokens 512 \\
         --cache static --compile          # on a GPU
@@ -45,6 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "of the first --batch MedQA test questions (natural lengths)")
     parser.add_argument("--stop-on-eos", action="store_true", help="stop at EOS and count only real tokens")
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--samples-per-prompt", type=int, default=1,
+                        help="rows per distinct prompt (must divide --batch); >1 also times share_prefill=False")
     parser.add_argument("--prompt-len", type=int, default=64)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--device", default="auto", help="auto = cuda if available else cpu")
@@ -94,14 +100,22 @@ def timed(fn: Any, device: torch.device) -> tuple[float, float]:
 
 
 def make_prompts(args: argparse.Namespace, tokenizer: Any, vocab: int) -> list[list[int]]:
+    """``--batch`` rows: ``batch / samples_per_prompt`` distinct prompts, each repeated in adjacent rows."""
+    if args.samples_per_prompt < 1 or args.batch % args.samples_per_prompt:
+        raise SystemExit(f"--samples-per-prompt={args.samples_per_prompt} must divide --batch={args.batch}")
+    distinct = _distinct_prompts(args, tokenizer, vocab, args.batch // args.samples_per_prompt)
+    return [prompt for prompt in distinct for _ in range(args.samples_per_prompt)]
+
+
+def _distinct_prompts(args: argparse.Namespace, tokenizer: Any, vocab: int, count: int) -> list[list[int]]:
     if args.prompts == "medqa":
         from medssr_nemo.data.eval_files import paper_eval_path, read_paper_eval_file
         from medssr_nemo.prompts import encode_prompt
 
-        records = read_paper_eval_file(paper_eval_path("medqa"))[: args.batch]
+        records = read_paper_eval_file(paper_eval_path("medqa"))[:count]
         return [encode_prompt(record, tokenizer, "chat") for record in records]
     generator = torch.Generator().manual_seed(0)
-    return torch.randint(100, min(vocab, len(tokenizer)), (args.batch, args.prompt_len), generator=generator).tolist()
+    return torch.randint(100, min(vocab, len(tokenizer)), (count, args.prompt_len), generator=generator).tolist()
 
 
 def left_pad(prompts: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,6 +182,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.stop_on_eos:
         keep_rows = InProcessEngine(model, tokenizer, **engine_kwargs, drop_finished=False)
         contenders["engine_keep_finished"] = engine_runner("engine_keep_finished", keep_rows)
+    if args.samples_per_prompt > 1:
+        separate = InProcessEngine(model, tokenizer, **engine_kwargs, share_prefill=False)
+        contenders["engine_separate_prefill"] = engine_runner("engine_separate_prefill", separate)
     warmup_s = {name: timed(run, device)[0] for name, run in contenders.items()}
     seconds: dict[str, list[float]] = {name: [] for name in contenders}
     cpu_seconds: dict[str, list[float]] = {name: [] for name in contenders}
@@ -181,6 +198,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         "model": args.model, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "dtype": str(dtype).removeprefix("torch."), "batch": len(prompts), "prompts": args.prompts,
+        "samples_per_prompt": args.samples_per_prompt,
         "prompt_lens": sorted({len(p) for p in prompts}), "new_tokens": args.new_tokens,
         "stop_on_eos": args.stop_on_eos, "engine_cache": args.cache, "engine_compile": args.compile,
         "generate_cache": args.generate_cache, "threads": torch.get_num_threads(),

@@ -311,3 +311,58 @@ def test_two_ranks_under_torchrun_give_the_single_process_result(finished_run, t
             torch.testing.assert_close(mine[name], reference[name], rtol=1e-4, atol=1e-6, msg=f"{stage} {name}")
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert all(manifest["steps"][name]["status"] == "done" for name in ALL_STEPS)
+
+
+@pytest.mark.slow
+def test_quickstart_runs_every_step_on_the_embedded_policy(tmp_path):
+    """README's first command (minus the install): SmolLM2 + HPO, all steps, about 20 minutes."""
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "medssr_nemo.cli.main", "run", "--config", "quickstart",
+                           f"output_dir={run_dir}"], capture_output=True, text=True, timeout=3600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1].endswith(f"report: {run_dir / 'report' / 'report.md'}")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert all(manifest["steps"][name]["status"] == "done" for name in ALL_STEPS)
+    summary = json.loads((run_dir / "report" / "summary.json").read_text())
+    assert summary["setting"]["model"]["name"] == "smollm2-135m" and summary["scale_gaps"]
+    assert [summary["training"][s]["steps"] for s in ("stage1", "stage2")] == [6, 6]
+    assert [c["label"] for c in summary["evaluation"]["checkpoints"]] == ["base", "stage1", "stage2"]
+    assert all(len(c["benchmarks"]) == 10 for c in summary["evaluation"]["checkpoints"])
+    assert "**Scale.**" in (run_dir / "report" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_sigkill_during_stage1_then_the_same_command_finishes_like_an_uninterrupted_run(finished_run, tiny_model,
+                                                                                        tmp_path):
+    """A real SIGKILL of `medssr run` once stage 1 has written a checkpoint, then the same command."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _, reference_dir, _, _ = finished_run
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "medssr_nemo.cli.main", "run", *tiny_overrides(tiny_model, run_dir)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = run_dir / "stage1" / "checkpoints"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        if checkpoints.exists() and any(checkpoints.iterdir()):
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before stage 1 wrote a checkpoint"
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "stage 1: self-supervised GRPO on pseudo-labelled synthetic questions: resuming" in rerun.stdout
+    for stage in ("stage1", "stage2"):
+        mine, reference = _weights(run_dir / stage / "hf_model"), _weights(reference_dir / stage / "hf_model")
+        assert all(torch.equal(mine[k], reference[k]) for k in reference), stage
+    assert _metrics_without_timing(run_dir / "stage1" / "metrics.jsonl") == \
+        _metrics_without_timing(reference_dir / "stage1" / "metrics.jsonl")
