@@ -112,6 +112,19 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path):
     assert again == straight      # metrics.jsonl was cut back to step 2, then rewritten (weight versions too)
 
 
+def test_a_run_killed_before_its_first_checkpoint_starts_over_with_a_clean_log(tmp_path):
+    straight = _trainer(tmp_path / "straight", steps=2, extra=["train.save_every=2"])
+    straight.train()
+    crashed = _trainer(tmp_path / "crashed", steps=2, extra=["train.save_every=2"], callbacks=[_crash_after(1)])
+    with pytest.raises(_Crash):
+        crashed.train()          # step 1 was logged, no checkpoint exists yet
+    again = _trainer(tmp_path / "crashed", steps=2, extra=["train.save_every=2"])
+    assert again.step == 0
+    again.train()
+    drop_timing = lambda rows: [{k: v for k, v in m.items() if not k.startswith("timing/")} for m in rows]  # noqa: E731
+    assert drop_timing(read_metrics(tmp_path / "crashed")) == drop_timing(read_metrics(tmp_path / "straight"))
+
+
 def test_training_without_labels_is_a_clear_error(tmp_path):
     cfg = load_config("base", [*TINY_TASK, f"output_dir={tmp_path}"])
     model, tokenizer = make_tiny_model("llama", seed=0)

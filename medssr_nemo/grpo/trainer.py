@@ -100,7 +100,8 @@ class GRPOTrainer:
 
     def _resume(self) -> None:
         latest = self.checkpoints.latest()
-        if latest is None:
+        if latest is None:   # a run killed before its first checkpoint starts over, log included
+            self.logger.truncate_after(0)
             return
         state = self.checkpoints.load(latest, self.policy)
         if state.get(CONFIG_HASH_KEY) != self._config_hash():
