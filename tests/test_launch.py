@@ -51,14 +51,14 @@ def test_dry_run_prints_the_srun_command(capsys):
     assert summary == "# 16 processes = 2 node(s) x 8 GPUs; TP 8 x PP 2 x DP 1"
     assert command == ("MASTER_PORT=29500 srun --nodes=2 --ntasks-per-node=8 --gpus-per-node=8 --kill-on-bad-exit=1 "
                        "--container-image=nvcr.io/nv/img:1 --container-mounts=/data:/data "
-                       "python -m medssr_nemo.launch.slurm_env medssr train --config base model=qwen3_32b "
+                       "python -m medssr_nemo.launch.slurm_env medssr run --config base model=qwen3_32b "
                        "launch.container_image=nvcr.io/nv/img:1 'launch.container_mounts=[/data:/data]'")
 
 
 def test_dry_run_torchrun_and_bad_layout(capsys):
     assert medssr(["launch", "--dry-run", "model=qwen3_8b", "launch.launcher=torchrun", "launch.gpus_per_node=4"]) == 0
     assert capsys.readouterr().out.splitlines()[1] == (
-        "MASTER_PORT=29500 torchrun --standalone --nproc-per-node=4 -m medssr_nemo.cli.main train --config base "
+        "MASTER_PORT=29500 torchrun --standalone --nproc-per-node=4 -m medssr_nemo.cli.main run --config base "
         "model=qwen3_8b launch.launcher=torchrun launch.gpus_per_node=4")
     assert medssr(["launch", "--dry-run", "model=qwen3_14b", "launch.gpus_per_node=2"]) == 1
     assert "does not divide" in capsys.readouterr().err

@@ -37,6 +37,10 @@ def tiny_overrides(model_dir: Path, run_dir: Path, *extra: str) -> list[str]:
     ]
 
 
+def shorter_is_better(prompts, completions, **columns):
+    return [max(0.0, 1.0 - len(text) / 40) for text in completions]
+
+
 class Killed(BaseException):
     """Stands for a kill: not an Exception, so no handler in the pipeline treats it as a failure."""
 
@@ -366,3 +370,20 @@ def test_sigkill_during_stage1_then_the_same_command_finishes_like_an_uninterrup
         assert all(torch.equal(mine[k], reference[k]) for k in reference), stage
     assert _metrics_without_timing(run_dir / "stage1" / "metrics.jsonl") == \
         _metrics_without_timing(reference_dir / "stage1" / "metrics.jsonl")
+
+
+def test_the_megatron_backend_runs_both_stages(tiny_model, tmp_path):
+    """The paper-scale model files train with policy.backend=megatron: the pipeline chains it the
+    same way (stage 2 starts from the Hugging Face export of stage 1)."""
+    run_dir = tmp_path / "run"
+    learnable = f"[{{name: '{__name__}:shorter_is_better'}}]"   # a signal a random tiny model can follow
+    cfg = load_config("base", tiny_overrides(tiny_model, run_dir, "policy.backend=megatron", "pipeline.stage1.steps=2",
+                                             "eval.benchmarks=[medqa]", "rollout.top_k=4",
+                                             f"reward.sources.pseudo={learnable}", f"reward.sources.gold={learnable}"))
+    result = run_pipeline(cfg, progress=False, echo=lambda _: None)
+    assert set(result.actions.values()) == {"ran"}
+    base, stage1, stage2 = (_weights(p) for p in (tiny_model, run_dir / "stage1" / "hf_model", run_dir / "stage2" / "hf_model"))
+    assert base.keys() == stage1.keys() == stage2.keys()
+    assert any(not torch.equal(base[k], stage1[k]) for k in base)      # stage 1 trained
+    assert any(not torch.equal(stage1[k], stage2[k]) for k in base)    # stage 2 went on from it
+    assert f"path: {run_dir / 'stage1' / 'hf_model'}" in (run_dir / "stage2" / "config.yaml").read_text()

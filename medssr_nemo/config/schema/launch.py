@@ -17,7 +17,7 @@ class LaunchConfig:
     launcher: str = "srun"                 # srun: one task per GPU (Slurm) | torchrun: one node, local
     nodes: int = 1
     gpus_per_node: int = 8
-    command: str = "train"                 # the medssr sub-command every rank runs
+    command: str = "run"                   # the medssr sub-command every rank runs (run: the pipeline; train: GRPO alone)
     container_image: str = ""              # pyxis/enroot image (srun --container-image); "" = none
     container_mounts: List[str] = field(default_factory=list)   # "host:container" pairs
     master_port: int = 29500               # torch.distributed rendezvous port on the first node
