@@ -387,3 +387,29 @@ def test_the_megatron_backend_runs_both_stages(tiny_model, tmp_path):
     assert any(not torch.equal(base[k], stage1[k]) for k in base)      # stage 1 trained
     assert any(not torch.equal(stage1[k], stage2[k]) for k in base)    # stage 2 went on from it
     assert f"path: {run_dir / 'stage1' / 'hf_model'}" in (run_dir / "stage2" / "config.yaml").read_text()
+
+
+def test_a_new_vote_rule_re_votes_the_kept_samples_without_sampling_again(finished_run, tiny_model, tmp_path):
+    _, reference_dir, _, _ = finished_run
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference_dir, run_dir)
+    samples = run_dir / "pseudo_labels" / "pseudo_labels.samples.jsonl"
+    before = (samples.read_bytes(), samples.stat().st_mtime_ns)
+    lines: list[str] = []
+    result = run_pipeline(load_config("base", tiny_overrides(tiny_model, run_dir, "label.min_agreement=1.0",
+                                                             "label.tie_rule=lowest_letter")),
+                          progress=False, echo=lines.append)
+    assert result.actions["synthesis"] == "skipped" and result.actions["pseudo_labels"] == "reran"
+    assert "label.min_agreement: 0.5 -> 1.0" in "\n".join(lines)
+    assert (samples.read_bytes(), samples.stat().st_mtime_ns) == before     # no new sampling
+    card = json.loads((run_dir / "pseudo_labels" / "pseudo_labels.card.json").read_text())
+    assert card["vote_rule"]["min_agreement"] == 1.0 and card["vote_rule"]["tie_rule"] == "lowest_letter"
+    votes = [json.loads(line) for line in (run_dir / "pseudo_labels" / "pseudo_labels.votes.jsonl").read_text().splitlines()]
+    assert all(v["kept"] == (v["agreement"] == 1.0) for v in votes)
+    # a new n changes what is sampled: the kept samples no longer fit and are drawn again
+    run_pipeline(load_config("base", tiny_overrides(tiny_model, run_dir, "label.num_samples=2")),
+                 progress=False, echo=lambda _: None)
+    header = json.loads(samples.read_text().splitlines()[0])
+    assert header["identity"]["settings"]["num_samples"] == 2
+    entries = [json.loads(line) for line in samples.read_text().splitlines()[1:]]
+    assert len(entries) == 10 and all(len(e["answers"]) == 2 for e in entries)

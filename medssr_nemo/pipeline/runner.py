@@ -68,6 +68,20 @@ def _decide(step: Step, ctx: PipelineContext, stamp: dict[str, Any] | None, fp: 
     return _Decision("rerun", "; ".join(reasons) or "its fingerprint changed")
 
 
+def _clear(out: Path, keep: Sequence[str]) -> None:
+    """Empty a step directory before it runs again, except the files the step reuses itself
+    (moved aside and back, untouched)."""
+    import os
+
+    aside = {name: out.parent / f".{out.name}.kept.{Path(name).name}" for name in keep if (out / name).is_file()}
+    for name, parked in aside.items():
+        os.replace(out / name, parked)
+    remove_tree(out)
+    for name, parked in aside.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(parked, out / name)
+
+
 def _wait_for(out: Path, fp: str, poll_s: float = 1.0) -> None:
     """Non-main ranks: block until the main rank stamps the step done with this fingerprint."""
     while True:
@@ -131,7 +145,7 @@ def run_pipeline(cfg: MedSSRConfig, *, run_dir: str | Path | None = None, shared
             else:
                 say(f"{number} {step.title}: re-running ({decision.reason})")
             if main:
-                remove_tree(out)
+                _clear(out, step.kept_on_rerun)
             distributed.barrier()
         elif decision.action == "resume":
             say(f"{number} {step.title}: resuming ({decision.reason})")

@@ -60,6 +60,7 @@ class Step:
     title: str = ""
     shared: bool = False
     collective: bool = False        # every rank runs it (training); else the main rank does
+    kept_on_rerun: tuple[str, ...] = ()   # files a re-run keeps (the step checks they still fit)
 
     def disabled_reason(self, cfg: MedSSRConfig) -> str | None:
         return None
@@ -170,6 +171,8 @@ def _model_settings(cfg: MedSSRConfig) -> dict[str, Any]:
 
 class PseudoLabels(Step):
     name, title = "pseudo_labels", "offline pseudo-labels (majority vote of the initial policy)"
+    # the sampled answers: a change of the vote rule alone (tau, ties) re-votes them without sampling
+    kept_on_rerun = ("pseudo_labels.samples.jsonl",)
 
     def disabled_reason(self, cfg: MedSSRConfig) -> str | None:
         return _stage1_off(cfg)
@@ -189,9 +192,15 @@ class PseudoLabels(Step):
     def run(self, ctx: PipelineContext, out: Path) -> dict[str, Any]:
         from medssr_nemo.cli.label import label
 
+        from medssr_nemo.labelling.samples_log import SamplesLogError
+
         step_cfg = _derived(ctx.cfg, output_dir=str(out),
                             label={"input": str(self.input_files(ctx)[0]), "output_name": "pseudo_labels"})
-        label(step_cfg, progress=ctx.progress)
+        try:
+            label(step_cfg, progress=ctx.progress)
+        except SamplesLogError:   # the kept samples came from other questions, model or sampling
+            (out / self.kept_on_rerun[0]).unlink()
+            label(step_cfg, progress=ctx.progress)
         report = _card(out / "pseudo_labels.card.json").get("report", {})
         return {k: report.get(k) for k in ("questions", "labelled", "fraction_kept", "dropped", "accuracy_vs_gold")}
 
