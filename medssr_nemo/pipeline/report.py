@@ -190,7 +190,8 @@ def write_report(ctx: PipelineContext, out: Path) -> dict[str, Any]:
         summary["synthesis"] = synthesis_section(run_dir / "synthesis")
         summary["pseudo_labels"] = pseudo_label_section(run_dir)
         if draw and summary["synthesis"]["mix"]:
-            summary["figures"]["mix"] = figures.mix_achieved_vs_target(summary["synthesis"]["mix"], out / "synthesis_mix.png").name
+            summary["figures"]["mix"] = figures.mix_achieved_vs_target(summary["synthesis"]["mix"],
+                                                                       out / "synthesis_mix.png").name
         labels = summary["pseudo_labels"]
         if draw and labels["agreement_histogram"]:
             summary["figures"]["agreement"] = figures.agreement_histogram(
@@ -226,7 +227,8 @@ def render_markdown(summary: Mapping[str, Any], eval_table: str | None) -> str:
         f"- Synthesis: {syn['num_questions']} questions by `{syn['synthesizer']}` from `{syn['knowledge']}`, "
         f"rare ratio α = {syn['alpha']}, seeds from {', '.join(syn['seed_pools'])}.",
         f"- Pseudo-labels: n = {lab['n']} votes, τ = {lab['tau']} (below τ: {lab['below_tau']}; ties: {lab['ties']}); "
-        f"knowledge-generated questions train on: {'the vote' if lab['kg_labels'] == 'pseudo' else 'their known key (ablation)'}.",
+        "knowledge-generated questions train on: "
+        + ("the vote." if lab["kg_labels"] == "pseudo" else "their known key (ablation)."),
         f"- GRPO: {g['prompts_per_step']} prompts x {g['group_size']} rollouts per step, {g['rollout_max_new_tokens']} new "
         f"tokens at temperature {g['temperature']}, KL coefficient {g['kl_coef']}; rewards "
         + "; ".join(f"{k}: {' + '.join(v)}" for k, v in g["reward"].items()) + ".",
@@ -253,7 +255,8 @@ def render_markdown(summary: Mapping[str, Any], eval_table: str | None) -> str:
         counts = syn_out["counts"]
         lines += ["", "## 2. Synthetic questions", "",
                   f"{counts.get('written')} of {counts.get('planned')} planned questions written; the filters dropped "
-                  + (", ".join(f"{n} for {k}" for k, n in syn_out["filters"].items()) or "nothing") + ".", "", "| dimension | value | target | achieved |", "|---|---|---:|---:|"]
+                  + (", ".join(f"{n} for {k}" for k, n in syn_out["filters"].items()) or "nothing") + ".",
+                  "", "| dimension | value | target | achieved |", "|---|---|---:|---:|"]
         for dim, values in syn_out["mix"].items():
             for value, pair in values.items():
                 lines.append(f"| {dim} | {value} | {_num(pair['target'])} | {_num(pair['achieved'])} |")

@@ -228,6 +228,10 @@ def stage1_training_records(synthetic: Sequence[QuestionRecord], labelled: Seque
     return chosen
 
 
+# the stage sets data and steps itself; how often it checkpoints does not change what is trained
+_TRAIN_KEYS_NOT_IN_RESULT = ("data", "steps", "save_every", "keep_checkpoints", "tensorboard")
+
+
 class TrainStage(Step):
     """GRPO stage 1 (pseudo-labelled synthetic questions) or 2 (gold real questions)."""
 
@@ -253,7 +257,7 @@ class TrainStage(Step):
     def settings(self, cfg: MedSSRConfig) -> dict[str, Any]:
         values = {"seed": cfg.seed, "model": _model_settings(cfg),
                   **{name: _section(cfg, name) for name in ("rollout", "policy", "grpo", "reward")},
-                  "train": _section(cfg, "train", drop=("data", "steps")),
+                  "train": _section(cfg, "train", drop=_TRAIN_KEYS_NOT_IN_RESULT),
                   f"pipeline.{self.name}": dataclasses.asdict(self.stage(cfg))}
         if self.number == 1:
             values["pipeline.kg_labels"] = cfg.pipeline.kg_labels
