@@ -56,19 +56,31 @@ def file_identity(path: Path) -> str:
     return file_sha256(path)
 
 
+def _display_name(file: Path, relative_to: Path) -> str:
+    """``file`` relative to ``relative_to``; a shared-data file as ``$MEDSSR_DATA/<path>`` (so
+    moving the data with the same content changes nothing); anything else absolute."""
+    from medssr_nemo.paths import data_root
+
+    resolved = file.resolve()
+    try:
+        return str(resolved.relative_to(relative_to.resolve()))
+    except ValueError:
+        pass
+    try:
+        return "$MEDSSR_DATA/" + str(resolved.relative_to(data_root().resolve()))
+    except (ValueError, FileNotFoundError):
+        return str(resolved)
+
+
 def identify_files(paths: Iterable[Path], relative_to: Path) -> dict[str, str]:
-    """{path relative to ``relative_to`` (or absolute): identity} for every file, directories expanded."""
+    """{name (see ``_display_name``): identity} for every file, directories expanded."""
     found: dict[str, str] = {}
     for path in paths:
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.name != STAMP_FILE) if path.is_dir() else [path]
         for file in files:
             if not file.exists():
                 raise FileNotFoundError(f"expected output {file} is missing")
-            try:
-                name = str(file.resolve().relative_to(relative_to.resolve()))
-            except ValueError:
-                name = str(file.resolve())
-            found[name] = file_identity(file)
+            found[_display_name(file, relative_to)] = file_identity(file)
     return found
 
 
