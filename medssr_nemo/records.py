@@ -153,17 +153,10 @@ def iter_records(path: str | os.PathLike) -> Iterator[QuestionRecord]:
                    "meta": json.loads(row["meta"] or "{}")}
             yield QuestionRecord.from_dict(row, where=f"{path} row {i}")
         return
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise RecordError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-            if not isinstance(row, dict):
-                raise RecordError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            yield QuestionRecord.from_dict(row, where=f"{path}:{lineno}")
+    from medssr_nemo.jsonl import iter_json_objects  # here: jsonl imports this module's RecordError
+
+    for where, row in iter_json_objects(path):
+        yield QuestionRecord.from_dict(row, where=where)
 
 
 def read_records(path: str | os.PathLike) -> list[QuestionRecord]:

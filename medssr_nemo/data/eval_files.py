@@ -151,22 +151,14 @@ def read_rarebench_file(path: str | os.PathLike) -> list[RareBenchCase]:
     _require(path)
     subset = path.stem
     cases = []
-    with open(path, encoding="utf-8-sig") as handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise RecordError(f"{where}: not valid JSON ({err.msg})") from None
-            phenotypes, diseases = (row.get("Phenotype"), row.get("RareDisease")) if isinstance(row, dict) else (None, None)
-            if not isinstance(phenotypes, list) or not isinstance(diseases, list) or not diseases:
-                raise RecordError(f"{where}: expected {{Phenotype: [HPO ids], RareDisease: [ids, ...], "
-                                  "Department}} with a non-empty RareDisease list")
-            cases.append(RareBenchCase(
-                id=f"rarebench-{subset}-{len(cases)}", subset=subset,
-                phenotypes=[str(p) for p in phenotypes], diseases=[str(d) for d in diseases],
-                department=row.get("Department"),
-            ))
+    for where, row in iter_json_objects(path, encoding="utf-8-sig"):
+        phenotypes, diseases = row.get("Phenotype"), row.get("RareDisease")
+        if not isinstance(phenotypes, list) or not isinstance(diseases, list) or not diseases:
+            raise RecordError(f"{where}: expected {{Phenotype: [HPO ids], RareDisease: [ids, ...], "
+                              "Department}} with a non-empty RareDisease list")
+        cases.append(RareBenchCase(
+            id=f"rarebench-{subset}-{len(cases)}", subset=subset,
+            phenotypes=[str(p) for p in phenotypes], diseases=[str(d) for d in diseases],
+            department=row.get("Department"),
+        ))
     return cases

@@ -10,6 +10,7 @@ labelling or evaluation step cannot hit a process-group timeout).
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,8 +72,6 @@ def _decide(step: Step, ctx: PipelineContext, stamp: dict[str, Any] | None, fp: 
 def _clear(out: Path, keep: Sequence[str]) -> None:
     """Empty a step directory before it runs again, except the files the step reuses itself
     (moved aside and back, untouched)."""
-    import os
-
     aside = {name: out.parent / f".{out.name}.kept.{Path(name).name}" for name in keep if (out / name).is_file()}
     for name, parked in aside.items():
         os.replace(out / name, parked)

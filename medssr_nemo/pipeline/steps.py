@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -53,8 +54,9 @@ def _derived(cfg: MedSSRConfig, **sections: dict[str, Any]) -> MedSSRConfig:
     return out
 
 
-class Step:
-    """One step: override what differs. ``shared`` steps live in the context's shared dir."""
+class Step(ABC):
+    """One step: ``settings``, ``run`` and ``output_files`` are its own; the rest has defaults.
+    ``shared`` steps live in the context's shared dir."""
 
     name: str = ""
     title: str = ""
@@ -68,17 +70,20 @@ class Step:
     def upstream(self, cfg: MedSSRConfig) -> list[str]:
         return []
 
+    @abstractmethod
     def settings(self, cfg: MedSSRConfig) -> dict[str, Any]:
-        raise NotImplementedError
+        """The config values this step's result depends on (part of its fingerprint)."""
 
     def input_files(self, ctx: PipelineContext) -> list[Path]:
         return []
 
+    @abstractmethod
     def run(self, ctx: PipelineContext, out: Path) -> dict[str, Any]:
-        raise NotImplementedError
+        """Do the work in ``out`` (resuming from what it holds); return a short summary."""
 
+    @abstractmethod
     def output_files(self, ctx: PipelineContext, out: Path) -> list[Path]:
-        raise NotImplementedError
+        """The files (or directories) whose hashes prove the step finished intact."""
 
     def recorded_inputs(self, out: Path) -> dict[str, Any]:
         """Input hashes the step's own card recorded (knowledge files, evaluation files)."""

@@ -137,12 +137,7 @@ def prepare_optimizer_for_load(optimizer) -> None:
        checkpoint (rightly) leaves out AdamW's ``step``, which megatron restores separately: the
        copy raises ``KeyError: 'step'``. Hide ``step`` from that copy, on this instance only.
     """
-    if not _uses_torch_adam():
-        return
-    for sub in getattr(optimizer, "chained_optimizers", [optimizer]):
-        inner = getattr(sub, "optimizer", None)
-        if not isinstance(inner, (torch.optim.Adam, torch.optim.AdamW)):
-            continue
+    for sub, inner in _torch_adams(optimizer):
         for group in inner.param_groups:
             for param in group["params"]:
                 if not inner.state[param]:
@@ -166,6 +161,18 @@ def prepare_optimizer_for_load(optimizer) -> None:
         sub._medssr_step_safe = True
 
 
+def _torch_adams(optimizer) -> list:
+    """(megatron optimizer, its torch Adam/AdamW) pairs, when megatron runs on torch's Adam."""
+    if not _uses_torch_adam():
+        return []
+    pairs = []
+    for sub in getattr(optimizer, "chained_optimizers", [optimizer]):
+        inner = getattr(sub, "optimizer", None)
+        if isinstance(inner, (torch.optim.Adam, torch.optim.AdamW)):
+            pairs.append((sub, inner))
+    return pairs
+
+
 def finish_optimizer_load(optimizer) -> None:
     """After a load, give every parameter its own AdamW ``step`` tensor.
 
@@ -174,12 +181,7 @@ def finish_optimizer_load(optimizer) -> None:
     parameter per update and every later bias correction would be wrong (a resumed run would
     drift from the uninterrupted one).
     """
-    if not _uses_torch_adam():
-        return
-    for sub in getattr(optimizer, "chained_optimizers", [optimizer]):
-        inner = getattr(sub, "optimizer", None)
-        if not isinstance(inner, (torch.optim.Adam, torch.optim.AdamW)):
-            continue
+    for _sub, inner in _torch_adams(optimizer):
         for state in inner.state.values():
             if isinstance(state.get("step"), torch.Tensor):
                 state["step"] = state["step"].clone()
