@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal
 
+from medssr_nemo.artifacts import atomic_path, write_jsonl_atomic
+
 LETTERS = string.ascii_uppercase
 LabelSource = Literal["gold", "pseudo"]
 MIN_OPTIONS, MAX_OPTIONS = 2, 26
@@ -123,20 +125,15 @@ def split_question_text(text: str) -> tuple[str, list[str]]:
 def write_records(records: Iterable[QuestionRecord], path: str | os.PathLike) -> Path:
     """Write records atomically (temp file + rename): JSONL, or Parquet for ``.parquet``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     rows = [r.to_dict() for r in records]
-    if path.suffix == ".parquet":
-        import datasets
+    if path.suffix != ".parquet":
+        return write_jsonl_atomic(path, rows)
+    import datasets
 
-        encoded = [{**r, "vote_counts": json.dumps(r["vote_counts"], sort_keys=True),
-                    "meta": json.dumps(r["meta"], sort_keys=True)} for r in rows]
+    encoded = [{**r, "vote_counts": json.dumps(r["vote_counts"], sort_keys=True),
+                "meta": json.dumps(r["meta"], sort_keys=True)} for r in rows]
+    with atomic_path(path) as tmp:
         datasets.Dataset.from_list(encoded).to_parquet(str(tmp))
-    else:
-        with open(tmp, "w", encoding="utf-8") as out:
-            for row in rows:
-                out.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
-    os.replace(tmp, path)
     return path
 
 

@@ -12,8 +12,8 @@ from medssr_nemo.config.loader import ConfigError
 from medssr_nemo.config.schema import GRPOConfig
 from medssr_nemo.grpo.advantages import (ADVANTAGE_ESTIMATORS, get_advantage_estimator, group_advantages,
                                          zero_std_fraction)
-from medssr_nemo.grpo.losses import (MAX_RESPONSE_LEN, NUM_SEQS, NUM_TOKENS, aggregate, kl_penalty,
-                                     local_normalisers, make_grpo_loss, ppo_clip_loss)
+from medssr_nemo.grpo.losses import aggregate, kl_penalty, make_grpo_loss, ppo_clip_loss
+from medssr_nemo.policy.loss_contract import MAX_RESPONSE_LEN, NUM_SEQS, NUM_TOKENS, local_normalisers
 
 D = torch.float64
 

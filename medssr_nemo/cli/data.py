@@ -11,12 +11,10 @@ unchanged finds the card and does nothing.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import sys
 from pathlib import Path
-from typing import Any
 
+from medssr_nemo.artifacts import file_sha256, fingerprint, is_finished, make_card, write_json_atomic, write_jsonl_atomic
 from medssr_nemo.cli.common import config_parser, parse_config, run_guarded
 from medssr_nemo.config import MedSSRConfig
 
@@ -35,7 +33,6 @@ def main(argv: list[str]) -> int:
 def prepare_real_data(cfg: MedSSRConfig, root: str | None = None) -> int:
     from tqdm import tqdm
 
-    from medssr_nemo.data.cards import file_sha256, write_json_atomic, write_jsonl_atomic
     from medssr_nemo.data.eval_suite import load_eval_suite
     from medssr_nemo.data.real import load_pool, pool_inputs, real_decontaminator
     from medssr_nemo.paths import data_root
@@ -53,8 +50,8 @@ def prepare_real_data(cfg: MedSSRConfig, root: str | None = None) -> int:
     inputs["train/pubmedqa/test_ground_truth.json"] = file_sha256(base / "train/pubmedqa/test_ground_truth.json")
     identity = {"config": dataclasses.asdict(data_cfg), "inputs": inputs,
                 "eval_files": {f"eval/{k}": v for k, v in suite.file_sha256.items()}}
-    fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-    if _finished(card_path, records_path, fingerprint):
+    run_fingerprint = fingerprint(identity)
+    if is_finished(card_path, records_path, run_fingerprint):
         print(f"medssr data real: {records_path} is up to date (same config and inputs); nothing to do")
         return 0
 
@@ -67,16 +64,10 @@ def prepare_real_data(cfg: MedSSRConfig, root: str | None = None) -> int:
     write_records(records, records_path)
     write_jsonl_atomic(removed_path, [d.to_dict() for result in results.values()
                                       for d in (*result.contaminated, *result.invalid)])
-    card: dict[str, Any] = {
-        "command": "medssr data real",
-        "fingerprint": fingerprint,
-        **identity,
-        "eval_suite_items": suite.counts(),
-        "pools": {pool: result.summary() for pool, result in results.items()},
-        "total_written": len(records),
-        "outputs": {"records": records_path.name, "records_sha256": file_sha256(records_path),
-                    "removed": removed_path.name},
-    }
+    card = make_card("medssr data real", run_fingerprint, records_path, outputs={"removed": removed_path.name},
+                     **identity, eval_suite_items=suite.counts(),
+                     pools={pool: result.summary() for pool, result in results.items()},
+                     total_written=len(records))
     write_json_atomic(card_path, card)
     for pool, result in results.items():
         s = result.summary()
@@ -85,16 +76,3 @@ def prepare_real_data(cfg: MedSSRConfig, root: str | None = None) -> int:
     print(f"wrote {len(records)} records to {records_path} (card: {card_path})")
     return 0
 
-
-def _finished(card_path: Path, records_path: Path, fingerprint: str) -> bool:
-    """True when a card with this fingerprint exists and the records file still matches it."""
-    from medssr_nemo.data.cards import file_sha256
-
-    if not card_path.exists() or not records_path.exists():
-        return False
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return False
-    return card.get("fingerprint") == fingerprint and \
-        card.get("outputs", {}).get("records_sha256") == file_sha256(records_path)

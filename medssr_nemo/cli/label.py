@@ -36,7 +36,7 @@ def settings_from_config(cfg: MedSSRConfig) -> Any:
 
 def label(cfg: MedSSRConfig, engine: Any = None, tokenizer: Any = None, progress: bool = True) -> int:
     """Run ``medssr label``; ``engine``/``tokenizer`` replace loading ``model.path`` (tests, notebooks)."""
-    from medssr_nemo.data.cards import file_sha256
+    from medssr_nemo.artifacts import file_sha256
     from medssr_nemo.labelling.run import LabelJob
     from medssr_nemo.labelling.vote import VoteRule
     from medssr_nemo.records import read_records

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from medssr_nemo.data.cards import file_sha256
+from medssr_nemo.artifacts import file_sha256
 from medssr_nemo.data.decontam import Contamination, Decontaminator, normalise_text
 from medssr_nemo.data.eval_suite import load_eval_suite
 from medssr_nemo.paths import data_root

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from medssr_nemo.artifacts import atomic_path
+
 Summary = Mapping[str, Any]   # the ``summary.json`` layout written by the runner
 
 
@@ -77,9 +79,7 @@ def write_chart(summary: Summary, path: str | os.PathLike) -> Path:
     ax.legend(fontsize="small")
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    os.replace(tmp, path)
     return path

@@ -27,11 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from medssr_nemo.artifacts import read_json, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from medssr_nemo.eval.answering import WorkItem, answer_items
 from medssr_nemo.eval.benchmarks import benchmark_names, get_benchmark, subsample
 from medssr_nemo.eval.metrics import benchmark_metrics, summarize
 from medssr_nemo.eval.protocol import EvalProtocol, recovery_tokens, sample_seed
-from medssr_nemo.eval.store import PartialLog, read_json, row_key, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from medssr_nemo.eval.store import PartialLog, row_key
 from medssr_nemo.records import QuestionRecord
 from medssr_nemo.rollout.interfaces import RolloutEngine
 

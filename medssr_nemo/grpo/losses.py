@@ -1,4 +1,5 @@
-"""GRPO policy loss: pure functions of per-token tensors, plus the ``LossFn`` a backend calls.
+"""GRPO policy loss: pure functions of per-token tensors, plus the ``LossFunction`` a backend calls
+(its contract: ``policy/loss_contract.py``).
 
 Every function takes ``[B, T]`` tensors aligned with the token batch (``policy/interfaces.py``):
 position ``t`` holds the quantity of token ``t``; ``mask`` is 1 on response tokens.
@@ -15,11 +16,7 @@ from typing import Callable, Mapping
 import torch
 
 from medssr_nemo.config.schema.grpo import GRPOConfig
-
-# Keys of the global normalisers a backend passes to the loss (whole step, all DP ranks).
-NUM_TOKENS = "num_tokens"              # response tokens
-NUM_SEQS = "num_seqs"                  # sequences with at least one response token
-MAX_RESPONSE_LEN = "max_response_len"  # longest response (used when no constant is configured)
+from medssr_nemo.policy.loss_contract import MAX_RESPONSE_LEN, NORMALISER_KEYS, NUM_SEQS, NUM_TOKENS, EntropyUse
 
 _LOG_RATIO_LIMIT = 20.0  # exp(20) ~ 5e8: keeps exp finite; far beyond any clip or KL clamp
 
@@ -29,14 +26,6 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     mask = mask.to(torch.bool)
     total = torch.where(mask, values, torch.zeros_like(values)).sum()
     return total / mask.sum().clamp(min=1)
-
-
-def local_normalisers(response_mask: torch.Tensor) -> dict[str, float]:
-    """This process's share of the normalisers; a backend sums NUM_TOKENS/NUM_SEQS and takes the
-    max of MAX_RESPONSE_LEN over ranks."""
-    lengths = response_mask.to(torch.long).sum(-1)
-    return {NUM_TOKENS: float(lengths.sum()), NUM_SEQS: float((lengths > 0).sum()),
-            MAX_RESPONSE_LEN: float(lengths.max()) if lengths.numel() else 0.0}
 
 
 # ----------------------------------------------------------------------------- KL to reference
@@ -158,10 +147,10 @@ def ppo_clip_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages
     return loss, metrics
 
 
-# ----------------------------------------------------------------------------- the LossFn
+# ----------------------------------------------------------------------------- the LossFunction
 
 class GRPOLoss:
-    """The GRPO ``LossFn`` (``policy/interfaces.py``)::
+    """The GRPO ``LossFunction`` (``policy/loss_contract.py``)::
 
         loss = aggregate(L_clip + kl_coef * KL(p || p_ref) - entropy_coef * H, mask)
 
@@ -182,7 +171,8 @@ class GRPOLoss:
         self.cfg = cfg
         self.max_response_len = max_response_len
         self.temperature = temperature
-        self.entropy = "loss" if cfg.entropy_coef > 0 else ("metric" if log_entropy else "off")
+        self.entropy: EntropyUse = "loss" if cfg.entropy_coef > 0 else ("metric" if log_entropy else "off")
+        self.normalisers: tuple[str, ...] = NORMALISER_KEYS
 
     def __call__(self, logprobs: torch.Tensor, batch: Mapping[str, torch.Tensor],
                  global_norms: Mapping[str, float]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -224,7 +214,7 @@ class GRPOLoss:
 
 def make_grpo_loss(cfg: GRPOConfig, max_response_len: int | None = None, log_entropy: bool = True,
                    temperature: float = 1.0) -> GRPOLoss:
-    """The GRPO ``LossFn`` for ``cfg``. ``max_response_len`` is the constant L of
+    """The GRPO ``LossFunction`` for ``cfg``. ``max_response_len`` is the constant L of
     seq-mean-token-sum-norm (pass ``rollout.max_new_tokens``); without it the step's longest
     response is used. ``temperature``: the one the old/reference logprobs were computed at."""
     return GRPOLoss(cfg, max_response_len, log_entropy, temperature)

@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from medssr_nemo.artifacts import write_text_atomic
+
 
 class MetricsLogger:
     def __init__(self, output_dir: str | os.PathLike, tensorboard: bool = True, enabled: bool = True) -> None:
@@ -27,9 +29,7 @@ class MetricsLogger:
         if not self.enabled or not self.path.exists():
             return
         kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, "".join(line + "\n" for line in kept))
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         if not self.enabled:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -18,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from medssr_nemo import distributed, registry
+from medssr_nemo.artifacts import write_text_atomic
 from medssr_nemo.config import MedSSRConfig, to_yaml
 from medssr_nemo.grpo.advantages import group_advantages, zero_std_fraction
 from medssr_nemo.grpo.checkpoint import CheckpointManager
@@ -206,7 +206,5 @@ def run_training(cfg: MedSSRConfig, **kwargs: Any) -> dict[str, Any]:
     metrics = trainer.train()
     if trainer.is_main:
         summary = {"steps": trainer.step, "final_metrics": metrics, "output_dir": str(trainer.output_dir)}
-        tmp = trainer.output_dir / ".summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
-        os.replace(tmp, trainer.output_dir / "summary.json")
+        write_text_atomic(trainer.output_dir / "summary.json", json.dumps(summary, indent=2, sort_keys=True, default=str))
     return metrics

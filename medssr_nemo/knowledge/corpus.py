@@ -12,10 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
+from medssr_nemo.artifacts import atomic_directory
 from medssr_nemo.knowledge.bm25 import BM25Index
 from medssr_nemo.knowledge.interfaces import KnowledgeSource, LoadReport, Passage
 
@@ -100,12 +100,9 @@ class CorpusKnowledge(KnowledgeSource):
         directory = self._cache_dir()
         if (directory / "done").exists():
             return
-        tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        index.save(tmp)
-        (tmp / "done").write_text("ok\n")
-        shutil.rmtree(directory, ignore_errors=True)
-        os.replace(tmp, directory)
+        with atomic_directory(directory) as tmp:
+            index.save(tmp)
+            (tmp / "done").write_text("ok\n")
 
     def retrieve(self, query: str, k: int = 3) -> list[Passage]:
         return self.index.search(query, k)

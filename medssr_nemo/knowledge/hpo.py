@@ -22,6 +22,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
+from medssr_nemo.artifacts import atomic_path
 from medssr_nemo.knowledge.hpo_files import RawDisease, read_genes, read_hpoa, read_orpha2omim
 from medssr_nemo.knowledge.interfaces import DiseaseProfile, KnowledgeSource, LoadReport, Passage
 from medssr_nemo.knowledge.names import DiseaseNameIndex, name_variants
@@ -108,11 +109,8 @@ class HPOKnowledge(KnowledgeSource):
         with gc_paused():
             knowledge = cls.build(paths, hashes)
         if cache_path is not None:
-            cache_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_path.with_name(f".{cache_path.name}.tmp-{os.getpid()}")
-            with open(tmp, "wb") as handle:
+            with atomic_path(cache_path) as tmp, open(tmp, "wb") as handle:
                 pickle.dump(knowledge, handle, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, cache_path)
         return knowledge
 
     @classmethod

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from medssr_nemo.artifacts import fingerprint, is_finished, make_card, write_json_atomic, write_jsonl_atomic
 from medssr_nemo.labelling.report import SKIPPED_PROMPT_TOO_LONG, label_report
 from medssr_nemo.labelling.samples_log import SamplesLog
 from medssr_nemo.labelling.vote import VoteOutcome, VoteRule, count_votes, majority_vote
@@ -89,21 +90,12 @@ class LabelJob:
         self.identity = {"records_sha256": records_digest(self.records), "num_questions": len(self.records),
                          "model": model_id, "settings": dataclasses.asdict(settings), **(extra_identity or {})}
         payload = {"identity": self.identity, "vote_rule": dataclasses.asdict(rule)}
-        self.fingerprint = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        self.fingerprint = fingerprint(payload)
 
     # ------------------------------------------------------------------ state
     def finished(self) -> bool:
         """The card of this exact run (input, model, settings, vote rule) exists with its output."""
-        from medssr_nemo.data.cards import file_sha256
-
-        if not (self.card_path.exists() and self.records_path.exists()):
-            return False
-        try:
-            card = json.loads(self.card_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            return False
-        return card.get("fingerprint") == self.fingerprint and \
-            card.get("outputs", {}).get("records_sha256") == file_sha256(self.records_path)
+        return is_finished(self.card_path, self.records_path, self.fingerprint)
 
     def open_log(self) -> SamplesLog:
         return SamplesLog(self.samples_path, self.identity)
@@ -157,8 +149,6 @@ class LabelJob:
     # ------------------------------------------------------------------ voting and output
     def finalize(self, log: SamplesLog, seconds: float | None = None) -> dict[str, Any]:
         """Vote on every question, write records, votes and card; return the card."""
-        from medssr_nemo.data.cards import file_sha256, write_json_atomic, write_jsonl_atomic
-
         missing = self.pending(log)
         if missing:
             raise RuntimeError(f"{len(missing)} questions have no samples yet (first: {missing[0].id}); sample first")
@@ -185,17 +175,11 @@ class LabelJob:
                 ))
         write_records(labelled, self.records_path)
         write_jsonl_atomic(self.votes_path, votes)
-        card = {
-            "command": "medssr label",
-            "fingerprint": self.fingerprint,
-            "identity": self.identity,
-            "inputs": self.inputs,
-            "vote_rule": dataclasses.asdict(self.rule),
-            "report": label_report(self.records, log.entries, outcomes),
-            "outputs": {"records": self.records_path.name, "records_sha256": file_sha256(self.records_path),
-                        "votes": self.votes_path.name, "samples": self.samples_path.name},
-            "seconds": None if seconds is None else round(seconds, 1),
-        }
+        card = make_card("medssr label", self.fingerprint, self.records_path,
+                         outputs={"votes": self.votes_path.name, "samples": self.samples_path.name},
+                         identity=self.identity, inputs=self.inputs, vote_rule=dataclasses.asdict(self.rule),
+                         report=label_report(self.records, log.entries, outcomes),
+                         seconds=None if seconds is None else round(seconds, 1))
         write_json_atomic(self.card_path, card)
         return card
 

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from medssr_nemo.config import MedSSRConfig
-from medssr_nemo.data.cards import write_json_atomic
-from medssr_nemo.eval.store import write_text_atomic
+from medssr_nemo.artifacts import write_json_atomic, write_text_atomic
 from medssr_nemo.pipeline import figures
 from medssr_nemo.pipeline.manifest import MANIFEST_FILE
 from medssr_nemo.pipeline.steps import STEPS, PipelineContext, is_kg_question, step_named

@@ -19,9 +19,10 @@ from typing import Any, Callable, Sequence
 from omegaconf import OmegaConf
 
 from medssr_nemo import distributed
+from medssr_nemo.artifacts import fingerprint, remove_tree
 from medssr_nemo.config import MedSSRConfig
-from medssr_nemo.pipeline.manifest import (Manifest, changed_settings, fingerprint, identify_files, now, read_stamp,
-                                           remove_tree, versions, write_stamp)
+from medssr_nemo.pipeline.manifest import (Manifest, changed_settings, identify_files, now, read_stamp, versions,
+                                           write_stamp)
 from medssr_nemo.pipeline.steps import STEPS, PipelineContext, Step, StepCallback, dependents
 
 Echo = Callable[[str], None]

@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from medssr_nemo.config import MedSSRConfig
-from medssr_nemo.data.cards import write_json_atomic
-from medssr_nemo.eval.store import write_text_atomic
+from medssr_nemo.artifacts import write_json_atomic, write_text_atomic
 from medssr_nemo.pipeline.runner import PipelineResult, run_pipeline
 from medssr_nemo.pipeline.steps import StepCallback
 

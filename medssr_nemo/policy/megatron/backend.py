@@ -28,13 +28,12 @@ import torch
 import torch.distributed as dist
 
 from medssr_nemo.config.schema.policy import PolicyConfig
-from medssr_nemo.grpo.losses import MAX_RESPONSE_LEN, NUM_SEQS, NUM_TOKENS, local_normalisers
-from medssr_nemo.policy.interfaces import LossFn, PolicyBackend, TokenBatch
+from medssr_nemo.policy.batching import check_token_batch, micro_batches
+from medssr_nemo.policy.interfaces import PolicyBackend, TokenBatch
+from medssr_nemo.policy.loss_contract import LossFunction, StepLoss, global_normalisers
 from medssr_nemo.policy.megatron import checkpoint, conversion, parallel, weights
 from medssr_nemo.policy.megatron.cpu_compat import in_device_scope
 from medssr_nemo.policy.megatron.logprobs import vocab_parallel_token_logprobs
-from medssr_nemo.policy.batching import check_token_batch, micro_batches
-from medssr_nemo.policy.metrics import TokenWeightedMetrics
 from medssr_nemo.policy.megatron.model import (
     DEFAULT_VOCAB_MULTIPLE,
     arch_spec_from_hf,
@@ -272,8 +271,6 @@ class MegatronPolicyBackend(PolicyBackend):
     def full_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Logits over the real vocabulary [B, T, V] for ``input_ids`` (the same on every rank of a
         replica); gathered over TP and broadcast over PP. For parity checks, not for training."""
-        from megatron.core import parallel_state
-
         ids = input_ids.to(parallel.device())
         micro = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
         vocab_start, group = self._vocab_slice()
@@ -292,49 +289,33 @@ class MegatronPolicyBackend(PolicyBackend):
         return full[..., : self.arch.vocab_size].to(input_ids.device)
 
     # ------------------------------------------------------------------ training
-    def _global_normalisers(self, response_mask: torch.Tensor) -> dict[str, float]:
+    def _data_parallel_group(self) -> Any:
         from megatron.core import parallel_state
 
-        local = local_normalisers(response_mask)
-        counts = torch.tensor([local[NUM_TOKENS], local[NUM_SEQS]], dtype=torch.float64, device=parallel.device())
-        longest = torch.tensor([local[MAX_RESPONSE_LEN]], dtype=torch.float64, device=parallel.device())
-        if self.layout.data_parallel > 1:
-            group = parallel_state.get_data_parallel_group()
-            dist.all_reduce(counts, group=group)
-            dist.all_reduce(longest, op=dist.ReduceOp.MAX, group=group)
-        return {NUM_TOKENS: float(counts[0]), NUM_SEQS: float(counts[1]), MAX_RESPONSE_LEN: float(longest[0])}
+        return parallel_state.get_data_parallel_group() if self.layout.data_parallel > 1 else None
 
     @in_device_scope
-    def train_step(self, batch: TokenBatch, loss_fn: LossFn) -> dict[str, float]:
-        """One optimiser step on the step's rows (this rank's share). ``loss_fn`` may carry
-        ``temperature`` and ``entropy`` ("off" | "metric" | "loss") like for the ``hf`` backend."""
+    def train_step(self, batch: TokenBatch, loss_fn: LossFunction) -> dict[str, float]:
+        """One optimiser step on the step's rows (this rank's share), honouring what ``loss_fn``
+        declares (temperature, entropy) like the ``hf`` backend."""
         from megatron.core import parallel_state
 
         check_token_batch(batch, ("input_ids", "attention_mask", "response_mask"))
         joint, _, _ = self._joint_batch(batch)
-        norms = self._global_normalisers(joint["response_mask"])
-        temperature = float(getattr(loss_fn, "temperature", 1.0))
-        entropy_mode = getattr(loss_fn, "entropy", "off")
+        dp_group = self._data_parallel_group()
+        step = StepLoss(loss_fn, global_normalisers(joint["response_mask"], dp_group, parallel.device()),
+                        parallel.device())
         vocab_start, group = self._vocab_slice()
-        stats = TokenWeightedMetrics()
-        loss_total = torch.zeros((), dtype=torch.float64, device=parallel.device())
 
         def loss_func(micro, logits):
-            nonlocal loss_total
             logprobs, entropy = vocab_parallel_token_logprobs(
                 logits, micro["input_ids"], vocab_start=vocab_start, vocab_size=self.arch.vocab_size,
-                group=group, temperature=temperature, chunk_positions=self.options["logprob_chunk_positions"],
-                entropy=entropy_mode)
-            part = dict(micro)
-            if entropy is not None:
-                part["entropy"] = entropy
-            loss, metrics = loss_fn(logprobs, part, norms)  # type: ignore[arg-type]
-            tokens = micro["response_mask"].sum()
-            loss_total = loss_total + loss.detach().to(torch.float64)
-            stats.add(metrics, float(tokens))
+                group=group, temperature=loss_fn.temperature, chunk_positions=self.options["logprob_chunk_positions"],
+                entropy=loss_fn.entropy)
+            loss = step(logprobs, micro, entropy)
             # (loss, token count, reduced metrics): with calculate_per_token_loss the schedule
             # neither divides by the number of micro-batches nor by the tokens
-            return loss, tokens.to(torch.int), {}
+            return loss, micro["response_mask"].sum().to(torch.int), {}
 
         self.megatron_model.train()
         self.megatron_model.zero_grad_buffer()
@@ -347,14 +328,13 @@ class MegatronPolicyBackend(PolicyBackend):
         if not skipped:
             self.step += 1
         last = parallel_state.is_pipeline_last_stage()
-        if last and self.layout.data_parallel > 1:
-            dist.all_reduce(loss_total, group=parallel_state.get_data_parallel_group())
+        loss_total = step.loss_total
+        if last and dp_group is not None:
+            dist.all_reduce(loss_total, group=dp_group)
         loss_value = parallel.broadcast_from_last_stage(loss_total.reshape(1) if last else None, (1,), torch.float64)
-        metrics = stats.reduce(parallel_state.get_data_parallel_group() if self.layout.data_parallel > 1 else None,
-                               parallel.device()) if last else None
-        metrics = parallel.broadcast_object_from_last_stage(metrics)
-        return {"loss": float(loss_value[0]), "grad_norm": grad_norm, "lr": lr, "update_skipped": float(skipped),
-                "num_tokens": norms[NUM_TOKENS], "num_seqs": norms[NUM_SEQS], **metrics}
+        metrics = parallel.broadcast_object_from_last_stage(step.metrics.reduce(dp_group, parallel.device()) if last
+                                                            else None)
+        return step.step_metrics(float(loss_value[0]), grad_norm, lr, skipped, metrics)
 
     def _optimizer_step(self, lr: float) -> tuple[float, bool]:
         """Gradient norm, then (if finite) clip and Adam step at ``lr``. A nan/inf gradient would
