@@ -19,14 +19,14 @@ from tqdm import tqdm
 from medssr_nemo import distributed, registry
 from medssr_nemo.artifacts import write_text_atomic
 from medssr_nemo.config import MedSSRConfig, to_yaml
-from medssr_nemo.grpo.advantages import group_advantages, zero_std_fraction
+from medssr_nemo.grpo.advantages import get_advantage_estimator, zero_std_fraction
 from medssr_nemo.grpo.checkpoint import CheckpointManager
 from medssr_nemo.grpo.data import QuestionSampler, TrainingQuestion, load_training_records, prepare_questions
 from medssr_nemo.grpo.losses import make_grpo_loss
 from medssr_nemo.grpo.metrics_log import MetricsLogger
 from medssr_nemo.grpo.rollouts import (build_token_batch, generate_groups, logprob_mismatch,
                                        response_metrics, score_groups)
-from medssr_nemo.policy.interfaces import PolicyBackend
+from medssr_nemo.policy.interfaces import Colocatable, PolicyBackend
 from medssr_nemo.records import QuestionRecord
 from medssr_nemo.rewards.composite import RewardRouter
 from medssr_nemo.rollout.interfaces import RolloutEngine, SamplingParams
@@ -67,10 +67,13 @@ class GRPOTrainer:
         if self.policy is None:
             build_policy = registry.get("policy_backend", cfg.policy.backend)
             self.policy = build_policy(cfg, reference=cfg.grpo.kl_coef > 0)
+        # a colocatable policy lends its module to an in-process engine and frees memory for it
+        self.colocated = self.policy if isinstance(self.policy, Colocatable) else None
         if self.engine is None:
             build_engine = registry.get("rollout_engine", cfg.rollout.engine)
-            self.engine = build_engine(cfg.rollout, model=getattr(self.policy, "model", None),
-                                       tokenizer=self.policy.tokenizer, model_path=cfg.model.path)
+            module = self.colocated.rollout_module() if self.colocated is not None else None
+            self.engine = build_engine(cfg.rollout, model=module, tokenizer=self.policy.tokenizer,
+                                       model_path=cfg.model.path)
         records = self._records
         if records is None:
             if not cfg.train.data:
@@ -83,6 +86,7 @@ class GRPOTrainer:
                  report.kept, report.loaded, report.without_label, report.too_long)
         self.sampler = QuestionSampler(len(self.questions), cfg.seed, cfg.train.shuffle)
         self.rewards = RewardRouter.from_config(cfg.reward)
+        self.advantage_estimator = get_advantage_estimator(cfg.grpo.advantage_estimator)
         temperature = cfg.rollout.temperature
         self.logprob_temperature = temperature if temperature > 0 else 1.0
         self.loss_fn = make_grpo_loss(cfg.grpo, max_response_len=cfg.rollout.max_new_tokens,
@@ -149,12 +153,15 @@ class GRPOTrainer:
         cfg, timer = self.cfg, self.timer
         questions = self._step_questions()
         with timer.phase("rollout"):
+            if self.colocated is not None:
+                self.colocated.offload_before_generation()
             groups = generate_groups(self.engine, questions, cfg.grpo.group_size, self.sampling,
                                      cfg.seed, self.step, cfg.rollout.batch_size)
+            if self.colocated is not None:
+                self.colocated.onload_after_generation()
         with timer.phase("reward"):
             scored = score_groups(self.rewards, questions, groups)
-            advantages = group_advantages(scored.rewards, scored.group_ids, normalize_std=cfg.grpo.normalize_std,
-                                          unbiased=cfg.grpo.std_unbiased, eps=cfg.grpo.advantage_eps)
+            advantages = self.advantage_estimator(scored.rewards, scored.group_ids, cfg.grpo)
         batch, engine_logprobs = build_token_batch(questions, groups, self._pad_id())
         batch["advantages"] = advantages
         batch["group_ids"] = scored.group_ids

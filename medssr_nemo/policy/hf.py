@@ -24,7 +24,7 @@ from medssr_nemo import distributed
 from medssr_nemo.artifacts import atomic_directory
 from medssr_nemo.config.schema.policy import PolicyConfig
 from medssr_nemo.policy.batching import check_token_batch, micro_batches
-from medssr_nemo.policy.interfaces import PolicyBackend, TokenBatch
+from medssr_nemo.policy.interfaces import Colocatable, PolicyBackend, TokenBatch
 from medssr_nemo.policy.logprobs import token_logprobs
 from medssr_nemo.policy.loss_contract import LossFunction, StepLoss, global_normalisers
 from medssr_nemo.policy.schedules import LRSchedule
@@ -73,8 +73,9 @@ def _enable_activation_checkpointing(model: Any) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
-class HFPolicyBackend(PolicyBackend):
-    """Train a transformers causal LM; ``model``/``tokenizer`` are public for the rollout engine.
+class HFPolicyBackend(PolicyBackend, Colocatable):
+    """Train a transformers causal LM (``model``); an in-process rollout engine samples from that
+    very module (``rollout_module``), so its refit copies nothing it does not already hold.
 
     Build it from ``model_ref`` (``load_causal_lm`` reference) or pass an already built
     ``model`` and ``tokenizer``. ``reference=False`` skips the frozen copy (kl_coef == 0).
@@ -240,6 +241,9 @@ class HFPolicyBackend(PolicyBackend):
                 distributed.broadcast_(tensor.data)
 
     # ------------------------------------------------------------------ weights and checkpoints
+    def rollout_module(self) -> Any:
+        return self.model
+
     def export_hf_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
         for name, tensor in self.model.state_dict().items():
             yield name, tensor.detach()

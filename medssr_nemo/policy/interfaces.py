@@ -63,3 +63,27 @@ class PolicyBackend(abc.ABC):
     @abc.abstractmethod
     def save_hf(self, directory: str | os.PathLike) -> None:
         """Write a Hugging Face checkpoint (config, tokenizer, safetensors) of the policy."""
+
+
+class Colocatable(abc.ABC):
+    """Optional, declared: a policy whose process a rollout engine may share (NeMo RL splits its
+    policy interface from a colocatable one the same way).
+
+    The trainer checks ``isinstance(policy, Colocatable)``; it never probes for attributes.
+    An engine built in-process runs on ``rollout_module()`` and is refit from
+    ``export_hf_weights`` after every step; around generation the trainer calls
+    ``offload_before_generation`` / ``onload_after_generation`` so a backend can hand accelerator
+    memory (optimiser state, gradients) to the engine while it samples.
+    """
+
+    @abc.abstractmethod
+    def rollout_module(self) -> Any:
+        """A transformers causal LM holding the policy's weights, for an in-process engine. May
+        be expensive (a backend that shards its weights builds a full copy on the first call,
+        collectively: every rank must call it)."""
+
+    def offload_before_generation(self) -> None:
+        """Free accelerator memory the engine may use while sampling (default: nothing)."""
+
+    def onload_after_generation(self) -> None:
+        """Bring back what ``offload_before_generation`` moved (default: nothing)."""

@@ -29,7 +29,7 @@ import torch.distributed as dist
 
 from medssr_nemo.config.schema.policy import PolicyConfig
 from medssr_nemo.policy.batching import check_token_batch, micro_batches
-from medssr_nemo.policy.interfaces import PolicyBackend, TokenBatch
+from medssr_nemo.policy.interfaces import Colocatable, PolicyBackend, TokenBatch
 from medssr_nemo.policy.loss_contract import LossFunction, StepLoss, global_normalisers
 from medssr_nemo.policy.megatron import checkpoint, conversion, parallel, weights
 from medssr_nemo.policy.megatron.cpu_compat import in_device_scope
@@ -68,7 +68,7 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-class MegatronPolicyBackend(PolicyBackend):
+class MegatronPolicyBackend(PolicyBackend, Colocatable):
     """Train a Llama/Qwen2/Qwen3 checkpoint with megatron-core.
 
     Build it from ``model_ref`` (a ``load_causal_lm`` reference: embedded name, HF directory) or
@@ -170,7 +170,9 @@ class MegatronPolicyBackend(PolicyBackend):
             clip_grad=self.cfg.grad_clip, bf16=self.bf16, params_dtype=config.params_dtype,
             use_distributed_optimizer=True,
         )
-        optimizer = get_megatron_optimizer(optimizer_config, [model])
+        # config_overrides={}: weight decay on every parameter, as torch AdamW in the hf backend and
+        # verl 0.3.1's FSDP actor (megatron's default, None, exempts biases and 1-D parameters)
+        optimizer = get_megatron_optimizer(optimizer_config, [model], config_overrides={})
         return model, optimizer, ref
 
     # ------------------------------------------------------------------ batches
@@ -381,12 +383,11 @@ class MegatronPolicyBackend(PolicyBackend):
         """Full HF-named tensors on every rank (collective: all ranks must iterate to the end)."""
         yield from weights.iter_hf_weights(self.megatron_model, self.arch)
 
-    @property
-    def model(self) -> Any:
-        """A transformers model with the policy's weights *at first access*, for the in-process
-        rollout engine (the trainer passes ``policy.model`` to it and refits it from
-        ``export_hf_weights`` after every step). The trained module is ``megatron_model``.
-        Collective on first access: every rank must touch it."""
+    def rollout_module(self) -> Any:
+        """A transformers model with the policy's weights *at the first call*, for the in-process
+        rollout engine (the trainer refits it from ``export_hf_weights`` after every step). It is
+        a full, unsharded copy built by a collective on the first call (every rank must call it);
+        the trained module is ``megatron_model``."""
         if self._rollout_model is None:
             from transformers import AutoModelForCausalLM
 
