@@ -50,6 +50,15 @@ MEGATRON_OPTIONS: dict[str, Any] = {
     "logprob_micro_batch_size": 0,       # rows per no-grad logprob forward; 0 = micro_batch_size
     "vocab_multiple": DEFAULT_VOCAB_MULTIPLE,  # pad the vocabulary to a multiple of this x TP
     "transformer_engine": "auto",        # auto | on | off: TE layer spec (needs TE and CUDA)
+    # memory and speed (docs/cluster.md): 0 = pad rows to the micro-batch's longest; > 0 = pack
+    # sequences first-fit-decreasing into micro-batches of at most this many tokens
+    "pack_tokens": 0,
+    "sequence_parallel": "auto",         # auto (on when TP > 1 on CUDA) | on | off
+    "gpu_fusions": "auto",               # auto (on with CUDA + TE) | on | off: fused kernels, overlapped comms
+    "grad_reduce_dtype": "fp32",         # fp32 | bf16: gradient buffer and data-parallel reduce
+    "offload_reference": True,           # the KL reference waits on the CPU between its passes (GPU only)
+    "offload_rollout_copy": True,        # the in-process engine's copy waits on the CPU during the update
+    "offload_optimizer_for_generation": True,  # optimizer state to the CPU, gradient buffer freed, while generating
 }
 
 
@@ -59,13 +68,19 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"policy.options has keys the megatron backend does not know: {unknown}; "
                          f"known: {sorted(MEGATRON_OPTIONS)}")
     merged = {**MEGATRON_OPTIONS, **options}
-    for key in ("logprob_chunk_positions", "logprob_micro_batch_size", "vocab_multiple"):
+    for key in ("logprob_chunk_positions", "logprob_micro_batch_size", "vocab_multiple", "pack_tokens"):
         value = merged[key]
-        low = 0 if key == "logprob_micro_batch_size" else 1
+        low = 0 if key in ("logprob_micro_batch_size", "pack_tokens") else 1
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"policy.options.{key}={value!r} must be an integer >= {low}")
-    if merged["transformer_engine"] not in ("auto", "on", "off"):
-        raise ValueError(f"policy.options.transformer_engine={merged['transformer_engine']!r}; choose auto, on or off")
+    for key in ("transformer_engine", "sequence_parallel", "gpu_fusions"):
+        if merged[key] not in ("auto", "on", "off"):
+            raise ValueError(f"policy.options.{key}={merged[key]!r}; choose auto, on or off")
+    if merged["grad_reduce_dtype"] not in ("fp32", "bf16"):
+        raise ValueError(f"policy.options.grad_reduce_dtype={merged['grad_reduce_dtype']!r}; choose fp32 or bf16")
+    for key in ("offload_reference", "offload_rollout_copy", "offload_optimizer_for_generation"):
+        if not isinstance(merged[key], bool):
+            raise ValueError(f"policy.options.{key}={merged[key]!r} must be true or false")
     return merged
 
 
