@@ -17,7 +17,7 @@
 #             generations                                           -> refit.json
 #   grpo      one GRPO step, hf and megatron (local spec), tokens/s,
 #             MFU against the bf16 matmul peak measured in the same
-#             run, peak memory, packing on and off where it exists  -> grpo_step.json
+#             run, peak memory, packing on and off                  -> grpo.json
 #   summary   the figures against the goals                         -> summary.md, summary.json
 # --dry-run goes through every step on the CPU with tiny shapes (tests/test_gpu_check.py runs it),
 # so the script is known to work before GPU time is spent. GPU_CHECK_STEPS=rollout,grpo runs a
@@ -62,15 +62,15 @@ if [ "$dry_run" = 1 ]; then
   rollout_shape=(--batch 4 --prompt-len 16 --new-tokens 8 --threads 1 --cache static)  # no compile: seconds, not minutes
   profile_shape=(--batch 2 --prompt-len 8 --new-tokens 4 --repeats 1)
   refit_shape=(--batch 2 --prompt-len 8 --new-tokens 4 --repeats 1)
-  grpo_shape=(--shape tiny --batch 2 --seq-len 64 --repeats 1)
+  grpo_shape=(--shape tiny --batch 4 --seq-len 64 --pack-tokens 128 --repeats 1 --threads 1)
   limits=(versions=60 pytest=300 rollout=300 profile=120 refit=120 grpo=300)
 else
   model=random:qwen3-1.7b
   rollout_shape=(--batch 64 --prompt-len 256 --new-tokens 512 --cache static --compile)
   profile_shape=(--batch 64 --prompt-len 256 --new-tokens 64)
   refit_shape=(--batch 8 --prompt-len 64 --new-tokens 16 --repeats 3)
-  grpo_shape=(--shape qwen3-1.7b --batch 8 --seq-len 1024 --repeats 2)
-  limits=(versions=30 pytest=90 rollout=210 profile=45 refit=60 grpo=150)
+  grpo_shape=(--shape qwen3-1.7b --batch 16 --seq-len 1024 --micro-batch 4 --pack-tokens 4096 --repeats 2)
+  limits=(versions=30 pytest=80 rollout=200 profile=40 refit=60 grpo=180)
 fi
 limit_of() { local entry; for entry in "${limits[@]}"; do [ "${entry%%=*}" = "$1" ] && echo "${entry#*=}"; done; }
 
@@ -98,7 +98,6 @@ json_step rollout "$python" bench/rollout.py --model "$model" "${rollout_shape[@
   --generate-cache dynamic,static --modes fixed,eos --repeats 1 --json
 json_step profile "$python" bench/profile_engine.py --model "$model" "${profile_shape[@]}" --json
 json_step refit "$python" bench/refit.py --model "$model" "${refit_shape[@]}" --json
-grpo_extra=()
-if "$python" bench/megatron_step.py --help 2>/dev/null | grep -q -- "--packing"; then grpo_extra=(--packing on,off); fi
-json_step grpo "$python" bench/megatron_step.py "${grpo_shape[@]}" "${grpo_extra[@]}" --json
+# megatron: rows padded to the micro-batch's longest; megatron_packed: packed into --pack-tokens bins
+json_step grpo "$python" bench/megatron_step.py "${grpo_shape[@]}" --backends megatron,megatron_packed,hf --json
 "$python" bench/gpu_summary.py "$out" && cat "$out/summary.md"

@@ -27,6 +27,9 @@ def main(argv: list[str]) -> int:
         from medssr_nemo.pipeline.runner import run_pipeline
         from medssr_nemo.pipeline.sweep import run_sweep
 
+        from medssr_nemo.launch.memory import preflight_this_process
+
+        preflight_this_process(cfg)  # refuse a layout that cannot fit the GPU before any work starts
         started = time.perf_counter()
         if cfg.pipeline.alpha_sweep:
             _, report = run_sweep(cfg)
