@@ -277,3 +277,33 @@ def test_data_root_that_cannot_be_written_is_a_clear_error(server, tmp_path):
     with pytest.raises(DownloadError, match="cannot write the data root"):
         download(MANIFEST.select(["orpha2omim"]), blocker / "data", manifest=MANIFEST, mirror=server.base,
                  echo=lambda _: None, **FAST)
+
+
+# ------------------------------------------------------------------------------ RareDis-Sub
+def test_raredis_sub_fetched_into_the_data_root_joins_the_suite_beside_rarebench(server, tmp_path, monkeypatch):
+    """The hub's parquet (a small fixture written by `datasets`) served at the hub coordinates of
+    the manifest: downloaded, checked by its row count, then evaluated as the paper's rare
+    benchmark with RareBench kept; without it the report says RareBench stands in."""
+    import datasets
+
+    from medssr_nemo.eval.benchmarks import get_benchmark
+    from medssr_nemo.eval.suite import STANDS_IN, effective_benchmarks, rare_benchmark_note
+
+    monkeypatch.setenv("MEDSSR_DATA", str(tmp_path))
+    monkeypatch.delenv("MEDSSR_RAREDIS_SUB", raising=False)
+    entry = _entry("eval/raredis_sub/test.parquet")
+    rows = [{"id": f"rd-{i}", "question": f"Which rare disease fits case {i}?\nA. Alpha\nB. Beta\nC. Gamma\nD. Delta",
+             "gold": "ABCD"[i % 4], "name": "raredis"} for i in range(3)]
+    import io
+
+    buf = io.BytesIO()
+    datasets.Dataset.from_list(rows).to_parquet(buf)
+    small = replace(entry, rows=3)
+    assert rare_benchmark_note(["medqa", "rarebench"]) == STANDS_IN
+    with DataServer(MANIFEST, SOURCE_ROOT, extra={mirror_path(entry.sources[1].resolved_url()): buf.getvalue()}) as srv:
+        report = download([small], tmp_path, manifest=MANIFEST, mirror=srv.base, echo=lambda _: None, **FAST)
+    assert report.fetched == [(entry.path, entry.sources[1].describe())]     # first source 404: fell back
+    assert effective_benchmarks(["medqa", "rarebench"]) == ["medqa", "raredis_sub", "rarebench"]
+    assert rare_benchmark_note(["medqa", "rarebench"]) is None
+    records = get_benchmark("raredis_sub").load()
+    assert [r.id for r in records] == ["rd-0", "rd-1", "rd-2"] and all(r.rare for r in records)
