@@ -307,3 +307,13 @@ def test_raredis_sub_fetched_into_the_data_root_joins_the_suite_beside_rarebench
     assert rare_benchmark_note(["medqa", "rarebench"]) is None
     records = get_benchmark("raredis_sub").load()
     assert [r.id for r in records] == ["rd-0", "rd-1", "rd-2"] and all(r.rare for r in records)
+
+
+def test_docs_list_every_source_and_licence():
+    text = (Path(__file__).resolve().parent.parent / "docs" / "data.md").read_text()
+    for f in MANIFEST.files:
+        assert f"`{f.path}`" in text, f.path
+        for s in f.sources:
+            assert s.describe() in text, s.describe()
+    for name, ds in MANIFEST.datasets.items():
+        assert f"| `{name}` |" in text and ds.licence in text, name
