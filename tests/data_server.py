@@ -102,6 +102,7 @@ class DataServer:
         self.corrupt: set[str] = set()            # mirror paths served with one byte flipped
         self.cut_once: dict[str, int] = {}        # mirror path -> bytes sent before dropping (first request)
         self.delay_per_chunk: dict[str, float] = {}
+        self.no_range: set[str] = set()           # mirror paths answered 200 (whole body) to a Range request
         self.requests: list[tuple[str, str | None]] = []   # (path, Range header)
         self._cache: dict[str, bytes] = {}
         self._lock = threading.Lock()
@@ -135,7 +136,7 @@ class DataServer:
                     return
                 start, status = 0, 200
                 ranged = self.headers.get("Range")
-                if ranged and ranged.startswith("bytes=") and ranged.endswith("-"):
+                if ranged and ranged.startswith("bytes=") and ranged.endswith("-") and self.path not in owner.no_range:
                     start = int(ranged[6:-1])
                     if start >= len(data):
                         self.send_response(416)

@@ -45,6 +45,7 @@ def server():
 @pytest.fixture(autouse=True)
 def _reset(server):
     server.blocked_hosts.clear(), server.corrupt.clear(), server.cut_once.clear(), server.delay_per_chunk.clear()
+    server.no_range.clear()
     server.requests.clear()
 
 
@@ -173,6 +174,40 @@ def test_dropped_connection_resumes_with_a_range_request(server, tmp_path):
     assert check_file(entry, tmp_path).state == "verified"
     ranges = [r for p, r in server.requests if p == path]
     assert ranges == [None, "bytes=300000-"]
+
+
+def test_server_without_range_support_restarts_the_file_from_the_start(server, tmp_path):
+    entry = _entry("eval/medssr/test_short_medqa.json")
+    path = mirror_path(entry.sources[0].resolved_url())
+    server.cut_once[path] = 300_000
+    server.no_range.add(path)
+    download([entry], tmp_path, manifest=MANIFEST, mirror=server.base, echo=lambda _: None, **FAST)
+    assert check_file(entry, tmp_path).state == "verified"          # not 300 kB twice
+    assert [r for p, r in server.requests if p == path] == [None, "bytes=300000-"]
+
+
+def test_archive_member_by_path_or_unambiguous_name(tmp_path):
+    import zipfile
+
+    from medssr_nemo.data.convert import extract_member
+
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("data/dev.json", b"dev")
+        zf.writestr("__MACOSX/data/dev.json", b"resource fork")
+        zf.writestr("x/test.json", b"1")
+        zf.writestr("y/test.json", b"2")
+    extract_member(archive, "dev.json", tmp_path / "out")
+    assert (tmp_path / "out").read_bytes() == b"dev"
+    extract_member(archive, "y/test.json", tmp_path / "out")
+    assert (tmp_path / "out").read_bytes() == b"2"
+    with pytest.raises(ValueError, match="more than one member"):
+        extract_member(archive, "test.json", tmp_path / "out")
+    with pytest.raises(ValueError, match="no member"):
+        extract_member(archive, "train.json", tmp_path / "out")
+    (tmp_path / "page.html").write_text("<html>quota exceeded</html>")
+    with pytest.raises(ValueError, match="neither"):
+        extract_member(tmp_path / "page.html", "dev.json", tmp_path / "out")
 
 
 def test_killed_download_resumes_from_its_partial_file(server, tmp_path):

@@ -30,6 +30,9 @@ def main(argv: list[str]) -> int:
         from medssr_nemo.cli import data_fetch
 
         return (data_fetch.download_main if argv[0] == "download" else data_fetch.status_main)(argv[1:])
+    if argv and argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
     if not argv or argv[0] != "real":
         print(USAGE, file=sys.stderr)
         return 2

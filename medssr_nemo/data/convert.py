@@ -41,6 +41,7 @@ def extract_member(archive: Path, member: str, out: Path) -> None:
 
 def _match(archive: Path, names: list[str], member: str) -> str:
     member = member.strip("/")
+    names = [n for n in names if not n.startswith("__MACOSX/")]      # macOS zip metadata
     exact = [n for n in names if n.strip("./") == member]
     hits = exact or [n for n in names if n.endswith("/" + member)]
     if len(hits) != 1:
