@@ -27,7 +27,7 @@ SOURCE_ROOT = resolve_data_root().path          # the real files the server serv
 pytestmark = pytest.mark.skipif(not (SOURCE_ROOT / "SHA256SUMS").is_file(),
                                 reason=f"no data with SHA256SUMS at {SOURCE_ROOT}")
 REQUIRED = [f for f in MANIFEST.files if not f.optional]
-FAST = dict(progress=False, retries=1, backoff=0.01, timeout=10.0)
+FAST = dict(progress=False, retries=1, backoff_s=0.01, timeout_s=10.0)
 
 
 @pytest.fixture(autouse=True)

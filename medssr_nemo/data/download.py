@@ -109,8 +109,8 @@ def _raw_name(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()[:20] + "-" + (Path(urlsplit(url).path).name or "download")
 
 
-def fetch_url(url: str, work: Path, *, label: str, progress: bool, retries: int, backoff: float,
-              timeout: float) -> Path:
+def fetch_url(url: str, work: Path, *, label: str, progress: bool, retries: int, backoff_s: float,
+              timeout_s: float) -> Path:
     """The bytes of ``url`` as ``work/<name>.raw``: resumed from ``<name>.part`` if a previous
     attempt left one, retried with exponential backoff on network errors and 5xx/429."""
     final = work / (_raw_name(url) + ".raw")
@@ -120,11 +120,11 @@ def fetch_url(url: str, work: Path, *, label: str, progress: bool, retries: int,
     last: Exception | None = None
     for attempt in range(retries + 1):
         if attempt:
-            delay = backoff * 2 ** (attempt - 1)
+            delay = backoff_s * 2 ** (attempt - 1)
             log.warning("%s: %s; retry %d/%d in %.1f s", label, last, attempt, retries, delay)
             time.sleep(delay)
         try:
-            _fetch_once(url, part, label=label, progress=progress, timeout=timeout)
+            _fetch_once(url, part, label=label, progress=progress, timeout_s=timeout_s)
             os.replace(part, final)
             return final
         except _Permanent:
@@ -139,7 +139,7 @@ class _Short(Exception):
     """The connection ended before the whole body arrived (the partial file is kept)."""
 
 
-def _fetch_once(url: str, part: Path, *, label: str, progress: bool, timeout: float) -> None:
+def _fetch_once(url: str, part: Path, *, label: str, progress: bool, timeout_s: float) -> None:
     from tqdm import tqdm
 
     have = part.stat().st_size if part.exists() else 0
@@ -147,7 +147,7 @@ def _fetch_once(url: str, part: Path, *, label: str, progress: bool, timeout: fl
     if have:
         request.add_header("Range", f"bytes={have}-")
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
+        response = urllib.request.urlopen(request, timeout=timeout_s)
     except urllib.error.HTTPError as err:
         if err.code == 416 and have:                         # nothing left to send: restart cleanly
             part.unlink()
@@ -193,9 +193,10 @@ def _total_from_range(header: str | None, start: int) -> int | None:
 
 # ------------------------------------------------------------------------------ one file
 def _from_source(entry: FileEntry, source: Source, root: Path, work: Path, *, mirror: str | None, progress: bool,
-                 retries: int, backoff: float, timeout: float) -> None:
+                 retries: int, backoff_s: float, timeout_s: float) -> None:
     url = mirror_url(source.resolved_url(), mirror)
-    raw = fetch_url(url, work, label=entry.path, progress=progress, retries=retries, backoff=backoff, timeout=timeout)
+    raw = fetch_url(url, work, label=entry.path, progress=progress, retries=retries, backoff_s=backoff_s,
+                    timeout_s=timeout_s)
     target = root / entry.path
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
@@ -229,13 +230,13 @@ def _verify(entry: FileEntry, path: Path, source: Source, url: str) -> None:
 
 
 def fetch_file(entry: FileEntry, root: Path, work: Path, *, mirror: str | None = None, progress: bool = True,
-               retries: int = 3, backoff: float = 1.0, timeout: float = 60.0) -> Source:
+               retries: int = 3, backoff_s: float = 1.0, timeout_s: float = 60.0) -> Source:
     """Fetch one file from its first source that gives verified bytes; the source used."""
     errors = []
     for source in entry.sources:
         try:
             _from_source(entry, source, root, work, mirror=mirror, progress=progress, retries=retries,
-                         backoff=backoff, timeout=timeout)
+                         backoff_s=backoff_s, timeout_s=timeout_s)
             return source
         except ChecksumError as err:
             errors.append(f"checksum mismatch: {err}")
@@ -268,7 +269,7 @@ def _locked(work: Path) -> Iterator[None]:
 
 
 def download(entries: Sequence[FileEntry], root: Path, *, manifest: Manifest | None = None, mirror: str | None = None,
-             progress: bool = True, retries: int = 3, backoff: float = 1.0, timeout: float = 60.0,
+             progress: bool = True, retries: int = 3, backoff_s: float = 1.0, timeout_s: float = 60.0,
              echo=print) -> DownloadReport:
     """Fetch every missing or corrupt file of ``entries`` into ``root``; a required file no
     source can give raises ``DownloadError``, an optional one is reported and skipped."""
@@ -301,7 +302,7 @@ def download(entries: Sequence[FileEntry], root: Path, *, manifest: Manifest | N
                     continue
                 try:
                     source = fetch_file(entry, root, work, mirror=mirror, progress=progress, retries=retries,
-                                        backoff=backoff, timeout=timeout)
+                                        backoff_s=backoff_s, timeout_s=timeout_s)
                 except DownloadError as err:
                     if not entry.optional:
                         raise

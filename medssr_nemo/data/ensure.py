@@ -41,7 +41,7 @@ def ensure_run_data(cfg: Any, *, fetch: bool = True, progress: bool = True, echo
     if optional:      # one quick try: the hub may be unreachable (then RareBench stands in)
         try:
             report = download(optional, chosen.path, manifest=manifest, progress=progress, echo=echo, retries=0,
-                              timeout=20.0)
+                              timeout_s=20.0)
             missing = report.failed_optional
         except DownloadError as err:
             missing = [(e.path, str(err).splitlines()[0]) for e in optional]
