@@ -31,7 +31,9 @@ def main(argv: list[str]) -> int:
         from medssr_nemo.pipeline.sweep import run_sweep
 
         from medssr_nemo.data.ensure import ensure_run_data
+        from medssr_nemo.launch.memory import preflight_this_process
 
+        preflight_this_process(cfg)  # refuse a layout that cannot fit the GPU before any work starts
         started = time.perf_counter()
         ensure_run_data(cfg, fetch=not args.no_download, echo=lambda line: print(line, file=sys.stderr))
         if cfg.pipeline.alpha_sweep:
