@@ -296,14 +296,15 @@ def test_status_lists_verified_missing_and_corrupt(server, tmp_path, capsys):
     assert any(line.split()[0] == "missing" and "orpha2omim.json" in line for line in out.splitlines())
 
 
-def test_a_command_missing_a_data_file_says_which_command_fetches_it(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("command", [["data", "real"], ["synth", "synthesis.num_questions=2"]])
+def test_a_command_missing_a_data_file_says_which_command_fetches_it(command, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MEDSSR_DATA", str(tmp_path / "empty"))
     from medssr_nemo.cli.main import main
 
-    rc = main(["data", "real", f"output_dir={tmp_path / 'out'}"])
+    rc = main([*command, f"output_dir={tmp_path / 'out'}"])
     err = capsys.readouterr().err
     assert rc == 1
-    assert "medssr data download --only" in err
+    assert "not found" in err and "medssr data download --only eval" in err
 
 
 def test_data_root_that_cannot_be_written_is_a_clear_error(server, tmp_path):

@@ -105,3 +105,26 @@ def test_quickstart_on_a_fresh_machine_fetches_everything_and_runs(tmp_path):
     assert all(check_file(e, cache).state == "verified" for e in MANIFEST.files if not e.optional
                and e.dataset != "pubmedqa" or e.path == "train/pubmedqa/test_ground_truth.json")
     assert (run_dir / "report" / "report.md").exists()
+
+
+def test_run_on_complete_data_without_network_goes_on_and_says_rarebench_stands_in(tmp_path, monkeypatch):
+    """All required files verified, the hub unreachable (a closed port as mirror): the run's data
+    check passes, writes nothing into the data root, and reports that RareBench stands in."""
+    import socket
+
+    from medssr_nemo.config import load_config
+    from medssr_nemo.data.ensure import ensure_run_data
+
+    if (SOURCE_ROOT / "eval" / "raredis_sub").exists():
+        pytest.skip("this data root holds RareDis-Sub")
+    with socket.socket() as sock:            # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    monkeypatch.setenv("MEDSSR_DATA", str(SOURCE_ROOT))
+    monkeypatch.setenv("MEDSSR_DATA_MIRROR", f"http://127.0.0.1:{closed}")
+    before = sorted(p.name for p in SOURCE_ROOT.iterdir())
+    lines: list[str] = []
+    assert ensure_run_data(load_config("quickstart", []), progress=False, echo=lines.append) == SOURCE_ROOT
+    assert any("RareBench stands in for RareDis-Sub" in line for line in lines)
+    after = sorted(p.name for p in SOURCE_ROOT.iterdir())
+    assert [n for n in after if n not in before] in ([], [".download"])    # at most the lock, if writable

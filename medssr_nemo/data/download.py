@@ -313,7 +313,8 @@ def download(entries: Sequence[FileEntry], root: Path, *, manifest: Manifest | N
         finally:
             for raw in work.glob("*.raw"):        # archives: fetched once per run, then dropped
                 raw.unlink(missing_ok=True)
-            write_licences(root, manifest)
+            if report.fetched:
+                write_licences(root, manifest)
     return report
 
 
