@@ -102,8 +102,10 @@ def test_quickstart_on_a_fresh_machine_fetches_everything_and_runs(tmp_path):
                                f"output_dir={run_dir}"], capture_output=True, text=True, timeout=3600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     cache = tmp_path / "cache" / "medssr_nemo" / "data"
-    assert all(check_file(e, cache).state == "verified" for e in MANIFEST.files if not e.optional
-               and e.dataset != "pubmedqa" or e.path == "train/pubmedqa/test_ground_truth.json")
+    from medssr_nemo.config import load_config
+
+    needed = [e for e in required_for_run(load_config("quickstart", [])) if not e.optional]
+    assert all(check_file(e, cache).state == "verified" for e in needed)
     assert (run_dir / "report" / "report.md").exists()
 
 
