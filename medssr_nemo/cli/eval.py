@@ -8,6 +8,7 @@ Examples::
     medssr eval 'eval.checkpoints=[embedded:smollm2-135m-instruct,runs/x/stage1/hf,runs/x/stage2/hf]' \\
         'eval.checkpoint_labels=[base,stage1,stage2]'
     medssr eval --list
+    medssr eval compare runs/x:base runs/x:stage2        # paired test, same questions (see eval/compare.py)
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ def list_benchmarks(custom: dict) -> int:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["compare"]:
+        from medssr_nemo.cli.eval_compare import main as compare_main
+
+        return compare_main(argv[1:])
     parser = config_parser("medssr eval", "evaluate checkpoints on the MedSSR benchmark suite")
     parser.add_argument("--list", action="store_true", help="print every registered benchmark with its item count")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
