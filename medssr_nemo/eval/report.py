@@ -98,6 +98,22 @@ def mdd_paragraph(summary: Summary) -> str:
     return text
 
 
+def bar_heights_and_whiskers(ckpt: Mapping[str, Any], names: Sequence[str]) -> tuple[list[float], list[float], list[float]]:
+    """One checkpoint's bars (each benchmark, then Avg and Rare) and the whisker lengths below and
+    above each bar: to the ends of the 95% interval, or the std over samples where none is stored."""
+    cells = [(ckpt["benchmarks"][n]["accuracy_pct_mean"], ckpt["benchmarks"][n].get("ci95_pct"),
+              ckpt["benchmarks"][n]["accuracy_pct_std"]) if n in ckpt["benchmarks"] else (None, None, 0.0)
+             for n in names]
+    cells += [(ckpt["macro_accuracy_pct"], ckpt.get("macro_ci95_pct"), 0.0),
+              (ckpt["rare_accuracy_pct"], ckpt.get("rare_ci95_pct"), 0.0)]
+    means, below, above = [], [], []
+    for mean, interval, std in cells:
+        means.append(mean or 0.0)
+        below.append(max(0.0, (mean or 0.0) - interval[0]) if interval else std)
+        above.append(max(0.0, interval[1] - (mean or 0.0)) if interval else std)
+    return means, below, above
+
+
 def write_chart(summary: Summary, path: str | os.PathLike) -> Path:
     """Grouped bars: one group per benchmark (+ Avg, Rare), one bar per checkpoint, whiskers at
     the 95% interval over questions (the std over samples where no interval was stored)."""
@@ -112,16 +128,7 @@ def write_chart(summary: Summary, path: str | os.PathLike) -> Path:
     width = 0.8 / max(1, len(checkpoints))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(groups) * max(1, len(checkpoints)) ** 0.5 + 2), 4.5))
     for k, ckpt in enumerate(checkpoints):
-        means, below, above = [], [], []
-        cells = [(ckpt["benchmarks"][n]["accuracy_pct_mean"], ckpt["benchmarks"][n].get("ci95_pct"),
-                  ckpt["benchmarks"][n]["accuracy_pct_std"]) if n in ckpt["benchmarks"] else (None, None, 0.0)
-                 for n in names]
-        cells += [(ckpt["macro_accuracy_pct"], ckpt.get("macro_ci95_pct"), 0.0),
-                  (ckpt["rare_accuracy_pct"], ckpt.get("rare_ci95_pct"), 0.0)]
-        for mean, interval, std in cells:
-            means.append(mean or 0.0)
-            below.append(max(0.0, (mean or 0.0) - interval[0]) if interval else std)
-            above.append(max(0.0, interval[1] - (mean or 0.0)) if interval else std)
+        means, below, above = bar_heights_and_whiskers(ckpt, names)
         xs = [i + (k - (len(checkpoints) - 1) / 2) * width for i in range(len(groups))]
         ax.bar(xs, means, width, yerr=[below, above], capsize=2, label=ckpt["label"])
     ax.set_xticks(range(len(groups)))
