@@ -130,3 +130,17 @@ def test_cli_refusal_is_one_clear_line(tmp_path, capsys):
     assert medssr(["eval", "compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("medssr eval compare: error: cannot compare") and "prompt style differs" in err
+
+
+def test_checkpoints_in_order_are_compared_pairwise_and_last_against_first(tmp_path):
+    from medssr_nemo.eval.compare import compare_in_order, markdown_many
+
+    dirs = [write_results(tmp_path, label, "medqa", [[v]] * 10) for label, v in (("base", 0), ("stage1", 0), ("stage2", 1))]
+    write_results(tmp_path, "other", "medqa", [[1]] * 10, EvalProtocol(num_samples=1, prompt_style="base"))
+    results = compare_in_order(dirs + [tmp_path / "other"])
+    assert [(r["a"]["label"], r["b"]["label"]) for r in results] == [
+        ("base", "stage1"), ("stage1", "stage2"), ("stage2", "other"), ("base", "other")]
+    assert results[1]["benchmarks"]["medqa"]["only_b"] == 10
+    assert "prompt style differs" in results[2]["error"]
+    text = markdown_many(results)
+    assert "### stage1 → stage2" in text and "### stage2 → other\n\nNot compared: cannot compare" in text

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 from medssr_nemo.cli.common import config_parser, parse_config, run_guarded
 
@@ -32,6 +33,18 @@ def list_benchmarks(custom: dict) -> int:
             count, flag = "unavailable", f"({str(err).splitlines()[0][:160]})"
         print(f"{name}\t{count}\t{flag}".rstrip())
     return 0
+
+
+def _log_to_trackers(cfg: Any, summary: dict) -> None:
+    """The summary (and chart) to the W&B / MLflow run of this eval directory, if configured."""
+    from pathlib import Path
+
+    from medssr_nemo.tracking.results import log_results
+
+    out = Path(cfg.eval.output_dir or Path(cfg.output_dir) / "eval")
+    log_results(cfg, out, evaluation=summary,
+                figures={"accuracy": out / "summary.png"} if (out / "summary.png").exists() else {},
+                files=[out / "summary.md", out / "summary.json"])
 
 
 def main(argv: list[str]) -> int:
@@ -56,6 +69,7 @@ def main(argv: list[str]) -> int:
 
         summary = run_eval(cfg, progress=not args.no_progress)
         print(markdown_table(summary), end="")
+        _log_to_trackers(cfg, summary)
         return 0
 
     return run_guarded(job, "medssr eval")

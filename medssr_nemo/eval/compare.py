@@ -4,10 +4,11 @@ A checkpoint's results are the directory ``run_eval`` writes for it: one sub-dir
 benchmark holding ``protocol.json`` and ``generations.jsonl``. Two results are comparable only
 when they were made with the same protocol (prompt style, sampling, samples per question,
 re-decode; the seed may differ) on the same question ids; anything else is refused, naming what
-differs. Per benchmark: the difference B − A in percentage points, its 95% paired-bootstrap
-interval, the p-value (exact McNemar for one sample per question, the paired bootstrap
-otherwise; ``medssr_nemo.eval.stats``) and the minimum detectable difference; then the same for
-the average over benchmarks and over the rare-disease ones (stratified paired bootstrap).
+differs. Per benchmark: the difference B − A in percentage points, its 95% interval and p-value
+(one sample per question: Newcombe's paired score interval and the exact McNemar test; several:
+the paired bootstrap over questions for both; ``medssr_nemo.eval.stats``) and the minimum
+detectable difference; then the same for the average over benchmarks and over the rare-disease
+ones (paired bootstrap stratified by benchmark).
 """
 
 from __future__ import annotations
@@ -169,10 +170,43 @@ def markdown(result: dict[str, Any], title: bool = True) -> str:
     significant = [n for n, r in result["benchmarks"].items() if r["p_value"] < 0.05]
     lines += ["", f"Significant at p < 0.05 (not corrected for {len(result['benchmarks'])} comparisons): "
                   + (", ".join(significant) if significant else "none") + ". "
-                  "Intervals and bootstrap p-values resample questions, keeping each question's samples together; "
+                  "One sample per question: Newcombe interval, exact McNemar p; several: paired bootstrap over "
+                  "questions (each question's samples kept together) for both; "
                   "`detectable` is the difference this many questions detects with power 0.8 at α = 0.05, "
                   "(z₀.₉₇₅ + z₀.₈)·σ_d/√n with σ_d the observed spread of per-question differences."]
     if result.get("only_in_a") or result.get("only_in_b"):
         lines += ["", "Not compared (evaluated for one side only): "
                       + ", ".join(result.get("only_in_a", []) + result.get("only_in_b", [])) + "."]
     return "\n".join(lines) + "\n"
+
+
+def compare_in_order(directories: Sequence[Path], labels: Sequence[str] | None = None,
+                     resamples: int = stats.DEFAULT_RESAMPLES) -> list[dict[str, Any]]:
+    """Each checkpoint against the one before it (base → stage 1 → stage 2), then the last
+    against the first when there are more than two; ``labels`` name them (default: directory
+    names). A pair that cannot be compared gives ``{"a", "b", "error"}`` instead of stopping the
+    caller (a report still gets written)."""
+    named = list(zip(labels or [Path(d).name for d in directories], directories))
+    pairs = list(zip(named, named[1:]))
+    if len(named) > 2:
+        pairs.append((named[0], named[-1]))
+    results = []
+    for (label_a, a), (label_b, b) in pairs:
+        try:
+            result = compare(load_checkpoint(a), load_checkpoint(b), resamples)
+        except (ValueError, FileNotFoundError) as err:
+            result = {"a": {"directory": str(a)}, "b": {"directory": str(b)}, "error": str(err)}
+        result["a"]["label"], result["b"]["label"] = label_a, label_b
+        results.append(result)
+    return results
+
+
+def markdown_many(results: Sequence[dict[str, Any]]) -> str:
+    """Several comparisons, one table each; an incomparable pair says why."""
+    parts = []
+    for result in results:
+        if "error" in result:
+            parts.append(f"### {result['a']['label']} → {result['b']['label']}\n\nNot compared: {result['error']}\n")
+        else:
+            parts.append(markdown(result))
+    return "\n".join(parts)
