@@ -34,6 +34,7 @@ def comparison_row(alpha: float, run_dir: Path) -> dict[str, Any]:
         row[f"{ckpt['label']}_macro"] = ckpt.get("macro_accuracy_pct")
         row[f"{ckpt['label']}_rare"] = ckpt.get("rare_accuracy_pct")
         row[f"{ckpt['label']}_macro_ci95"] = ckpt.get("macro_ci95_pct")
+        row[f"{ckpt['label']}_rare_ci95"] = ckpt.get("rare_ci95_pct")
     # the report's paired tests of each stage against the base model (average over benchmarks)
     for comparison in summary.get("comparisons") or []:
         if comparison["a"]["label"] == "base" and "average" in comparison:
