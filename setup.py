@@ -19,7 +19,8 @@ setup(
         + ["medssr_nemo_conf"] + [f"medssr_nemo_conf.{p}" for p in find_packages("conf")]
     ),
     package_dir={"medssr_nemo_plugins": "plugins", "medssr_nemo_conf": "conf"},
-    package_data={"medssr_nemo_conf": ["*.yaml", "*/*.yaml", "*/*/*.yaml"]},
+    package_data={"medssr_nemo_conf": ["*.yaml", "*/*.yaml", "*/*/*.yaml"],
+                  "medssr_nemo.data": ["manifest.json"]},   # the data manifest (docs/data.md)
     install_requires=[
         "torch",  # unpinned on purpose (see module docstring)
         "transformers>=5.0,<6",

@@ -87,7 +87,10 @@ def load_benchmarks(eval_cfg: Any) -> list[LoadedBenchmark]:
     """Every benchmark of the run (``eval.benchmarks`` then ``eval.custom_benchmarks``), loaded and
     subsampled; logs each count."""
     custom = dict(eval_cfg.custom_benchmarks)
-    names = list(eval_cfg.benchmarks) + [n for n in custom if n not in eval_cfg.benchmarks]
+    from medssr_nemo.eval.suite import effective_benchmarks
+
+    listed = effective_benchmarks(eval_cfg.benchmarks)    # + RareDis-Sub when the data has it
+    names = listed + [n for n in custom if n not in listed]
     known = set(benchmark_names(custom))
     unknown = [n for n in names if n not in known and "." not in n and ":" not in n]
     if unknown:

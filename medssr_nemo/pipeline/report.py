@@ -86,6 +86,10 @@ def scale_gaps(cfg: MedSSRConfig) -> list[str]:
                     "a demonstration of the mechanics, far too short to expect the paper's gains")
     if cfg.synthesis.num_questions < 1000 and cfg.pipeline.stage1.enabled:
         gaps.append(f"{cfg.synthesis.num_questions} synthetic questions")
+    from medssr_nemo.eval.suite import rare_benchmark_note
+
+    if note := rare_benchmark_note(cfg.eval.benchmarks):
+        gaps.append(note)
     return gaps
 
 

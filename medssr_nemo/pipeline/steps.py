@@ -333,6 +333,9 @@ class Evaluate(Step):
                   "rollout.engine": cfg.rollout.engine}
         if self.label == "base":
             values["model.path"] = cfg.model.path
+        from medssr_nemo.eval.suite import effective_benchmarks
+
+        values["eval.suite"] = effective_benchmarks(cfg.eval.benchmarks)   # RareDis-Sub fetched later: re-run
         return values
 
     def reference(self, ctx: PipelineContext) -> str:
