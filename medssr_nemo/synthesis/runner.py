@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from medssr_nemo.artifacts import fingerprint, is_finished, make_card, write_json_atomic
 from medssr_nemo.records import QuestionRecord, read_records, write_records
@@ -175,8 +175,10 @@ def summarise(plan: list[Slot], records: list[QuestionRecord], results: list[Chu
 
 def synthesize_to(out_dir: Path, name: str, synthesizer: Synthesizer, plan: list[Slot], target: Target,
                   quality: QualityFilter, identity: dict[str, Any], chunk_size: int, max_attempts: int,
-                  show_progress: bool = True, stop_after_chunks: int | None = None) -> SynthesisOutputs:
-    """Chunked, resumable generation into ``<out_dir>/<name>.jsonl`` + ``<name>.card.json``."""
+                  show_progress: bool = True, stop_after_chunks: int | None = None,
+                  audit: Callable[[list[QuestionRecord]], dict[str, Any]] | None = None) -> SynthesisOutputs:
+    """Chunked, resumable generation into ``<out_dir>/<name>.jsonl`` + ``<name>.card.json``;
+    ``audit`` (records -> report) puts the knowledge-base audit of the set in the card."""
     records_path, card_path = out_dir / f"{name}.jsonl", out_dir / f"{name}.card.json"
     run_fingerprint = fingerprint(identity)
     if is_finished(card_path, records_path, run_fingerprint):
@@ -198,7 +200,8 @@ def synthesize_to(out_dir: Path, name: str, synthesizer: Synthesizer, plan: list
     card = make_card("medssr synth", run_fingerprint, records_path, card_format=CARD_FORMAT, **identity,
                      **summarise(plan, records, results, target, synthesizer),
                      # the only part of the card that differs between an interrupted and a straight run
-                     run={"chunks": len(results), "chunks_reloaded": reloaded})
+                     run={"chunks": len(results), "chunks_reloaded": reloaded},
+                     **({"audit": audit(records)} if audit is not None else {}))
     write_json_atomic(card_path, card)
     shutil.rmtree(parts_dir, ignore_errors=True)
     log.info("synthesis: %d records in %.1f s", len(records), time.perf_counter() - started)
