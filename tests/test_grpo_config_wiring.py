@@ -231,7 +231,10 @@ def hand_advantages(cfg: Any, rows: list[dict[str, Any]]) -> list[float]:
     out = []
     for row in rows:
         rewards = by_question[row["record"].id]
-        if len(rewards) == 1 or max(rewards) == min(rewards):
+        if len(rewards) == 1:   # verl 0.3.1: a group of one has mean 0 and std 1
+            out.append(row["reward"] / (1 + g.advantage_eps) if g.normalize_std else row["reward"])
+            continue
+        if max(rewards) == min(rewards):
             out.append(0.0)
             continue
         mean = statistics.fmean(rewards)
@@ -269,8 +272,10 @@ def hand_loss(cfg: Any, update: Update, old: torch.Tensor, advantages: torch.Ten
         loss = per_token.sum() / lengths.sum()
     elif g.loss_aggregation == "seq-mean-token-mean":
         loss = (per_token.sum(-1)[lengths > 0] / lengths[lengths > 0]).mean()
-    elif g.loss_aggregation == "seq-mean-token-sum-norm":
-        loss = per_token.sum() / ((lengths > 0).sum() * cfg.rollout.max_new_tokens)
+    elif g.loss_aggregation == "seq-mean-token-sum":
+        loss = per_token.sum() / (lengths > 0).sum()
+    elif g.loss_aggregation == "seq-mean-token-sum-norm":   # verl 0.3.1: the max response length only
+        loss = per_token.sum() / cfg.rollout.max_new_tokens
     else:
         raise AssertionError(f"no hand formula for {g.loss_aggregation}")
     tokens = mask.sum()
