@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal
 
 from medssr_nemo.artifacts import atomic_path, write_jsonl_atomic
+from medssr_nemo.jsonl import RecordError, iter_json_objects
+
+__all__ = ["LETTERS", "QuestionRecord", "RecordError", "is_kg_question", "iter_records", "read_records",
+           "split_question_text", "write_records"]
 
 LETTERS = string.ascii_uppercase
 LabelSource = Literal["gold", "pseudo"]
 MIN_OPTIONS, MAX_OPTIONS = 2, 26
-
-
-class RecordError(ValueError):
-    """A question record (or the file line it came from) is malformed."""
 
 
 @dataclass
@@ -122,6 +122,11 @@ def split_question_text(text: str) -> tuple[str, list[str]]:
     return "\n".join(lines[:idx]).rstrip(), options
 
 
+def is_kg_question(record: QuestionRecord) -> bool:
+    """Generated from the knowledge base, whose answer key is known by construction."""
+    return record.meta.get("origin") == "knowledge" and record.gold is not None
+
+
 def write_records(records: Iterable[QuestionRecord], path: str | os.PathLike) -> Path:
     """Write records atomically (temp file + rename): JSONL, or Parquet for ``.parquet``."""
     path = Path(path)
@@ -150,8 +155,6 @@ def iter_records(path: str | os.PathLike) -> Iterator[QuestionRecord]:
                    "meta": json.loads(row["meta"] or "{}")}
             yield QuestionRecord.from_dict(row, where=f"{path} row {i}")
         return
-    from medssr_nemo.jsonl import iter_json_objects  # here: jsonl imports this module's RecordError
-
     for where, row in iter_json_objects(path):
         yield QuestionRecord.from_dict(row, where=where)
 

@@ -16,10 +16,27 @@ from medssr_nemo.policy.loss_contract import (MAX_RESPONSE_LEN, NUM_SEQS, NUM_TO
 PACKAGE = Path(__file__).resolve().parents[1] / "medssr_nemo"
 
 
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
+
+
+def _runtime_nodes(tree: ast.AST):
+    """Every node, except the bodies of ``if TYPE_CHECKING:`` (imports for annotations only)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            continue
+        yield node
+        yield from _runtime_nodes(node)
+
+
 def _project_imports(path: Path) -> set[str]:
     """Every ``medssr_nemo.*`` module a file imports, at any depth (function-local ones too)."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
             found.update(f"{node.module}.{alias.name}" for alias in node.names)
@@ -33,6 +50,47 @@ def test_backends_engines_and_rewards_never_import_the_algorithm_layer(layer):
     offenders = {str(path.relative_to(PACKAGE)): sorted(n for n in _project_imports(path) if n.startswith("medssr_nemo.grpo"))
                  for path in (PACKAGE / layer).rglob("*.py")}
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def _resolved(name: str) -> str | None:
+    while name not in MODULES and "." in name:
+        name = name.rsplit(".", 1)[0]
+    return name if name in MODULES else None
+
+
+def test_the_package_has_no_import_cycles():
+    graph = {module: {m for m in map(_resolved, _project_imports(path)) if m and m != module}
+             for module, path in MODULES.items()}
+    state: dict[str, int] = {}          # 1: on the current path, 2: done
+    cycles = []
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for dep in sorted(graph[module]):
+            if state.get(dep) == 1:
+                cycles.append(path[path.index(dep):] + [dep])
+            elif dep not in state:
+                visit(dep, path + [dep])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert cycles == []
+
+
+def test_own_modules_are_imported_at_top_level_outside_the_cli():
+    """Function-local imports hide the dependency graph; only ``cli/`` defers loading its work
+    (so ``--help`` answers without torch)."""
+    local = []
+    for module, path in MODULES.items():
+        if module.startswith("medssr_nemo.cli"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                local += [f"{module}:{sub.lineno}" for sub in ast.walk(node)
+                          if isinstance(sub, ast.ImportFrom) and (sub.module or "").startswith("medssr_nemo")]
+    assert local == []
 
 
 def test_the_grpo_loss_declares_what_a_backend_needs():

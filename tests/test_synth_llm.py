@@ -224,7 +224,7 @@ def hpo():
 
 def test_llm_synthesis_through_an_http_endpoint(tmp_path, server_factory, hpo, shared_data):
     from medssr_nemo.data.real import read_mmlu_dir
-    from medssr_nemo.synthesis.run import run_synthesis
+    from medssr_nemo.synthesis.from_config import run_synthesis
 
     server = server_factory(_scripted_reply)
     seeds = read_mmlu_dir(shared_data / "train" / "mmlu_medical")[:60]
@@ -254,7 +254,7 @@ def test_llm_synthesis_through_an_http_endpoint(tmp_path, server_factory, hpo, s
 
 def _engine_run(tmp_path, hpo, shared_data, overrides, generator=None):
     from medssr_nemo.data.real import read_mmlu_dir
-    from medssr_nemo.synthesis.run import run_synthesis
+    from medssr_nemo.synthesis.from_config import run_synthesis
 
     seeds = read_mmlu_dir(shared_data / "train" / "mmlu_medical")[:10]
     cfg = load_config("base", [
@@ -301,7 +301,7 @@ def test_engine_generator_built_from_config(tmp_path, hpo, shared_data):
 def test_llm_with_a_snippet_corpus_injects_retrieved_passages(tmp_path, server_factory, monkeypatch):
     from medssr_nemo.knowledge.corpus import CorpusKnowledge
     from medssr_nemo.synthesis.kg import KGSynthesizer
-    from medssr_nemo.synthesis.run import run_synthesis
+    from medssr_nemo.synthesis.from_config import run_synthesis
 
     monkeypatch.setenv("MEDSSR_CACHE", str(tmp_path / "cache"))
     corpus_path = tmp_path / "corpus.jsonl"

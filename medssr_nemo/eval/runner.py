@@ -28,13 +28,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from medssr_nemo import registry
 from medssr_nemo.artifacts import read_json, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from medssr_nemo.eval.answering import WorkItem, answer_items
 from medssr_nemo.eval.benchmarks import benchmark_names, get_benchmark, subsample
 from medssr_nemo.eval.metrics import benchmark_metrics, summarize
 from medssr_nemo.eval.protocol import EvalProtocol, recovery_tokens, sample_seed
+from medssr_nemo.eval.report import markdown_table, write_chart
 from medssr_nemo.eval.results import checkpoint_correctness
 from medssr_nemo.eval.store import PartialLog, row_key
+from medssr_nemo.eval.suite import effective_benchmarks
+from medssr_nemo.models import load_causal_lm
+from medssr_nemo.prompts import encode_prompt
 from medssr_nemo.records import QuestionRecord
 from medssr_nemo.rollout.interfaces import RolloutEngine
 
@@ -88,7 +93,6 @@ def load_benchmarks(eval_cfg: Any) -> list[LoadedBenchmark]:
     """Every benchmark of the run (``eval.benchmarks`` then ``eval.custom_benchmarks``), loaded and
     subsampled; logs each count."""
     custom = dict(eval_cfg.custom_benchmarks)
-    from medssr_nemo.eval.suite import effective_benchmarks
 
     listed = effective_benchmarks(eval_cfg.benchmarks)    # + RareDis-Sub when the data has it
     names = listed + [n for n in custom if n not in listed]
@@ -111,9 +115,6 @@ def default_policy_loader(cfg: Any) -> PolicyLoader:
     """Load a checkpoint with transformers and wrap it in the configured rollout engine."""
     def load(reference: str) -> tuple[RolloutEngine, Any]:
         import torch
-
-        from medssr_nemo import registry
-        from medssr_nemo.models import load_causal_lm
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
         model, tokenizer = load_causal_lm(reference, dtype=getattr(torch, cfg.model.dtype), device=device)
@@ -222,8 +223,6 @@ def _generate_missing(states: Sequence[_BenchmarkState], engine: RolloutEngine, 
                       batch_size: int, progress: bool, after_chunk: ChunkHook | None, label: str) -> None:
     from tqdm import tqdm
 
-    from medssr_nemo.prompts import encode_prompt
-
     work: list[tuple[_BenchmarkState, WorkItem]] = []
     for state in states:
         records = state.bench.records
@@ -289,8 +288,6 @@ def run_eval(cfg: Any, policy_loader: PolicyLoader | None = None, progress: bool
 
 
 def _write_reports(summary: dict[str, Any], out_root: Path, chart: bool) -> None:
-    from medssr_nemo.eval.report import markdown_table, write_chart
-
     write_json_atomic(out_root / "summary.json", summary)
     write_text_atomic(out_root / "summary.md", markdown_table(summary))
     if chart:

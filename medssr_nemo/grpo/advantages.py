@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
+from medssr_nemo.registry import table_entry, table_registrar
+
 if TYPE_CHECKING:
     from medssr_nemo.config.schema.grpo import GRPOConfig
 
@@ -23,20 +25,11 @@ AdvantageEstimator = Callable[[torch.Tensor, torch.Tensor, "GRPOConfig"], torch.
 ADVANTAGE_ESTIMATORS: dict[str, AdvantageEstimator] = {}
 
 
-def register_advantage(name: str) -> Callable[[AdvantageEstimator], AdvantageEstimator]:
-    def wrap(fn: AdvantageEstimator) -> AdvantageEstimator:
-        if name in ADVANTAGE_ESTIMATORS:
-            raise ValueError(f"advantage estimator {name!r} is registered twice")
-        ADVANTAGE_ESTIMATORS[name] = fn
-        return fn
-
-    return wrap
+register_advantage = table_registrar(ADVANTAGE_ESTIMATORS, "advantage estimator")
 
 
 def get_advantage_estimator(name: str) -> AdvantageEstimator:
-    if name not in ADVANTAGE_ESTIMATORS:
-        raise KeyError(f"unknown advantage estimator {name!r}; known: {sorted(ADVANTAGE_ESTIMATORS)}")
-    return ADVANTAGE_ESTIMATORS[name]
+    return table_entry(ADVANTAGE_ESTIMATORS, name, "advantage estimator")
 
 
 def _group_index(group_ids: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:

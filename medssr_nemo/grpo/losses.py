@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 import torch
 
 from medssr_nemo.policy.loss_contract import MAX_RESPONSE_LEN, NORMALISER_KEYS, NUM_SEQS, NUM_TOKENS, EntropyUse
+from medssr_nemo.registry import table_entry, table_registrar
 
 if TYPE_CHECKING:
     from medssr_nemo.config.schema.grpo import GRPOConfig
@@ -181,14 +182,7 @@ PolicyLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, "
 POLICY_LOSSES: dict[str, PolicyLoss] = {}
 
 
-def register_policy_loss(name: str) -> Callable[[PolicyLoss], PolicyLoss]:
-    def wrap(fn: PolicyLoss) -> PolicyLoss:
-        if name in POLICY_LOSSES:
-            raise ValueError(f"policy loss {name!r} is registered twice")
-        POLICY_LOSSES[name] = fn
-        return fn
-
-    return wrap
+register_policy_loss = table_registrar(POLICY_LOSSES, "policy loss")
 
 
 @register_policy_loss("ppo_clip")
@@ -206,9 +200,7 @@ def _gpg(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.T
 
 
 def get_policy_loss(name: str) -> PolicyLoss:
-    if name not in POLICY_LOSSES:
-        raise KeyError(f"unknown policy loss {name!r}; known: {sorted(POLICY_LOSSES)}")
-    return POLICY_LOSSES[name]
+    return table_entry(POLICY_LOSSES, name, "policy loss")
 
 
 # ----------------------------------------------------------------------------- the LossFunction

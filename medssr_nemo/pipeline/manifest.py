@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from medssr_nemo.artifacts import file_sha256, write_json_atomic
+from medssr_nemo.paths import data_root
 
 STAMP_FILE = "_step.json"
 MANIFEST_FILE = "manifest.json"
@@ -52,7 +53,6 @@ def file_identity(path: Path) -> str:
 def _display_name(file: Path, relative_to: Path) -> str:
     """``file`` relative to ``relative_to``; a shared-data file as ``$MEDSSR_DATA/<path>`` (so
     moving the data with the same content changes nothing); anything else absolute."""
-    from medssr_nemo.paths import data_root
 
     resolved = file.resolve()
     try:

@@ -21,9 +21,10 @@ from omegaconf import OmegaConf
 from medssr_nemo import distributed
 from medssr_nemo.artifacts import fingerprint, remove_tree
 from medssr_nemo.config import MedSSRConfig
+from medssr_nemo.pipeline.context import PipelineContext, Step, StepCallback
 from medssr_nemo.pipeline.manifest import (Manifest, changed_settings, identify_files, now, read_stamp, versions,
                                            write_stamp)
-from medssr_nemo.pipeline.steps import STEPS, PipelineContext, Step, StepCallback, dependents
+from medssr_nemo.pipeline.steps import STEPS, dependents
 
 Echo = Callable[[str], None]
 

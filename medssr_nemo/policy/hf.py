@@ -23,6 +23,7 @@ import torch.distributed as dist
 from medssr_nemo import distributed
 from medssr_nemo.artifacts import atomic_directory
 from medssr_nemo.config.schema.policy import PolicyConfig
+from medssr_nemo.models import load_causal_lm
 from medssr_nemo.policy.batching import check_token_batch, micro_batches
 from medssr_nemo.policy.interfaces import Colocatable, PolicyBackend, TokenBatch
 from medssr_nemo.policy.logprobs import token_logprobs
@@ -93,7 +94,6 @@ class HFPolicyBackend(PolicyBackend, Colocatable):
         if model is None:
             if model_ref is None:
                 raise ValueError("HFPolicyBackend needs a model reference (model.path) or a built model")
-            from medssr_nemo.models import load_causal_lm
 
             model, tokenizer = load_causal_lm(model_ref, dtype=dtype)
         elif tokenizer is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any, Sequence
 
+from medssr_nemo.data.real import load_real_pools
 from medssr_nemo.records import QuestionRecord
 
 # options that point at other options ("All of the above", "Both A and B") fix the option order
@@ -20,7 +21,6 @@ _ORDER_BOUND = re.compile(
 
 def load_seed_pool(pools: Sequence[str], decontaminator: Any = None) -> tuple[list[QuestionRecord], dict[str, Any]]:
     """(clean gold-labelled seed records of ``pools``, in pool then file order; a summary)."""
-    from medssr_nemo.data.real import load_real_pools
 
     records, report = load_real_pools(pools, decontaminator=decontaminator)
     if not records:

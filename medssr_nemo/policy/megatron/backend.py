@@ -28,6 +28,7 @@ import torch
 import torch.distributed as dist
 
 from medssr_nemo.config.schema.policy import PolicyConfig
+from medssr_nemo.models import load_tokenizer, resolve_model_dir
 from medssr_nemo.policy import packing
 from medssr_nemo.policy.batching import check_token_batch, micro_batches
 from medssr_nemo.policy.interfaces import Colocatable, PolicyBackend, TokenBatch
@@ -35,7 +36,6 @@ from medssr_nemo.policy.loss_contract import LossFunction, StepLoss, global_norm
 from medssr_nemo.policy.megatron import checkpoint, conversion, offload, parallel, weights
 from medssr_nemo.policy.megatron.cpu_compat import in_device_scope
 from medssr_nemo.policy.megatron.logprobs import vocab_parallel_token_logprobs
-from medssr_nemo.policy.megatron.speed import speed_settings
 from medssr_nemo.policy.megatron.model import (
     DEFAULT_VOCAB_MULTIPLE,
     arch_spec_from_hf,
@@ -43,6 +43,7 @@ from medssr_nemo.policy.megatron.model import (
     transformer_config,
     transformer_engine_available,
 )
+from medssr_nemo.policy.megatron.speed import speed_settings
 from medssr_nemo.policy.schedules import LRSchedule
 
 # policy.options keys this backend understands, with their defaults
@@ -140,8 +141,6 @@ class MegatronPolicyBackend(PolicyBackend, Colocatable):
             raise ValueError("MegatronPolicyBackend needs a model reference (model.path) or a built model")
         from transformers import AutoConfig
 
-        from medssr_nemo.models import load_tokenizer, resolve_model_dir
-
         directory = resolve_model_dir(model_ref)
         if not Path(directory).exists():
             raise FileNotFoundError(f"model.path={model_ref!r}: the megatron backend reads local Hugging Face "
@@ -155,8 +154,6 @@ class MegatronPolicyBackend(PolicyBackend, Colocatable):
         if model is not None:
             return getattr(model, "generation_config", None)
         from transformers import GenerationConfig
-
-        from medssr_nemo.models import resolve_model_dir
 
         directory = Path(resolve_model_dir(model_ref))
         return GenerationConfig.from_pretrained(directory) if (directory / "generation_config.json").exists() else None
