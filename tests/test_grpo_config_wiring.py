@@ -28,6 +28,7 @@ from medssr_nemo.config import load_config
 from medssr_nemo.grpo.metrics_log import read_metrics
 from medssr_nemo.grpo.trainer import GRPOTrainer
 from medssr_nemo.models import make_tiny_model
+from medssr_nemo.policy.interfaces import Colocatable
 from medssr_nemo.prompts import encode_prompt
 from medssr_nemo.records import QuestionRecord
 
@@ -117,8 +118,9 @@ class Update:
     metrics: dict[str, float]
 
 
-class RecordingPolicy:
-    """The real hf backend; each ``train_step`` is recorded with the test's own logprobs."""
+class RecordingPolicy(Colocatable):
+    """The real hf backend; each ``train_step`` is recorded with the test's own logprobs. It
+    declares the hf backend's colocation (the trainer discovers nothing through ``__getattr__``)."""
 
     def __init__(self, inner: Any, temperature: float) -> None:
         self.inner = inner
@@ -133,6 +135,15 @@ class RecordingPolicy:
         metrics = self.inner.train_step(batch, loss_fn)
         self.updates.append(Update(saved, lp, ent, ref, dict(metrics)))
         return metrics
+
+    def rollout_module(self) -> Any:
+        return self.inner.rollout_module()
+
+    def offload_before_generation(self) -> None:
+        self.inner.offload_before_generation()
+
+    def onload_after_generation(self) -> None:
+        self.inner.onload_after_generation()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
