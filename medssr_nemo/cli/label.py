@@ -6,12 +6,13 @@ from __future__ import annotations
 import sys
 
 from medssr_nemo.cli.common import config_parser, parse_config, run_guarded
-from medssr_nemo.labelling.from_config import label
 
 
 def main(argv: list[str]) -> int:
     parser = config_parser("medssr label", "pseudo-label question records by majority vote of the policy")
     _, cfg = parse_config(parser, argv)
+    from medssr_nemo.labelling.from_config import label  # torch only once the arguments are good
+
     return run_guarded(lambda: label(cfg), "medssr label")
 
 
