@@ -57,6 +57,11 @@ def policy_model():
     return model
 
 
+def hf_state(worker):
+    """The fake engine worker's full Hugging Face copy (its registered parameters are fused shards)."""
+    return worker.engine.model_engine.model.hf.state_dict()
+
+
 def make_engine(fake, tiny_dir, **options):
     from transformers import AutoTokenizer
 
@@ -92,12 +97,6 @@ def test_absent_tensorrt_llm_names_the_container(monkeypatch):
         get("rollout_engine", "tensorrt_llm")(cfg.rollout, tokenizer=object())
 
 
-def test_fake_has_every_capability(fake_trtllm):
-    caps = api.probe(fake_trtllm)
-    assert caps.version == "1.2.0" and caps.sleep_kwarg == "sleep_config"
-    assert caps.missing(colocated=True, need_allowed_tokens=True) == []
-
-
 def test_old_version_without_refit_hook_is_refused(fake_trtllm, monkeypatch):
     monkeypatch.setattr(fake_trtllm, "__version__", "1.1.0")
     monkeypatch.delattr(fake_trtllm.LLM, "_collective_rpc")
@@ -126,7 +125,9 @@ def test_llm_receives_the_1_2_argument_names(fake_trtllm, tiny_dir):
     args = engine.llm.args  # the fake's typed TorchLlmArgs: a wrong name or type would have raised
     assert args.orchestrator_type == "ray" and args.ray_worker_extension_cls == api.WORKER_EXTENSION
     assert args.skip_tokenizer_init is True and args.sleep_config is not None
-    assert type(engine.llm.workers[0]).__name__ == "MedSSRWorkerExtension"
+    worker_cls = type(engine.llm.workers[0])   # composed the way RayWorkerWrapper does it
+    assert worker_cls.__name__ == "RayGPUWorkerWithMedSSRWorkerExtension"
+    assert [c.__name__ for c in worker_cls.__mro__[1:3]] == ["RayGPUWorker", "MedSSRWorkerExtension"]
 
 
 def test_generate_batches_and_seeds_decide_the_tokens(fake_trtllm, tiny_dir):
@@ -186,7 +187,7 @@ def test_colocated_refit_loads_every_tensor_then_resets_the_cache(fake_trtllm, t
     named = hf_named(policy_model)
     assert engine.update_weights(named) == 1 and engine.weight_version == 1
     for worker in engine.llm.workers:
-        state = worker.engine.model_engine.model.state_dict()
+        state = hf_state(worker)
         assert all(torch.equal(state[name], tensor) for name, tensor in named)
     sizes = [t.numel() * t.element_size() for _, t in named]
     n_buckets = len(plan_buckets(sizes, 2**20))
@@ -211,7 +212,7 @@ def test_colocated_refit_loads_every_tensor_then_resets_the_cache(fake_trtllm, t
 def test_refit_casts_to_the_engine_dtype_and_checks_it(fake_trtllm, tiny_dir, policy_model):
     engine = make_engine(fake_trtllm, tiny_dir, dtype="bfloat16")
     engine.update_weights(hf_named(policy_model))  # the fake keeps float32; bf16 values fit exactly
-    norm = engine.llm.workers[0].engine.model_engine.model.state_dict()["model.norm.weight"]
+    norm = hf_state(engine.llm.workers[0])["model.norm.weight"]
     assert torch.equal(norm, policy_model.state_dict()["model.norm.weight"].bfloat16().float())
 
 
@@ -240,9 +241,14 @@ def test_failed_finalise_leaves_the_engine_stale(fake_trtllm, tiny_dir, policy_m
 
 
 def test_verify_tensor_missing_from_export_is_an_error(fake_trtllm, tiny_dir, policy_model):
-    engine = make_engine(fake_trtllm, tiny_dir, verify_tensors=("model.final_norm.weight",))
+    engine = make_engine(fake_trtllm, tiny_dir, verify_tensors=("model.layers.7.input_layernorm.weight",))
     with pytest.raises(StaleWeightsError, match="exported no tensor named"):
         engine.update_weights(hf_named(policy_model))
+
+
+def test_verify_tensor_the_engine_does_not_know_is_refused_at_construction(fake_trtllm, tiny_dir):
+    with pytest.raises(KeyError, match="no engine parameter known for 'model.final_norm.weight'"):
+        make_engine(fake_trtllm, tiny_dir, verify_tensors=("model.final_norm.weight",))
 
 
 def test_dummy_load_format_refuses_to_generate_before_the_first_refit(fake_trtllm, tiny_dir, policy_model):
@@ -265,21 +271,59 @@ def test_separate_gpus_refit_by_broadcast_over_a_real_gloo_group(fake_trtllm, ti
     named = hf_named(policy_model)
     engine.update_weights(named)
     for worker in engine.llm.workers:
-        state = worker.engine.model_engine.model.state_dict()
+        state = hf_state(worker)
         assert all(torch.equal(state[name], tensor) for name, tensor in named)
     n_buckets = len(plan_buckets([t.numel() * t.element_size() for _, t in named], 2**20))
     assert engine.llm.events.count("rpc:medssr_receive_bucket") == n_buckets
 
 
-# ---------------------------------------------------------------- sleep / wake
-def test_sleep_releases_memory_and_refit_wakes_weights_first(fake_trtllm, tiny_dir, policy_model):
+# ---------------------------------------------------------------- sleep / wake / colocated memory
+def _trainer_with_adam_state():
+    from medssr_nemo.rollout.trtllm.colocation import TorchTrainerMemory
+
+    model = torch.nn.Linear(16, 16)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(torch.ones(2, 16)).sum().backward()
+    optimizer.step()
+    return model, optimizer, TorchTrainerMemory(optimizer, model)
+
+
+def test_colocated_refit_moves_memory_in_order_and_logs_a_ledger(fake_trtllm, tiny_dir, policy_model, caplog):
     engine = make_engine(fake_trtllm, tiny_dir)
     executor = engine.llm.workers[0].engine
-    engine.sleep()
+    model, optimizer, memory = _trainer_with_adam_state()
+    engine.attach_trainer_memory(memory)
+    adam_bytes = 2 * sum(p.numel() * 4 for p in model.parameters())   # exp_avg + exp_avg_sq, float32
+    caplog.set_level("INFO", logger="medssr_nemo.rollout.trtllm.colocation")
+    engine.sleep()                                   # after rollouts: the engine hands over its memory
     assert {t.value for t in executor.released} == set(engine.options.sleep_tags)
+    model(torch.ones(2, 16)).sum().backward()        # the update: gradients exist again
     engine.update_weights(hf_named(policy_model))
-    assert {t.value for t in executor.released} == {"kv_cache"}  # weights back, KV cache still free
-    engine.generate([PROMPTS[0]], SamplingParams(max_new_tokens=1), seeds=[0])  # wakes the rest
     assert executor.released == set()
-    sleeps = [e for e in engine.llm.events if e in ("rpc:sleep", "rpc:wakeup")]
-    assert sleeps == ["rpc:sleep", "rpc:wakeup", "rpc:wakeup"]
+    rows = {row.phase: row for row in engine.ledger.rows}
+    assert engine.ledger.phases() == ["engine asleep", "trainer state on GPU", "trainer state offloaded",
+                                      "engine weights awake", "refit done", "engine KV cache awake"]
+    assert rows["trainer state on GPU"].trainer["optimizer"] == adam_bytes and rows["engine asleep"].engine_awake == ()
+    offloaded = rows["trainer state offloaded"]
+    assert offloaded.trainer["optimizer"] == 0 and offloaded.trainer["grads"] == 0 and offloaded.engine_awake == ()
+    assert "kv_cache" not in rows["engine weights awake"].engine_awake and "model" in rows["engine weights awake"].engine_awake
+    assert "kv_cache" not in rows["refit done"].engine_awake
+    assert set(rows["engine KV cache awake"].engine_awake) == set(engine.options.sleep_tags)
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("memory ledger")]
+    assert len(logged) == 6 and "trainer state offloaded" in logged[2] and "optimizer=0.0MiB" in logged[2]
+    # on the engine side: weights woken before the first bucket, the KV cache after the check
+    events = engine.llm.events
+    wakes = [i for i, e in enumerate(events) if e == "rpc:wakeup"]
+    assert len(wakes) == 2 and wakes[0] < events.index("rpc:medssr_begin_refit")
+    assert wakes[1] > events.index("rpc:medssr_finish_refit")
+    engine.sleep()                                   # the next update gets its optimizer state back
+    assert not memory.offloaded and memory.held()["optimizer"] == adam_bytes
+    engine.generate([PROMPTS[0]], SamplingParams(max_new_tokens=1), seeds=[0])   # wakes everything
+    assert executor.released == set()
+
+
+def test_sleep_is_refused_by_an_engine_built_without_sleep_settings(fake_trtllm, tiny_dir):
+    engine = make_engine(fake_trtllm, tiny_dir, placement="separate", refit_backend="gloo",
+                         refit_master_addr="127.0.0.1", refit_master_port=_free_port())
+    with pytest.raises(ValueError, match="Sleep feature is not enabled"):
+        engine.rpc.call("sleep", ["kv_cache"])   # RayGPUWorker.sleep checks the LLM's sleep settings
