@@ -47,9 +47,14 @@ HANDLE_IMPORTS: dict[str, list[str]] = {
               "int8", "uint8", "bool"],
     "torch.storage": ["UntypedStorage", "TypedStorage"],
 }
-# ... and what TensorRT-LLM's own update_weights refuses, for unpicklers that take a deny-list.
-HANDLE_DENIED: dict[str, list[str]] = {"torch.storage": ["_load_from_bytes"], "torch.hub": ["_load_local"],
-                                       "torch": ["save"]}
+# ... and, for unpicklers that take a deny-list, what TensorRT-LLM's own update_weights refuses
+# plus the usual code-execution entry points (a deny-list cannot be complete; the allow-list is).
+HANDLE_DENIED: dict[str, list[str]] = {
+    "torch.storage": ["_load_from_bytes"], "torch.hub": ["_load_local"], "torch": ["save", "load"],
+    "torch.serialization": ["save", "load"], "builtins": ["eval", "exec", "compile", "__import__", "open"],
+    "os": ["system", "popen", "execv", "execvp"], "posix": ["system", "popen", "execv"],
+    "subprocess": ["run", "call", "check_call", "check_output", "Popen"],
+}
 
 
 def restricted_loads(raw: bytes) -> Any:
