@@ -153,7 +153,7 @@ def test_update_weights_writes_the_worker_device_into_argument_six(fake_from):
     from tensorrt_llm import _fake_ipc
 
     handle = _fake_ipc.byte_handle(torch.ones(3))
-    assert handle[1][6] == -1 and len(handle[1]) == 15
+    assert handle[1][6] is None and len(handle[1]) == 15
     with pytest.raises(TypeError, match="storage_device"):
         _fake_ipc.rebuild_cuda_tensor(*handle[1][:6], None, *handle[1][7:])
 

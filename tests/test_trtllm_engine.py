@@ -327,3 +327,31 @@ def test_sleep_is_refused_by_an_engine_built_without_sleep_settings(fake_trtllm,
                          refit_master_addr="127.0.0.1", refit_master_port=_free_port())
     with pytest.raises(ValueError, match="Sleep feature is not enabled"):
         engine.rpc.call("sleep", ["kv_cache"])   # RayGPUWorker.sleep checks the LLM's sleep settings
+
+
+def test_refit_runs_the_weight_hooks_in_the_real_order(fake_trtllm, tiny_dir, policy_model):
+    engine = make_engine(fake_trtllm, tiny_dir, bucket_mb=1)
+    from tensorrt_llm import _fake_ipc
+
+    _fake_ipc.REBUILT_ON.clear()     # byte_handle leaves argument 6 None: update_weights must fill it
+    engine.update_weights(hf_named(policy_model))
+    events = [e for e in engine.llm.events if e.startswith(("hook:", "reload:", "reset_prefix", "control:update"))]
+    first_reload = next(i for i, e in enumerate(events) if e.startswith("reload:"))
+    assert events[:2] == ["control:update_weights", "hook:pre_reload_weights"] and first_reload == 2
+    assert events.count("hook:pre_reload_weights") == 1        # once per reload cycle, not per bucket
+    tail = events[events.index("hook:process_weights_after_loading"):]
+    assert tail[:3] == ["hook:process_weights_after_loading", "hook:post_load_weights", "reset_prefix_cache"]
+    assert _fake_ipc.REBUILT_ON and set(_fake_ipc.REBUILT_ON) == {engine.llm.workers[0].device_id}
+
+
+def test_release_without_the_sampled_token_in_logprobs_gives_nan(fake_trtllm, tiny_dir, monkeypatch):
+    import math
+
+    from tensorrt_llm.llmapi import llm as fake_llm
+
+    monkeypatch.setattr(fake_llm, "SAMPLED_TOKEN_IN_LOGPROBS", False)
+    engine = make_engine(fake_trtllm, tiny_dir)
+    out = engine.generate([PROMPTS[0]] * 4, SamplingParams(temperature=1.0, max_new_tokens=8), seeds=[1, 2, 3, 4])
+    nan = sum(math.isnan(v) for c in out for v in c.logprobs)
+    assert nan == engine.missing_logprobs and nan > 0          # random sampling leaves the top-1 now and then
+    assert all(len(c.logprobs) == len(c.token_ids) for c in out)

@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+REBUILT_ON: list[int] = []   # the storage device each rebuild was given (tests read it)
+
 
 def rebuild_cuda_tensor(tensor_cls: Any, tensor_size: tuple, tensor_stride: tuple, tensor_offset: int,
                         storage_cls: Any, dtype: str, storage_device: int, storage_handle: bytes,
@@ -17,6 +19,7 @@ def rebuild_cuda_tensor(tensor_cls: Any, tensor_size: tuple, tensor_stride: tupl
                         event_sync_required: bool) -> torch.Tensor:
     if not isinstance(storage_device, int):
         raise TypeError(f"storage_device must be the worker's device id (int), got {storage_device!r}")
+    REBUILT_ON.append(storage_device)
     flat = torch.frombuffer(bytearray(storage_handle), dtype=torch.uint8)
     return flat.view(getattr(torch, dtype.replace("torch.", ""))).reshape(tensor_size).clone()
 
@@ -24,4 +27,4 @@ def rebuild_cuda_tensor(tensor_cls: Any, tensor_size: tuple, tensor_stride: tupl
 def byte_handle(tensor: torch.Tensor) -> tuple[Any, tuple]:
     raw = tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
     return rebuild_cuda_tensor, (None, tuple(tensor.shape), tuple(tensor.stride()), 0, None, str(tensor.dtype),
-                                 -1, raw, len(raw), 0, False, None, 0, None, False)
+                                 None, raw, len(raw), 0, False, None, 0, None, False)
