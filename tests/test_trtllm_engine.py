@@ -355,3 +355,42 @@ def test_release_without_the_sampled_token_in_logprobs_gives_nan(fake_trtllm, ti
     nan = sum(math.isnan(v) for c in out for v in c.logprobs)
     assert nan == engine.missing_logprobs and nan > 0          # random sampling leaves the top-1 now and then
     assert all(len(c.logprobs) == len(c.token_ids) for c in out)
+
+
+# ---------------------------------------------------------------- data-parallel engines
+def test_engine_groups_cut_the_job_into_one_engine_per_tp_block():
+    from medssr_nemo.rollout.trtllm.engine import job_groups
+    from medssr_nemo.rollout.trtllm.engine_groups import refit_address
+
+    groups = job_groups(TrtllmOptions(tensor_parallel_size=2), 8)   # TP 2 on an 8-GPU node: four engines
+    assert [g.ranks for g in groups] == [(0, 1), (2, 3), (4, 5), (6, 7)] and [g.leader for g in groups] == [0, 2, 4, 6]
+    separate = job_groups(TrtllmOptions(placement="separate", engine_replicas=2), 16)
+    assert [g.ranks for g in separate] == [tuple(range(8)), tuple(range(8, 16))]
+    with pytest.raises(ValueError, match="cannot be split"):
+        job_groups(TrtllmOptions(tensor_parallel_size=4, pipeline_parallel_size=2), 12)
+    # the refit store of the group led by rank 0 listens on the job's rendezvous address
+    assert refit_address(groups[0], None, {"MASTER_ADDR": "gpu01"}) == "gpu01"
+    assert refit_address(groups[1], None, {"MASTER_ADDR": "gpu01"}) == socket.gethostname()
+    assert refit_address(groups[1], "10.0.0.7", {}) == "10.0.0.7"
+    assert TrtllmOptions().refit_master_addr is None
+
+
+@pytest.mark.distributed
+def test_each_engine_serves_its_own_groups_prompts(tiny_dir, tmp_path):
+    import json
+    import os
+    import subprocess
+
+    worker = Path(__file__).with_name("trtllm_dp_worker.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "4",
+                          str(worker), str(tmp_path), tiny_dir], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(4)]
+    assert [(r["group"], r["leader"]) for r in ranks] == [(0, True), (0, False), (1, True), (1, False)]
+    # each leader's engine generated exactly its group's prompts: 2 + 1, twice (before and after the refit)
+    assert ranks[0]["generated"] == ["generate:3", "generate:3"] and ranks[2]["generated"] == ["generate:3", "generate:3"]
+    assert ranks[1]["generated"] is None and ranks[3]["generated"] is None   # no LLM off the leaders
+    # ranks 0 and 2 sent the same first prompt and seed to different engines: same tokens
+    assert ranks[0]["before"][0] == ranks[2]["before"][0] and ranks[0]["after"][0] == ranks[2]["after"][0]
+    assert all(r["version"] == 1 and set(r["after_versions"]) == {1} for r in ranks)
