@@ -394,3 +394,16 @@ def test_each_engine_serves_its_own_groups_prompts(tiny_dir, tmp_path):
     # ranks 0 and 2 sent the same first prompt and seed to different engines: same tokens
     assert ranks[0]["before"][0] == ranks[2]["before"][0] and ranks[0]["after"][0] == ranks[2]["after"][0]
     assert all(r["version"] == 1 and set(r["after_versions"]) == {1} for r in ranks)
+
+
+def test_engine_workers_start_without_the_srun_tasks_pmi_and_slurm_variables(fake_trtllm, tiny_dir, monkeypatch):
+    import os
+
+    for key in ("SLURM_PROCID", "SLURM_JOB_ID", "PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE"):
+        monkeypatch.setenv(key, "7")
+    monkeypatch.setenv("NCCL_DEBUG", "WARN")
+    engine = make_engine(fake_trtllm, tiny_dir)
+    spawned = engine.llm.spawn_env
+    assert not [k for k in spawned if k.startswith(("SLURM_", "PMI_", "PMIX_", "OMPI_"))]
+    assert spawned["NCCL_DEBUG"] == "WARN"
+    assert os.environ["SLURM_PROCID"] == "7" and os.environ["PMIX_RANK"] == "7"   # the trainer keeps its own

@@ -36,6 +36,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
+from medssr_nemo.launch.slurm_env import launcher_env_cleared
 from medssr_nemo.rollout.interfaces import Completion, RolloutEngine, SamplingParams
 from medssr_nemo.rollout.trtllm.api import (WORKER_EXTENSION, Capabilities, check_capabilities,
                                             import_trtllm, probe)
@@ -111,7 +112,12 @@ class TensorRTLLMEngine(RolloutEngine):
         self.llm = None
         self.rpc: LLMRpc | None = None
         if self.is_leader:
-            self.llm = self.trtllm.LLM(**self.llm_kwargs(model_path))
+            # TensorRT-LLM spawns its workers now: they must not inherit this srun task's PMI/Slurm
+            # variables (their MPI would try to join the training job's world)
+            with launcher_env_cleared() as removed:
+                if removed:
+                    log.info("starting tensorrt_llm workers without %d Slurm/PMI variables", len(removed))
+                self.llm = self.trtllm.LLM(**self.llm_kwargs(model_path))
             self.rpc = LLMRpc(self.llm)
         self.refitter = Refitter(self.rpc, self._make_transport(), bucket_bytes=options.bucket_mb * 2**20,
                                  verify_tensors=options.verify_tensors, engine_dtype=self.engine_dtype,

@@ -109,6 +109,9 @@ class LLM:
                                  skip_tokenizer_init=skip_tokenizer_init, trust_remote_code=trust_remote_code,
                                  tensor_parallel_size=tensor_parallel_size, dtype=dtype, revision=revision,
                                  tokenizer_revision=tokenizer_revision, **kwargs)
+        import os
+
+        self.spawn_env = dict(os.environ)   # what the workers would inherit (tests check it)
         from transformers import AutoModelForCausalLM
 
         base = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32).eval()
