@@ -213,7 +213,7 @@ def test_archive_member_by_path_or_unambiguous_name(tmp_path):
 def test_killed_download_resumes_from_its_partial_file(server, tmp_path):
     entry = _entry("eval/medssr/test_short_medqa.json")            # 1.26 MB
     path = mirror_path(entry.sources[0].resolved_url())
-    server.delay_per_chunk[path] = 0.05                             # ~4 s for the whole file
+    server.delay_per_chunk[path] = 0.08                             # ~6 s for the whole file
     env = {**os.environ, "MEDSSR_DATA_MIRROR": server.base}
     proc = subprocess.Popen([sys.executable, "-m", "medssr_nemo.cli.main", "data", "download", "--only", entry.path,
                              "--dest", str(tmp_path), "--no-progress"], env=env,
