@@ -129,8 +129,11 @@ def fetch_url(url: str, work: Path, *, label: str, progress: bool, retries: int,
             return final
         except _Permanent:
             raise
-        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError,
-                _Short) as err:
+        except urllib.error.URLError as err:
+            if isinstance(err.reason, socket.gaierror):      # no such host here: retrying will not help
+                raise _Permanent(f"cannot resolve the host ({err.reason})") from None
+            last = err
+        except (http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError, _Short) as err:
             last = err
     raise ConnectionError(f"{type(last).__name__}: {last} (after {retries + 1} tries)")
 
@@ -156,6 +159,7 @@ def _fetch_once(url: str, part: Path, *, label: str, progress: bool, timeout_s: 
             raise
         raise _Permanent(f"HTTP {err.code} {err.reason}") from None
     with response:
+        part.parent.mkdir(parents=True, exist_ok=True)     # only once there are bytes to keep
         if have and response.status == 206:
             mode, start = "ab", have
             total = _total_from_range(response.headers.get("Content-Range"), have)
@@ -258,9 +262,21 @@ def what_to_do(root: Path, mirror: str | None) -> str:
 
 # ------------------------------------------------------------------------------ many files
 @contextlib.contextmanager
-def _locked(work: Path) -> Iterator[None]:
-    """One download per data root at a time (ranks of one job, two shells)."""
-    with open(work / "lock", "w") as handle:
+def _locked(root: Path) -> Iterator[None]:
+    """One download per data root at a time on this machine (ranks of one job, two shells); the
+    lock lives in the user cache, so a data root nothing is fetched into stays untouched."""
+    from medssr_nemo.data.root import cache_root
+
+    key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+    locks = cache_root().parent / "locks"
+    try:
+        locks.mkdir(parents=True, exist_ok=True)
+        handle = open(locks / f"data-{key}.lock", "w")
+    except OSError as err:
+        log.warning("no download lock (%s): concurrent downloads into %s are not coordinated", err, root)
+        yield
+        return
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -287,14 +303,15 @@ def download(entries: Sequence[FileEntry], root: Path, *, manifest: Manifest | N
             todo.append(entry)
     if not todo:
         return report
-    try:
-        work = root / WORK_DIR
-        work.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise DownloadError(f"cannot write the data root {root} ({err.strerror}); set MEDSSR_DATA to a writable "
-                            "directory, or use `medssr data download --dest DIR`") from None
+    work = root / WORK_DIR
+    if any(not e.optional for e in todo):        # an optional file's folder is made only once bytes arrive
+        try:
+            work.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise DownloadError(f"cannot write the data root {root} ({err.strerror}); set MEDSSR_DATA to a "
+                                "writable directory, or use `medssr data download --dest DIR`") from None
     echo(licence_summary(manifest, {e.dataset for e in todo}))
-    with _locked(work):
+    with _locked(root):
         try:
             for entry in todo:
                 if check_file(entry, root).state in ("verified", "present"):   # another process fetched it
@@ -313,6 +330,8 @@ def download(entries: Sequence[FileEntry], root: Path, *, manifest: Manifest | N
         finally:
             for raw in work.glob("*.raw"):        # archives: fetched once per run, then dropped
                 raw.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):   # gone when no partial download is left to resume
+                work.rmdir()
             if report.fetched:
                 write_licences(root, manifest)
     return report
