@@ -31,6 +31,10 @@ RUN pip list --format=freeze | grep -viE '^medssr[-_]nemo==' > /tmp/image-constr
     && pip install --no-cache-dir -c /tmp/image-constraints.txt ".[megatron,trtllm]" \
     && python -c "import medssr_nemo, tensorrt_llm; print('medssr_nemo on tensorrt_llm', tensorrt_llm.__version__)"
 
+# The data root (docs/data.md): mount it here (`docker run -v DIR:/workspace/data`; examples/slurm
+# mount $MEDSSR_DATA); `medssr run` fetches into it whatever is missing.
+ENV MEDSSR_DATA=/workspace/data
+
 # Runs write under the mounted working directory (examples/slurm mount the submit dir here).
 WORKDIR /workspace/run
 CMD ["medssr", "--help"]

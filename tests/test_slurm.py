@@ -14,7 +14,7 @@ import pytest
 
 from medssr_nemo.config import load_config
 from medssr_nemo.launch.command import build_plan
-from medssr_nemo.launch.memory import SIZES
+from medssr_nemo.launch.sbatch import SIZES
 from medssr_nemo.launch.sbatch import main as sbatch_generator
 from medssr_nemo.launch.sbatch import sbatch_script
 
@@ -122,7 +122,8 @@ def test_script_runs_the_command_medssr_launch_prints(script, fake_slurm):
     assert record["env"]["MASTER_ADDR"] == "gpu01"
     assert {k: record["env"].get(k) for k in plan.env} == plan.env        # NCCL/IB env as the dry run prints it
     assert {"--mpi=pmix", "--container-image=nvcr.io/example/medssr:test", "--container-workdir=/workspace/run",
-            "--no-container-mount-home", "--container-mounts=/lustre/me:/workspace/run"} <= set(argv)
+            "--no-container-mount-home"} <= set(argv)
+    assert any(a.startswith("--container-mounts=/lustre/me:/workspace/run,") for a in argv)
     first, last = record["tasks"]
     world = str(8 * nodes)
     assert first == {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": world, "LOCAL_WORLD_SIZE": "8",
@@ -141,3 +142,13 @@ def test_script_without_image_fails_clearly(fake_slurm):
     result = subprocess.run(["sbatch", str(SLURM / "qwen3_8b.sbatch")], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "MEDSSR_IMAGE" in result.stderr
+
+
+def test_script_mounts_the_data_root_where_the_containers_medssr_data_points(fake_slurm, tmp_path):
+    env, log = fake_slurm
+    env = dict(env, MEDSSR_DATA=str(tmp_path / "data"))
+    subprocess.run(["sbatch", str(SLURM / "qwen3_8b.sbatch")], cwd=ROOT, env=env, check=True, timeout=300)
+    [record] = [json.loads(line) for line in log.read_text().splitlines()]
+    mounts = next(a for a in record["argv"] if a.startswith("--container-mounts=")).split("=", 1)[1].split(",")
+    assert mounts == ["/lustre/me:/workspace/run", f"{tmp_path / 'data'}:/workspace/data"]
+    assert "MEDSSR_DATA=/workspace/data" in (SLURM / "common.sh").read_text()

@@ -407,3 +407,24 @@ def test_engine_workers_start_without_the_srun_tasks_pmi_and_slurm_variables(fak
     assert not [k for k in spawned if k.startswith(("SLURM_", "PMI_", "PMIX_", "OMPI_"))]
     assert spawned["NCCL_DEBUG"] == "WARN"
     assert os.environ["SLURM_PROCID"] == "7" and os.environ["PMIX_RANK"] == "7"   # the trainer keeps its own
+
+
+def test_a_backend_that_offloads_its_own_optimizer_is_driven_not_duplicated():
+    from medssr_nemo.rollout.trtllm.colocation import BackendTrainerMemory, TorchTrainerMemory
+
+    class State:                    # the megatron backend's training_state (policy/megatron/offload.py)
+        offloaded = False
+
+        def offload(self):
+            self.offloaded = True
+
+    class Policy:
+        training_state = State()
+        optimizer = torch.optim.AdamW(torch.nn.Linear(2, 2).parameters())
+
+    memory = TorchTrainerMemory.of_policy(Policy())
+    assert isinstance(memory, BackendTrainerMemory)
+    memory.release()
+    assert Policy.training_state.offloaded and memory.note() == "backend-managed, offloaded=True"
+    plain = TorchTrainerMemory.of_policy(type("P", (), {"optimizer": Policy.optimizer})())
+    assert isinstance(plain, TorchTrainerMemory)

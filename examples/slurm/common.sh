@@ -11,6 +11,10 @@
 #   MEDSSR_MOUNTS  host:container mounts, comma separated (default: the submit dir on /workspace/run)
 #   MEDSSR_WORKDIR working directory inside the container (default: /workspace/run)
 #   MEDSSR_MPI     srun --mpi plugin (default: pmix; empty: the cluster's default)
+#   MEDSSR_DATA    the data root on the host (default: the project's rule, docs/data.md: ../shared/data
+#                  beside the submit dir, else ${XDG_CACHE_HOME:-~/.cache}/medssr_nemo/data); always
+#                  mounted at /workspace/data, which the container's MEDSSR_DATA names. Fill it first on a
+#                  machine with network: `medssr data download --dest DIR` (a run fetches what is missing)
 #   MEDSSR_CONFIG  config name or YAML path inside the container (default: base)
 #   MEDSSR_COMMAND the medssr sub-command every rank runs (default: run, the whole pipeline)
 #   MASTER_PORT    rendezvous port (default 29500)
@@ -25,6 +29,14 @@ medssr_srun() {
   local mounts="${MEDSSR_MOUNTS:-${SLURM_SUBMIT_DIR:-$PWD}:/workspace/run}"
   local workdir="${MEDSSR_WORKDIR:-/workspace/run}"
   local mpi="${MEDSSR_MPI-pmix}"
+  local data="${MEDSSR_DATA:-}"
+  if [[ -z "${data}" && -d "${SLURM_SUBMIT_DIR:-$PWD}/../shared/data" ]]; then
+    data="$(cd "${SLURM_SUBMIT_DIR:-$PWD}/../shared/data" && pwd)"
+  fi
+  data="${data:-${XDG_CACHE_HOME:-$HOME/.cache}/medssr_nemo/data}"
+  mkdir -p "${data}"
+  mounts="${mounts},${data}:/workspace/data"
+  export MEDSSR_DATA=/workspace/data     # inside the container
   local hosts
   hosts="$(scontrol show hostnames "${SLURM_JOB_NODELIST:?}")"   # read all: `| head -n 1` can SIGPIPE under pipefail
   MASTER_ADDR="${hosts%%$'\n'*}"
@@ -42,7 +54,7 @@ medssr_srun() {
     "launch.master_port=${MASTER_PORT}" "launch.command=${command}")
   local mpi_flag=()
   if [ -n "${mpi}" ]; then mpi_flag=("--mpi=${mpi}"); fi
-  echo "medssr: ${nodes} node(s) x ${gpus} GPUs, rendezvous ${MASTER_ADDR}:${MASTER_PORT}, image ${image}" >&2
+  echo "medssr: ${nodes} node(s) x ${gpus} GPUs, rendezvous ${MASTER_ADDR}:${MASTER_PORT}, data ${data}, image ${image}" >&2
   srun --nodes="${nodes}" --ntasks-per-node="${gpus}" --gpus-per-node="${gpus}" --kill-on-bad-exit=1 \
     "${mpi_flag[@]}" \
     --container-image="${image}" --container-mounts="${mounts}" --container-workdir="${workdir}" \

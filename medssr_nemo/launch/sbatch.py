@@ -10,9 +10,17 @@ from pathlib import Path
 
 from medssr_nemo.config import load_config
 from medssr_nemo.launch.layout import layout_of
-from medssr_nemo.launch.memory import SIZES, paper_scale_overrides
+from medssr_nemo.launch.memory import SIZES as MODEL_SIZES
 
 SLURM_DIR = Path(__file__).resolve().parents[2] / "examples" / "slurm"
+# One script per conf/model size, except the tiny CPU quickstart model.
+SIZES = tuple(size for size in MODEL_SIZES if size != "smollm2_135m")
+# What every script passes after model=<size>: the paper's rollout length and batch.
+PAPER_SCALE = ["rollout.max_new_tokens=2048", "grpo.prompts_per_step=32", "grpo.group_size=8"]
+
+
+def paper_scale_overrides(size: str) -> list[str]:
+    return [f"model={size}", *PAPER_SCALE]
 
 
 def sbatch_script(size: str) -> str:

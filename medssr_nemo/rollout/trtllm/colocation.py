@@ -10,8 +10,10 @@ The order (``TensorRTLLMEngine`` drives it):
 4. the engine wakes its KV cache last, when the trainer holds the least.
 
 ``TorchTrainerMemory`` does step 2 for a torch optimizer (Adam's two moments are 2/3 of the
-static training state); a Megatron distributed optimizer's inner torch optimizer is found the same
-way, but its contiguous gradient buffers are not freed (they are reused every step).
+static training state). A policy backend that manages this itself (the megatron backend's
+``training_state``: optimizer state on the CPU and gradient buffer freed except inside the update,
+``policy/megatron/offload.py``) is driven through ``BackendTrainerMemory`` instead, so the two never
+move the same tensors.
 ``MemoryLedger`` logs one line per phase with the tensor bytes each side holds on the GPU, and
 ``torch.cuda.memory_allocated`` when CUDA is there.
 """
@@ -56,13 +58,13 @@ class TorchTrainerMemory:
         self._devices: dict[tuple[int, str], torch.device] = {}
 
     @classmethod
-    def of_policy(cls, policy: Any) -> "TorchTrainerMemory | None":
-        """For a policy backend with a torch optimizer (``policy.optimizer``, or the torch optimizer
-        inside a Megatron one); None when there is none to manage."""
+    def of_policy(cls, policy: Any) -> "TrainerMemory | None":
+        """For a policy backend: its own offload (``training_state``) when it has one, else its torch
+        optimizer (``policy.optimizer``); None when there is nothing to manage."""
+        state = getattr(policy, "training_state", None)
+        if state is not None and hasattr(state, "offload"):
+            return BackendTrainerMemory(state)
         optimizer = getattr(policy, "optimizer", None)
-        inner = getattr(optimizer, "optimizer", None)
-        if isinstance(inner, torch.optim.Optimizer):
-            optimizer = inner
         if not isinstance(optimizer, torch.optim.Optimizer):
             return None
         module = getattr(policy, "model", None)
@@ -104,6 +106,26 @@ class TorchTrainerMemory:
         return {"params": params, "grads": grads, "optimizer": optimizer}
 
 
+class BackendTrainerMemory:
+    """A backend that moves its own optimizer state and gradient buffers (``offload()``, and back
+    inside its update): a refit asks it to offload; it restores itself for the update."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+    def release(self) -> None:
+        self.state.offload()
+
+    def restore(self) -> None:
+        return None   # the backend's update brings its state back (training_state.on_gpu())
+
+    def held(self) -> dict[str, int]:
+        return {}
+
+    def note(self) -> str:
+        return f"backend-managed, offloaded={bool(getattr(self.state, 'offloaded', False))}"
+
+
 @dataclasses.dataclass
 class LedgerRow:
     phase: str
@@ -123,7 +145,9 @@ class MemoryLedger:
         allocated = torch.cuda.memory_allocated() if torch.cuda.is_available() else None
         row = LedgerRow(phase, tuple(engine_awake), held, allocated)
         self.rows.append(row)
-        trainer_text = " ".join(f"{k}={v / MIB:.1f}MiB" for k, v in held.items()) or "unmanaged"
+        note = getattr(trainer, "note", None)
+        trainer_text = (" ".join(f"{k}={v / MIB:.1f}MiB" for k, v in held.items())
+                        or (note() if callable(note) else "unmanaged"))
         gpu = "n/a (no CUDA)" if allocated is None else f"{allocated / MIB:.1f}MiB"
         awake = ",".join(engine_awake) if engine_awake else "nothing"
         log.info("memory ledger | %-28s | trainer %s | engine awake: %s | allocated here: %s",
