@@ -286,7 +286,7 @@ def _locked(root: Path) -> Iterator[None]:
 
 def download(entries: Sequence[FileEntry], root: Path, *, manifest: Manifest | None = None, mirror: str | None = None,
              progress: bool = True, retries: int = 3, backoff_s: float = 1.0, timeout_s: float = 60.0,
-             echo=print) -> DownloadReport:
+             echo=print, show_licences: bool = True) -> DownloadReport:
     """Fetch every missing or corrupt file of ``entries`` into ``root``; a required file no
     source can give raises ``DownloadError``, an optional one is reported and skipped."""
     manifest = manifest or load_manifest()
@@ -310,7 +310,8 @@ def download(entries: Sequence[FileEntry], root: Path, *, manifest: Manifest | N
         except OSError as err:
             raise DownloadError(f"cannot write the data root {root} ({err.strerror}); set MEDSSR_DATA to a "
                                 "writable directory, or use `medssr data download --dest DIR`") from None
-    echo(licence_summary(manifest, {e.dataset for e in todo}))
+    if show_licences:
+        echo(licence_summary(manifest, {e.dataset for e in todo}))
     with _locked(root):
         try:
             for entry in todo:
