@@ -162,7 +162,11 @@ def _fetch_once(url: str, part: Path, *, label: str, progress: bool, timeout_s: 
         part.parent.mkdir(parents=True, exist_ok=True)     # only once there are bytes to keep
         if have and response.status == 206:
             mode, start = "ab", have
-            total = _total_from_range(response.headers.get("Content-Range"), have)
+            try:
+                total = _total_from_range(response.headers.get("Content-Range"), have)
+            except ValueError as err:                        # cannot append: start over on the next try
+                part.unlink()
+                raise _Short(str(err)) from None
         else:                                                # no range support: from the start
             mode, start = "wb", 0
             length = response.headers.get("Content-Length")
@@ -191,7 +195,7 @@ def _total_from_range(header: str | None, start: int) -> int | None:
         return None
     span, total = header.split(" ", 1)[-1].split("/")
     if not span.startswith(f"{start}-"):
-        raise _Short(f"server resumed at {span}, not at byte {start}")
+        raise ValueError(f"server resumed at {span}, not at byte {start}")
     return int(total) if total.isdigit() else None
 
 
@@ -214,7 +218,8 @@ def _from_source(entry: FileEntry, source: Source, root: Path, work: Path, *, mi
         _verify(entry, tmp, source, url)
     except (ChecksumError, ValueError, OSError):
         tmp.unlink(missing_ok=True)
-        raw.unlink(missing_ok=True)          # bad bytes: never reuse them
+        if not source.extract:               # bad bytes: never reuse them (an archive's other members may
+            raw.unlink(missing_ok=True)      # still verify; it goes at the end of the run either way)
         raise
     os.replace(tmp, target)
     if not (source.extract or source.convert):
