@@ -74,6 +74,7 @@ class GRPOTrainer:
             module = self.colocated.rollout_module() if self.colocated is not None else None
             self.engine = build_engine(cfg.rollout, model=module, tokenizer=self.policy.tokenizer,
                                        model_path=cfg.model.path)
+        self.engine.attach_trainer_memory(self.policy)  # a colocated engine may move optimizer state aside
         records = self._records
         if records is None:
             if not cfg.train.data:
@@ -178,8 +179,7 @@ class GRPOTrainer:
         with timer.phase("update"):
             for _epoch in range(cfg.grpo.ppo_epochs):
                 update_metrics = self.policy.train_step(batch, self.loss_fn)
-        with timer.phase("refit"):
-            self.engine.wake()
+        with timer.phase("refit"):  # the engine wakes its weights, refits, then wakes its KV cache
             weight_version = self.engine.update_weights(self.policy.export_hf_weights()) + self._version_offset
         metrics: dict[str, Any] = {
             "reward/mean": float(scored.rewards.mean()),
