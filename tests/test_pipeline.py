@@ -88,9 +88,10 @@ def test_every_step_runs_and_leaves_its_artifacts(finished_run):
     synthetic = read_records(run_dir / "synthesis" / "synthetic.jsonl")
     assert len(synthetic) == 10
     real_ids = {r.id for r in real}
-    # non-rare synthetic questions are seeds drawn from the prepared real data
+    # non-rare synthetic questions are seeds from the stage-1 reserve, never stage 2's questions
     seeds = [r for r in synthetic if r.meta.get("origin") == "seed"]
-    assert seeds and all(r.meta["seed_id"] in real_ids for r in seeds)
+    reserve_ids = {r.id for r in read_records(run_dir / "real_data" / "real.stage1_seeds.jsonl")}
+    assert seeds and all(r.meta["seed_id"] in reserve_ids and r.meta["seed_id"] not in real_ids for r in seeds)
     labelled = read_records(run_dir / "pseudo_labels" / "pseudo_labels.jsonl")
     assert labelled and all(r.label_source == "pseudo" and r.label in r.letters for r in labelled)
     votes = [json.loads(line) for line in (run_dir / "pseudo_labels" / "pseudo_labels.votes.jsonl").read_text().splitlines()]

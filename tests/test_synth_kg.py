@@ -220,7 +220,9 @@ def test_vignette_age_follows_the_onset(builder):
     assert onset_of(DiseaseProfile("X:3", "Lethal infantile mitochondrial myopathy")) == "Infantile onset"
     # no onset anywhere: an age is still stated
     unknown = person(DiseaseProfile("X:4", "Some disease"), "female", rng)
-    assert unknown.patient.age_years is not None and "-year-old" in unknown.text
+    assert unknown.patient.age_years >= 18 and "-year-old woman" in unknown.text
+    developmental = person(DiseaseProfile("X:5", "Some disease"), "female", rng, childlike=True)
+    assert developmental.patient.age_years <= 12 and "-year-old girl" in developmental.text
 
 
 def test_x_linked_recessive_vignettes_are_male(builder):
