@@ -100,6 +100,11 @@ def test_every_step_runs_and_leaves_its_artifacts(finished_run):
         assert len(_metrics_without_timing(run_dir / stage / "metrics.jsonl")) == steps
         assert (run_dir / stage / "hf_model" / "model.safetensors").exists()
     assert read_records(run_dir / "stage1" / "train.jsonl") == labelled
+    # the collapse monitor runs on stage 1's knowledge-keyed questions, and only there
+    knowledge_keyed = [r for r in labelled if r.meta.get("origin") == "knowledge" and r.gold is not None]
+    stage1_rows = _metrics_without_timing(run_dir / "stage1" / "metrics.jsonl")
+    assert any("collapse/reward_agreement" in row for row in stage1_rows) == bool(knowledge_keyed)
+    assert not any("collapse/reward_agreement" in row for row in _metrics_without_timing(run_dir / "stage2" / "metrics.jsonl"))
     # stage 2 starts from stage 1's weights, on the real questions
     stage2_cfg = (run_dir / "stage2" / "config.yaml").read_text()
     assert f"path: {run_dir / 'stage1' / 'hf_model'}" in stage2_cfg
@@ -113,6 +118,7 @@ def test_every_step_runs_and_leaves_its_artifacts(finished_run):
     for heading in ("## Setting", "**Scale.**", "## 1. Real data", "## 2. Synthetic questions", "## 3. Pseudo-labels",
                     "## 4-5. GRPO stages", "## 6. Evaluation", "rarebench (rare)", "tiny-llama"):
         assert heading in text, heading
+    assert ("**Collapse monitor**" in text) == bool(knowledge_keyed)
     for png in ("training_curves.png", "agreement_histogram.png", "pseudo_label_accuracy.png", "synthesis_mix.png",
                 "accuracy_per_benchmark.png"):
         data = (report / png).read_bytes()

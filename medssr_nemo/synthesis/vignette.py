@@ -55,8 +55,8 @@ _ONSET_AGES: dict[str, tuple[str, int, int, str]] = {
     "Postmenopausal onset": ("year", 52, 68, "Symptoms began after menopause."),
 }
 # no onset known anywhere: a child for a developmental disease, else an adult
-CHILD_BAND, ADULT_BAND = ("year", 1, 12, ""), ("year", 20, 60, "")
-CHILD_HINT_SHARE = 0.15
+CHILD_BAND, ADULT_BAND = ("year", 1, 12, ""), ("year", 18, 50, "")
+CHILD_HINT_SHARE = 0.10
 _FEMALE_ONSETS = {"Puerpural onset", "Perimenopausal onset", "Postmenopausal onset"}
 _X_RECESSIVE = "X-linked recessive inheritance"
 
