@@ -91,7 +91,7 @@ class GRPOTrainer:
         self.sampling = SamplingParams(temperature=temperature, top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k,
                                        max_new_tokens=cfg.rollout.max_new_tokens)
         self.checkpoints = CheckpointManager(self.output_dir, cfg.train.keep_checkpoints)
-        self.logger = MetricsLogger(self.output_dir, cfg.train.tensorboard, enabled=self.is_main)
+        self.logger = MetricsLogger.for_run(cfg, self.output_dir, enabled=self.is_main)
         self.timer = PhaseTimer()
         monitor = CollapseMonitor()   # stage 1: pseudo-label reward vs the knowledge-base key
         self.collapse = monitor if monitor.enabled_for([q.record for q in self.questions]) else None
