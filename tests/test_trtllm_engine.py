@@ -97,6 +97,19 @@ def test_absent_tensorrt_llm_names_the_container(monkeypatch):
         get("rollout_engine", "tensorrt_llm")(cfg.rollout, tokenizer=object())
 
 
+def test_probe_reads_the_workers_sleep_and_the_unpickler_keyword(fake_trtllm, monkeypatch):
+    caps = api.probe(fake_trtllm)
+    assert caps.worker_has_sleep and caps.unpickler_keyword == "disallowed_imports"
+    assert caps.missing(colocated=True, need_allowed_tokens=True) == []
+    from tensorrt_llm import serialization
+    from tensorrt_llm.executor.ray_gpu_worker import RayGPUWorker
+
+    monkeypatch.setattr(serialization, "loads", serialization.loads_allowlist)
+    assert api.probe(fake_trtllm).unpickler_keyword == "approved_imports"
+    monkeypatch.delattr(RayGPUWorker, "sleep")
+    assert any("RayGPUWorker has no sleep" in p for p in api.probe(fake_trtllm).missing(colocated=True))
+
+
 def test_old_version_without_refit_hook_is_refused(fake_trtllm, monkeypatch):
     monkeypatch.setattr(fake_trtllm, "__version__", "1.1.0")
     monkeypatch.delattr(fake_trtllm.LLM, "_collective_rpc")
