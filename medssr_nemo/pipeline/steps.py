@@ -62,6 +62,9 @@ class Step(ABC):
     title: str = ""
     shared: bool = False
     collective: bool = False        # every rank runs it (training); else the main rank does
+    # every rank runs it on a private copy of its directory, splitting generation over the ranks
+    # (rollout/rank_split.py); the main rank's files are the step's
+    every_rank_generates: bool = False
     kept_on_rerun: tuple[str, ...] = ()   # files a re-run keeps (the step checks they still fit)
 
     def disabled_reason(self, cfg: MedSSRConfig) -> str | None:
@@ -182,6 +185,7 @@ def _model_settings(cfg: MedSSRConfig) -> dict[str, Any]:
 
 class PseudoLabels(Step):
     name, title = "pseudo_labels", "offline pseudo-labels (majority vote of the initial policy)"
+    collective = every_rank_generates = True
     # the sampled answers: a change of the vote rule alone (tau, ties) re-votes them without sampling
     kept_on_rerun = ("pseudo_labels.samples.jsonl",)
 
@@ -324,6 +328,7 @@ class Evaluate(Step):
         self.name = f"eval_{label}"
         self.title = f"evaluation of {'the base policy' if label == 'base' else label}"
         self.shared = label == "base"
+        self.collective = self.every_rank_generates = True
 
     def disabled_reason(self, cfg: MedSSRConfig) -> str | None:
         if self.label == "base":
