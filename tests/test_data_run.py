@@ -19,8 +19,9 @@ from medssr_nemo.data.root import resolve_data_root
 
 MANIFEST = load_manifest()
 SOURCE_ROOT = resolve_data_root().path
-pytestmark = pytest.mark.skipif(not (SOURCE_ROOT / "SHA256SUMS").is_file(),
-                                reason=f"no data with SHA256SUMS at {SOURCE_ROOT}")
+pytestmark = pytest.mark.skipif(
+    not all((SOURCE_ROOT / f.path).is_file() for f in MANIFEST.files if not f.optional),
+    reason=f"the data files are not all in {SOURCE_ROOT} (`medssr data download` fetches them)")
 
 
 class StopAfterData(BaseException):
@@ -68,6 +69,8 @@ def test_run_fetches_and_verifies_what_it_reads_before_its_first_step(fresh_mach
     assert not (cache / "train" / "pubmedqa" / "ori_pqal.json").exists()     # the quickstart has no PubMedQA pool
     err = capsys.readouterr().err
     assert "RareBench stands in for RareDis-Sub" in err
+    assert err.count("Licences of the data being fetched") == 1 and "CC-BY-4.0" in err      # printed once
+    assert "orpha2omim" in (cache / "LICENSES.md").read_text()
     card = json.loads((tmp_path / "run" / "real_data" / "real.card.json").read_text())
     assert card["pools"]["medmcqa"]["written"] > 0
 
@@ -102,6 +105,31 @@ def test_quickstart_on_a_fresh_machine_fetches_everything_and_runs(tmp_path):
                                f"output_dir={run_dir}"], capture_output=True, text=True, timeout=3600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     cache = tmp_path / "cache" / "medssr_nemo" / "data"
-    assert all(check_file(e, cache).state == "verified" for e in MANIFEST.files if not e.optional
-               and e.dataset != "pubmedqa" or e.path == "train/pubmedqa/test_ground_truth.json")
+    from medssr_nemo.config import load_config
+
+    needed = [e for e in required_for_run(load_config("quickstart", [])) if not e.optional]
+    assert all(check_file(e, cache).state == "verified" for e in needed)
     assert (run_dir / "report" / "report.md").exists()
+
+
+def test_run_on_complete_data_without_network_goes_on_and_says_rarebench_stands_in(tmp_path, monkeypatch):
+    """All required files verified, the hub unreachable (a closed port as mirror): the run's data
+    check passes, writes nothing into the data root, and reports that RareBench stands in."""
+    import socket
+
+    from medssr_nemo.config import load_config
+    from medssr_nemo.data.ensure import ensure_run_data
+
+    if (SOURCE_ROOT / "eval" / "raredis_sub").exists():
+        pytest.skip("this data root holds RareDis-Sub")
+    with socket.socket() as sock:            # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    monkeypatch.setenv("MEDSSR_DATA", str(SOURCE_ROOT))
+    monkeypatch.setenv("MEDSSR_DATA_MIRROR", f"http://127.0.0.1:{closed}")
+    before = sorted(p.name for p in SOURCE_ROOT.iterdir())
+    lines: list[str] = []
+    assert ensure_run_data(load_config("quickstart", []), progress=False, echo=lines.append) == SOURCE_ROOT
+    assert any("RareBench stands in for RareDis-Sub" in line for line in lines)
+    after = sorted(p.name for p in SOURCE_ROOT.iterdir())
+    assert after == before

@@ -11,6 +11,7 @@ reads are fetched into the data root and verified (``--no-download``: only repor
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 
@@ -35,7 +36,9 @@ def main(argv: list[str]) -> int:
 
         preflight_this_process(cfg)  # refuse a layout that cannot fit the GPU before any work starts
         started = time.perf_counter()
-        ensure_run_data(cfg, fetch=not args.no_download, echo=lambda line: print(line, file=sys.stderr))
+        first = os.environ.get("RANK", "0") == "0"       # before torch.distributed starts: one rank talks
+        ensure_run_data(cfg, fetch=not args.no_download, progress=first,
+                        echo=(lambda line: print(line, file=sys.stderr)) if first else (lambda line: None))
         if cfg.pipeline.alpha_sweep:
             _, report = run_sweep(cfg)
         else:

@@ -71,6 +71,9 @@ class GRPOTrainer:
             build_engine = registry.get("rollout_engine", cfg.rollout.engine)
             self.engine = build_engine(cfg.rollout, model=getattr(self.policy, "model", None),
                                        tokenizer=self.policy.tokenizer, model_path=cfg.model.path)
+        attach = getattr(self.engine, "attach_trainer_memory", None)
+        if attach is not None:  # colocated engines move optimizer state aside around refits
+            attach(self.policy)
         records = self._records
         if records is None:
             if not cfg.train.data:
@@ -171,8 +174,7 @@ class GRPOTrainer:
         with timer.phase("update"):
             for _epoch in range(cfg.grpo.ppo_epochs):
                 update_metrics = self.policy.train_step(batch, self.loss_fn)
-        with timer.phase("refit"):
-            self.engine.wake()
+        with timer.phase("refit"):  # the engine wakes its weights, refits, then wakes its KV cache
             weight_version = self.engine.update_weights(self.policy.export_hf_weights()) + self._version_offset
         metrics: dict[str, Any] = {
             "reward/mean": float(scored.rewards.mean()),

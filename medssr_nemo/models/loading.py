@@ -34,7 +34,13 @@ def resolve_model_dir(reference: str) -> str:
 def load_tokenizer(reference: str) -> Any:
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir(reference))
+    if reference in _EMBEDDED:
+        from medssr_nemo.models.embedded import tokenizer_dir
+
+        directory = str(tokenizer_dir())
+    else:
+        directory = resolve_model_dir(reference)
+    tokenizer = AutoTokenizer.from_pretrained(directory)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

@@ -17,10 +17,15 @@ Every call this package makes was read from the TensorRT-LLM sources of the 1.2 
   token's logprob), ``logits_processor`` (callable ``(req_id, logits, token_ids, stream_ptr,
   client_id)`` modifying ``logits`` in place; PyTorch backend).
 - ``tensorrt_llm.llmapi.rlhf_utils.WorkerExtension.update_weights(ipc_handles)``: a dict
-  ``device UUID -> base64(pickle([(name, reduce_tensor(t)), ...]))`` loads one bucket;
+  ``device UUID -> base64(pickle([(name, reduce_tensor(t)), ...]))`` loads one bucket (pre-reload
+  hooks first, argument 6 of each handle set to the worker's device id);
   ``update_weights(None)`` finalises (post-load hooks, then ``engine.reset_prefix_cache()``);
-  ``reset_prefix_cache()``; ``sleep(tags)``/``wakeup(tags)`` take memory tags such as
-  ``"model"`` and ``"kv_cache"`` (the same calls verl's and NeMo-RL's TensorRT-LLM rollouts make).
+  ``reset_prefix_cache()``. ``sleep(tags)``/``wakeup(tags)`` are NOT on the extension but on
+  ``tensorrt_llm.executor.ray_gpu_worker.RayGPUWorker`` (control actions, refused unless sleep is
+  enabled), which the extension is composed with by class (attribute clashes refused); they take
+  memory tags such as ``"model"`` and ``"kv_cache"``.
+- The signatures and placements above are pinned in ``tests/contracts/tensorrt_llm_1_2.json``
+  (with the file and commit each was read from) and the test fake is checked against it.
 - Sleep mode is switched on at construction: ``sleep_config=SleepConfig()`` in the newer releases,
   ``enable_sleep=True`` in the older ones; which one is probed, not assumed.
 
