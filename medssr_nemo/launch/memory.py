@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import sys
 from typing import Any, Sequence
@@ -431,8 +432,9 @@ def markdown_table(plans: Sequence[MemoryPlan]) -> str:
     return "\n".join(rows)
 
 
+@functools.lru_cache(maxsize=None)
 def shipped(size: str) -> MedSSRConfig:
-    """The config a ``conf/model`` file ships (``medssr run model=<size>``)."""
+    """The config a ``conf/model`` file ships (``medssr run model=<size>``); cached, do not mutate."""
     return load_config("base", [f"model={size}"])
 
 
