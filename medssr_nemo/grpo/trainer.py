@@ -28,6 +28,7 @@ from medssr_nemo.grpo.rollouts import (build_token_batch, generate_groups, logpr
                                        response_metrics, score_groups)
 from medssr_nemo.policy.interfaces import PolicyBackend
 from medssr_nemo.records import QuestionRecord
+from medssr_nemo.grpo.collapse import CollapseMonitor
 from medssr_nemo.rewards.composite import RewardRouter
 from medssr_nemo.rollout.interfaces import RolloutEngine, SamplingParams
 from medssr_nemo.timing import PhaseTimer
@@ -95,6 +96,8 @@ class GRPOTrainer:
         self.checkpoints = CheckpointManager(self.output_dir, cfg.train.keep_checkpoints)
         self.logger = MetricsLogger.for_run(cfg, self.output_dir, enabled=self.is_main)
         self.timer = PhaseTimer()
+        monitor = CollapseMonitor()   # stage 1: pseudo-label reward vs the knowledge-base key
+        self.collapse = monitor if monitor.enabled_for([q.record for q in self.questions]) else None
         self._resume()
         return self
 
@@ -187,6 +190,8 @@ class GRPOTrainer:
             **(logprob_mismatch(engine_logprobs, batch["old_logprobs"], batch["response_mask"])
                if "old_logprobs" in batch else {}),
             **{f"train/{k}": v for k, v in update_metrics.items()},
+            **(self.collapse.update([q.record for q in questions], [[c.text for c in g] for g in groups])
+               if self.collapse is not None else {}),
         }
         metrics = distributed.mean_metrics(metrics)
         metrics.update(timer.pop())

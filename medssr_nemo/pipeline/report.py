@@ -22,6 +22,8 @@ from medssr_nemo.records import read_records
 
 PAPER_MODELS = ("qwen3-1.7b", "qwen3-4b", "qwen3-8b", "qwen3-14b", "llama3.1-8b")
 CURVE_KEYS = ("reward/mean", "train/kl", "answer/format_rate", "answer/valid_rate")
+COLLAPSE_KEYS = ("collapse/reward_agreement", "collapse/self_agreement", "collapse/key_accuracy",
+                 "collapse/self_agreement_drift")   # grpo/collapse.py
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -151,9 +153,16 @@ def training_section(out: Path) -> dict[str, Any]:
         part = values[: max(1, len(values) // 4)] if first else values[-max(1, len(values) // 4):]
         return sum(part) / len(part) if part else None
 
-    return {"steps": len(rows), "curves": curves, "summary": stamp.get("summary", {}), "seconds": stamp.get("seconds"),
-            "first_quarter": {k: window(k, True) for k in CURVE_KEYS},
-            "last_quarter": {k: window(k, False) for k in CURVE_KEYS}}
+    section = {"steps": len(rows), "curves": curves, "summary": stamp.get("summary", {}), "seconds": stamp.get("seconds"),
+               "first_quarter": {k: window(k, True) for k in CURVE_KEYS},
+               "last_quarter": {k: window(k, False) for k in CURVE_KEYS}}
+    if any(k in r for r in rows for k in COLLAPSE_KEYS):
+        for key in COLLAPSE_KEYS:
+            curves[key] = [r.get(key) for r in rows]
+        section["collapse"] = {"steps_monitored": sum(1 for r in rows if COLLAPSE_KEYS[0] in r),
+                               "first_quarter": {k: window(k, True) for k in COLLAPSE_KEYS},
+                               "last_quarter": {k: window(k, False) for k in COLLAPSE_KEYS}}
+    return section
 
 
 def evaluated_checkpoints(ctx: PipelineContext) -> list[Path]:
@@ -304,6 +313,18 @@ def render_markdown(summary: Mapping[str, Any], eval_table: str | None) -> str:
                          f"{_num(last['train/kl'], 5)} |")
         if "training" in fig:
             lines += ["", f"![reward, KL and format rate per stage]({fig['training']})"]
+        monitored = {stage: t["collapse"] for stage, t in summary["training"].items() if t.get("collapse")}
+        if monitored:
+            lines += ["", "**Collapse monitor** (questions with a knowledge-base key): how often the pseudo-label "
+                          "reward agrees with the key's reward, the policy's agreement with its own pseudo labels "
+                          "and its drift since the first step, and accuracy against the key; first → last quarter.",
+                      "", "| stage | steps | reward agreement | self-agreement | key accuracy | drift (last quarter) |",
+                      "|---|---:|---|---|---|---:|"]
+            for stage, c in monitored.items():
+                first, last = c["first_quarter"], c["last_quarter"]
+                lines.append(f"| {stage} | {c['steps_monitored']} | "
+                             + " | ".join(f"{_num(first[k], 2)} → {_num(last[k], 2)}" if k != COLLAPSE_KEYS[3]
+                                          else _num(last[k], 3) for k in COLLAPSE_KEYS) + " |")
     if eval_table:
         lines += ["", "## 6. Evaluation", "", "Accuracy (%) per benchmark; `Rare` averages the rare-disease benchmarks.",
                   "", eval_table.rstrip()]

@@ -125,7 +125,7 @@ class RealData(Step):
         return {"written": card.get("total_written"), "pools": {k: v.get("written") for k, v in card.get("pools", {}).items()}}
 
     def output_files(self, ctx: PipelineContext, out: Path) -> list[Path]:
-        return [out / "real.jsonl", out / "real.card.json", out / "real.removed.jsonl"]
+        return [out / "real.jsonl", out / "real.card.json", out / "real.removed.jsonl", out / "real.stage1_seeds.jsonl"]
 
 
 # ---------------------------------------------------------------------------------------- 2
@@ -144,9 +144,15 @@ class Synthesis(Step):
 
     def settings(self, cfg: MedSSRConfig) -> dict[str, Any]:
         return {"synthesis": _section(cfg, "synthesis", drop=("show_progress", "output_name")),
-                "data.decontam": _section(cfg, "data")["decontam"]}
+                "data.decontam": _section(cfg, "data")["decontam"],
+                "data.stage1_seed_share": cfg.data.stage1_seed_share}
 
     def input_files(self, ctx: PipelineContext) -> list[Path]:
+        # the stage-1 seed reserve (data.stage1_seed_share), disjoint from stage 2's real.jsonl;
+        # with no reserve (share 0) the seeds are stage 2's own questions
+        reserve = ctx.shared_dir / "real_data" / "real.stage1_seeds.jsonl"
+        if ctx.cfg.data.stage1_seed_share > 0:
+            return [reserve]
         return [ctx.shared_dir / "real_data" / "real.jsonl"]
 
     def run(self, ctx: PipelineContext, out: Path) -> dict[str, Any]:
