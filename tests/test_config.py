@@ -84,8 +84,8 @@ def test_yaml_round_trip_is_stable():
 
 # conf/model file -> (hub id, tensor parallel size); TP from DESIGN.md's layouts
 PAPER_SCALE_MODELS = {
-    "qwen3_1_7b": ("Qwen/Qwen3-1.7B", 1), "qwen3_4b": ("Qwen/Qwen3-4B", 1), "qwen3_8b": ("Qwen/Qwen3-8B", 2),
-    "qwen3_14b": ("Qwen/Qwen3-14B", 4), "llama3_1_8b": ("meta-llama/Llama-3.1-8B-Instruct", 2),
+    "qwen3_1_7b": ("Qwen/Qwen3-1.7B-Base", 1), "qwen3_4b": ("Qwen/Qwen3-4B-Base", 1), "qwen3_8b": ("Qwen/Qwen3-8B-Base", 2),
+    "qwen3_14b": ("Qwen/Qwen3-14B-Base", 4), "llama3_1_8b": ("meta-llama/Llama-3.1-8B-Instruct", 2),
 }
 
 

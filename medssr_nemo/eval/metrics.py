@@ -29,10 +29,11 @@ def benchmark_metrics(rows: Iterable[Mapping[str, Any]], num_samples: int) -> di
         "accuracy_pct_mean": mean,
         "accuracy_pct_std": std,
         "accuracy_pct_per_sample": accuracies,
-        # outputs with no valid "The answer is X" before the re-decode
-        "invalid_answers": sum(1 for r in rows if r["free_answer"] is None),
-        "recovered": sum(1 for r in rows if r["recovered"]),
-        "unanswered": sum(1 for r in rows if r["answer"] is None),
+        # outputs the answer reader found nothing in (what the paper's script calls invalid before
+        # its recovery), those the re-decode gave a letter, and those still without one
+        "no_answer_before_redecode": sum(1 for r in rows if r["free_answer"] is None),
+        "recovered_by_redecode": sum(1 for r in rows if r["recovered"]),
+        "unknown_after_redecode": sum(1 for r in rows if r["answer"] is None),
         "follows_format": sum(1 for r in rows if r["follows_format"]),
         "truncated": sum(1 for r in rows if r["finish_reason"] == "length"),
         "num_generations": len(rows),
