@@ -68,9 +68,11 @@ _BASE_IN_NAME = re.compile(r"(?:^|[-_./:\\])base(?:$|[-_./:\\])", re.IGNORECASE)
 
 
 def name_says_base(model_name: str) -> bool:
-    """True when a model reference names a base model (``Qwen/Qwen3-8B-Base``, ``.../base/``),
-    as a separate word, so ``database`` or ``baseline`` do not count."""
-    return bool(_BASE_IN_NAME.search(model_name.rstrip("/\\")))
+    """True when the model's name, the last part of its reference (``Qwen/Qwen3-8B-Base``,
+    ``ckpts/qwen3-8b-base/``), has ``base`` as a separate word (not ``database``, ``baseline``);
+    the directories above it do not count."""
+    name = re.split(r"[/\\:]", model_name.rstrip("/\\"))[-1]
+    return bool(_BASE_IN_NAME.search(name))
 
 
 def resolve_prompt_style(style: str | None, model_name: str, tokenizer: Any) -> PromptStyle:

@@ -103,6 +103,9 @@ class Redecoder:
         return answer if answer in set(letters) else None
 
 
-def make_redecoder(tokenizer: Any, prompt_style: PromptStyle, model_name: str, model_type: str | None) -> Redecoder:
-    return Redecoder(tokenizer, prompt_style, redecode_new_tokens(model_name, model_type),
+def make_redecoder(tokenizer: Any, prompt_style: PromptStyle, model_name: str, model_type: str | None,
+                   new_tokens: int | None = None) -> Redecoder:
+    """The re-decoder of one checkpoint; ``new_tokens`` overrides the family rule (labelling
+    uses 1: a vote needs a letter, and a second token can only turn one into an unknown)."""
+    return Redecoder(tokenizer, prompt_style, new_tokens or redecode_new_tokens(model_name, model_type),
                      allows_letter_dot(model_name, model_type))

@@ -2,9 +2,10 @@
 
 Each question is answered exactly as the evaluation answers it (``medssr_nemo.eval.answering``:
 the shared prompt template, the shared answer reader in ``answer_extraction`` mode, and the
-paper's constrained re-decode, ``medssr_nemo.eval.redecode``, for a sample that states no answer,
-restricted to the option letters of the input's questions). Only the sampling settings are
-labelling's own.
+paper's constrained re-decode, ``medssr_nemo.eval.redecode``, for a sample that states no answer).
+Labelling's own: the sampling settings, and a re-decode of one token restricted to the
+question's own letters for every model family (the paper's labelling code is not public; a vote
+needs a letter, and the script's second token for non-Qwen models can only lose one).
 
 Files under ``out_dir`` (``<name>`` = ``label.output_name``):
 
@@ -32,7 +33,7 @@ from typing import Any, Sequence
 from medssr_nemo.labelling.report import SKIPPED_PROMPT_TOO_LONG, label_report
 from medssr_nemo.labelling.samples_log import SamplesLog
 from medssr_nemo.labelling.vote import VoteOutcome, VoteRule, count_votes, majority_vote
-from medssr_nemo.records import LETTERS, QuestionRecord, write_records
+from medssr_nemo.records import QuestionRecord, write_records
 
 
 @dataclass(frozen=True)
@@ -130,9 +131,7 @@ class LabelJob:
         s = self.settings
         style = resolve_prompt_style(s.prompt_style, self.model_id, tokenizer)
         protocol = dataclasses.replace(s.protocol(), prompt_style=style)
-        max_options = max(len(r.options) for r in self.records)
-        letters = tuple(LETTERS[:max_options])
-        redecoder = make_redecoder(tokenizer, style, self.model_id, self.model_type) if s.recovery else None
+        redecoder = make_redecoder(tokenizer, style, self.model_id, self.model_type, new_tokens=1) if s.recovery else None
         bar = tqdm(total=len(self.records), initial=len(self.records) - len(todo), desc="pseudo-labelling",
                    unit="q", disable=not progress)
         for start in range(0, len(todo), max(1, questions_per_chunk)):
@@ -143,7 +142,7 @@ class LabelJob:
                 if len(prompt) > s.max_prompt_tokens:
                     finished.append({"id": record.id, "skipped": SKIPPED_PROMPT_TOO_LONG, "prompt_tokens": len(prompt)})
                     continue
-                items += [WorkItem("pseudo-label", record, prompt, k, sample_seed(s.seed, record.id, k), letters)
+                items += [WorkItem("pseudo-label", record, prompt, k, sample_seed(s.seed, record.id, k))
                           for k in range(s.num_samples)]
             rows = answer_items(engine, items, protocol, redecoder, self.model_id) if items else []
             by_id: dict[str, list[dict[str, Any]]] = {}

@@ -22,14 +22,15 @@ _TINY_SHAPES: dict[str, dict[str, Any]] = {
 }
 
 
-def make_tiny_model(arch: str = "llama", seed: int = 0, **overrides: Any) -> tuple[Any, Any]:
+def make_tiny_model(arch: str = "llama", seed: int = 0, tokenizer: Any = None, **overrides: Any) -> tuple[Any, Any]:
     """(model, tokenizer): a ``arch``-architecture model with a few hundred thousand weights
-    per layer plus the 49k-token embedding, initialised from ``seed``."""
+    per layer plus the 49k-token embedding, initialised from ``seed``; ``tokenizer`` replaces
+    SmolLM2's (e.g. ``make_tiny_tokenizer``), the vocabulary following it."""
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
     if arch not in _TINY_SHAPES:
         raise ValueError(f"unknown tiny architecture {arch!r}; known: {sorted(_TINY_SHAPES)}")
-    tokenizer = load_tokenizer(EMBEDDED_SMOLLM2)
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(EMBEDDED_SMOLLM2)
     shape = {**_TINY_SHAPES[arch], **overrides}
     common = dict(
         vocab_size=len(tokenizer),
@@ -48,9 +49,10 @@ def make_tiny_model(arch: str = "llama", seed: int = 0, **overrides: Any) -> tup
     return model, tokenizer
 
 
-def save_tiny_model(directory: str | os.PathLike, arch: str = "llama", seed: int = 0, **overrides: Any) -> Path:
+def save_tiny_model(directory: str | os.PathLike, arch: str = "llama", seed: int = 0, tokenizer: Any = None,
+                    **overrides: Any) -> Path:
     """Write a tiny model as a Hugging Face directory that ``load_causal_lm`` accepts."""
-    model, tokenizer = make_tiny_model(arch, seed, **overrides)
+    model, tokenizer = make_tiny_model(arch, seed, tokenizer, **overrides)
     directory = Path(directory)
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
