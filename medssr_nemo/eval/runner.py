@@ -349,6 +349,18 @@ def _generate_missing(states: Sequence[_BenchmarkState], engine: RolloutEngine, 
              questions / elapsed if elapsed > 0 else 0.0)
 
 
+def _check_references(checkpoints: Sequence[Checkpoint]) -> None:
+    """Every checkpoint is loadable by name before the first one is evaluated: a path that does
+    not exist is one clear error, not a hub traceback an hour in."""
+    from medssr_nemo.models.loading import resolve_model_dir
+
+    for ckpt in checkpoints:
+        try:
+            resolve_model_dir(ckpt.reference)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"checkpoint {ckpt.label!r}: {err}") from None
+
+
 def _safe_model_type(reference: str, lookup: Callable[[str], str | None]) -> str | None:
     try:
         return lookup(reference)
@@ -366,6 +378,7 @@ def run_eval(cfg: Any, policy_loader: PolicyLoader | None = None, progress: bool
 
     protocol = EvalProtocol.from_config(eval_cfg, cfg.model.prompt_style, answer_extraction(cfg, "eval"))
     checkpoints_cfg = checkpoints_from_config(cfg)
+    _check_references(checkpoints_cfg)
     benchmarks = load_benchmarks(eval_cfg)
     loader = policy_loader or default_policy_loader(cfg)
     checkpoints = []
