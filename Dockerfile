@@ -28,6 +28,10 @@ RUN pip freeze | grep -iE '^(torch|tensorrt[-_]llm|tensorrt)==' > /tmp/image-con
     && pip install --no-cache-dir -c /tmp/image-constraints.txt ".[megatron,trtllm]" \
     && python -c "import medssr_nemo, tensorrt_llm; print('medssr_nemo on tensorrt_llm', tensorrt_llm.__version__)"
 
+# The data root (docs/data.md): mount it here (`docker run -v DIR:/workspace/data`; examples/slurm
+# mount $MEDSSR_DATA); `medssr run` fetches into it whatever is missing.
+ENV MEDSSR_DATA=/workspace/data
+
 # Runs write under the mounted working directory (examples/slurm mount the submit dir here).
 WORKDIR /workspace/run
 CMD ["medssr", "--help"]

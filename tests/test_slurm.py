@@ -128,3 +128,13 @@ def test_script_without_image_fails_clearly(fake_slurm):
     result = subprocess.run(["sbatch", str(SLURM / "qwen3_8b.sbatch")], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "MEDSSR_IMAGE" in result.stderr
+
+
+def test_script_mounts_the_data_root_where_the_containers_medssr_data_points(fake_slurm, tmp_path):
+    env, log = fake_slurm
+    env = dict(env, MEDSSR_DATA=str(tmp_path / "data"))
+    subprocess.run(["sbatch", str(SLURM / "qwen3_8b.sbatch")], cwd=ROOT, env=env, check=True, timeout=300)
+    [record] = [json.loads(line) for line in log.read_text().splitlines()]
+    mounts = next(a for a in record["argv"] if a.startswith("--container-mounts=")).split("=", 1)[1].split(",")
+    assert mounts == ["/lustre/me:/workspace/run", f"{tmp_path / 'data'}:/workspace/data"]
+    assert "MEDSSR_DATA=/workspace/data" in (SLURM / "common.sh").read_text()

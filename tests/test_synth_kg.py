@@ -14,6 +14,7 @@ from medssr_nemo.config import load_config
 from medssr_nemo.knowledge.hpo import HPOKnowledge
 from medssr_nemo.records import read_records
 from medssr_nemo.synthesis.kg import KGSynthesizer
+from medssr_nemo.synthesis.phrasing import option_phrase
 from medssr_nemo.synthesis.kg_questions import INHERITANCE_MODES, KGQuestionBuilder, Unbuildable, display_name
 from medssr_nemo.synthesis.run import build_decontaminator, run_synthesis
 from medssr_nemo.synthesis.runner import Interrupted
@@ -179,14 +180,16 @@ def test_difficulty_moves_distractor_similarity(builder):
     assert means["hard"] > means["medium"] > means["easy"]
 
 
-def test_diagnosis_key_is_the_disease_and_distractors_miss_a_finding(builder):
+def test_diagnosis_key_is_the_disease_and_distractors_cover_the_case_worse(builder):
     for target, question in _build(builder, "diagnosis", "hard"):
         profile = builder.profiles[target]
         assert question.key == display_name(profile) and question.key not in question.distractors
         findings = [k for k in question.knowledge_ids if k.startswith("HP:")]
         assert len(findings) >= 3
+        key_score = builder.coverage.score(target, findings)
         for other in question.meta["distractor_ids"]:
             assert not builder.similarity.covers(builder.row[other], findings)
+            assert builder.coverage.score(builder.row[other], findings) <= key_score - builder.margin
         assert len({q.lower() for q in [question.key, *question.distractors]}) == 5
 
 
@@ -201,8 +204,8 @@ def test_gene_inheritance_and_not_expected_keys_come_from_the_profile(builder):
         assert "recessive" not in profile.name.lower() and "dominant" not in profile.name.lower()
     for target, question in _build(builder, "not_expected", "easy"):
         profile = builder.profiles[target]
-        assert question.key in {p.name for p in profile.excluded}
-        assert set(question.distractors) <= {p.name for p in profile.phenotypes}
+        assert question.key in {option_phrase(p.name) for p in profile.excluded}
+        assert set(question.distractors) <= {option_phrase(p.name) for p in profile.phenotypes}
 
 
 def test_vignette_age_follows_the_onset(builder):
@@ -210,11 +213,14 @@ def test_vignette_age_follows_the_onset(builder):
     from medssr_nemo.synthesis.vignette import onset_of, person
 
     rng = random.Random(0)
-    assert person(DiseaseProfile("X:1", "Some disease", onset=["Congenital onset"]), "female", rng)[0] == "A newborn girl"
-    infant, onset, _ = person(DiseaseProfile("X:2", "Some disease", onset=["Infantile onset"]), "male", rng)
-    assert onset == "Infantile onset" and infant.endswith("-month-old boy")
+    assert person(DiseaseProfile("X:1", "Some disease", onset=["Congenital onset"]), "female", rng).text == "A newborn girl"
+    infant = person(DiseaseProfile("X:2", "Some disease", onset=["Infantile onset"]), "male", rng)
+    assert infant.onset == "Infantile onset" and infant.text.endswith("-month-old boy")
+    assert 0 < infant.patient.age_years < 1
     assert onset_of(DiseaseProfile("X:3", "Lethal infantile mitochondrial myopathy")) == "Infantile onset"
-    assert person(DiseaseProfile("X:4", "Some disease"), "female", rng)[0] == "A female patient"
+    # no onset anywhere: an age is still stated
+    unknown = person(DiseaseProfile("X:4", "Some disease"), "female", rng)
+    assert unknown.patient.age_years is not None and "-year-old" in unknown.text
 
 
 def test_x_linked_recessive_vignettes_are_male(builder):

@@ -31,6 +31,11 @@ def run_guarded(job: Callable[[], int | None], prog: str) -> int:
     """Run ``job``; user-facing errors (bad files, bad values) print one clear line, exit 1."""
     try:
         return int(job() or 0)
-    except (ConfigError, FileNotFoundError, ValueError, LookupError) as err:
+    except FileNotFoundError as err:
+        from medssr_nemo.data.hints import with_fetch_hint
+
+        print(f"{prog}: error: {with_fetch_hint(err)}", file=sys.stderr)
+        return 1
+    except (ConfigError, ValueError, LookupError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 1

@@ -8,12 +8,14 @@ Examples::
     medssr eval 'eval.checkpoints=[embedded:smollm2-135m-instruct,runs/x/stage1/hf,runs/x/stage2/hf]' \\
         'eval.checkpoint_labels=[base,stage1,stage2]'
     medssr eval --list
+    medssr eval compare runs/x:base runs/x:stage2        # paired test, same questions (see eval/compare.py)
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 from medssr_nemo.cli.common import config_parser, parse_config, run_guarded
 
@@ -41,7 +43,23 @@ def list_benchmarks(custom: dict, configured: list[str] | None = None) -> int:
     return 0
 
 
+def _log_to_trackers(cfg: Any, summary: dict) -> None:
+    """The summary (and chart) to the W&B / MLflow run of this eval directory, if configured."""
+    from pathlib import Path
+
+    from medssr_nemo.tracking.results import log_results
+
+    out = Path(cfg.eval.output_dir or Path(cfg.output_dir) / "eval")
+    log_results(cfg, out, evaluation=summary,
+                figures={"accuracy": out / "summary.png"} if (out / "summary.png").exists() else {},
+                files=[out / "summary.md", out / "summary.json"])
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["compare"]:
+        from medssr_nemo.cli.eval_compare import main as compare_main
+
+        return compare_main(argv[1:])
     parser = config_parser("medssr eval", "evaluate checkpoints on the MedSSR benchmark suite")
     parser.add_argument("--list", action="store_true", help="print every registered benchmark with its item count")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
@@ -61,6 +79,7 @@ def main(argv: list[str]) -> int:
 
         summary = run_eval(cfg, progress=not args.no_progress)
         print(markdown_table(summary), end="")
+        _log_to_trackers(cfg, summary)
         return 0
 
     return run_guarded(job, "medssr eval")

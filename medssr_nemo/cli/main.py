@@ -12,7 +12,7 @@ COMMANDS = {
     "config": "show the resolved config ('medssr config show [overrides]')",
     "synth": "synthesize questions from a knowledge base",
     "label": "pseudo-label questions by majority vote of the policy",
-    "data": "prepare human-annotated training data ('medssr data real')",
+    "data": "the data: 'medssr data download', 'medssr data status', 'medssr data real' (training pools)",
     "eval": "evaluate a policy on the benchmark suite",
     "launch": "print or run the torchrun/srun command a config implies",
     "plugins": "list registered plugins of every kind",

@@ -18,6 +18,9 @@ def main(argv: list[str]) -> int:
     def job() -> int:
         from medssr_nemo.grpo.trainer import run_training
 
+        from medssr_nemo.launch.memory import preflight_this_process
+
+        preflight_this_process(cfg)  # refuse a layout that cannot fit the GPU before any work starts
         metrics = run_training(cfg)
         print(f"medssr train: done — reward {metrics.get('reward/mean', float('nan')):.3f}, "
               f"format rate {metrics.get('answer/format_rate', float('nan')):.2f}; "

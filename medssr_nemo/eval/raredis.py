@@ -8,8 +8,8 @@ The loader reads a *snapshot* of that dataset repository: a directory as
 layout ``{id, question, gold, name}`` (options as ``A. ...`` lines in ``question``) or the
 ``{question, options, answer}`` layout; every question is rare.
 
-Where the snapshot is found: an explicit path, else ``$MEDSSR_RAREDIS_SUB``, else the local
-Hugging Face cache; a download is tried last and, where the hub cannot be reached (as on machines
+Where the snapshot is found: an explicit path, else ``$MEDSSR_RAREDIS_SUB``, else the data root's
+``eval/raredis_sub/`` (where ``medssr data download`` puts it), else the local Hugging Face cache; a download is tried last and, where the hub cannot be reached (as on machines
 without network access), fails with an error that says how to provide the files.
 """
 
@@ -42,6 +42,11 @@ def locate_snapshot(path: str | os.PathLike | None = None, download: bool = True
         return found
     if os.environ.get(ENV_VAR):
         return locate_snapshot(os.environ[ENV_VAR], download=False)
+    from medssr_nemo.paths import data_root
+
+    fetched = data_root() / "eval" / "raredis_sub"      # `medssr data download --only raredis_sub`
+    if fetched.is_dir() and any(fetched.glob("*.parquet")):
+        return fetched
     try:
         from huggingface_hub import snapshot_download
     except ImportError as err:  # pragma: no cover - transformers depends on it

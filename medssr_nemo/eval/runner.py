@@ -6,7 +6,8 @@ Layout of ``eval.output_dir`` (default ``<output_dir>/eval``)::
                                                           benchmark file sha256, checkpoint weight fingerprint
     <checkpoint label>/<benchmark>/generations.partial.jsonl   append-only, one line per finished sample
     <checkpoint label>/<benchmark>/generations.jsonl     final: every generation, question order
-    <checkpoint label>/<benchmark>/metrics.json          accuracy mean/std, invalid/recovered counts
+    <checkpoint label>/<benchmark>/metrics.json          accuracy mean/std over samples, 95% interval over
+                                                          questions, invalid/recovered counts
     summary.json, summary.md, summary.png                 all checkpoints side by side
 
 Resuming: a checkpoint's work over all its benchmarks (benchmark order, then prompt length) is cut
@@ -40,6 +41,7 @@ from medssr_nemo.eval.answering import WorkItem, answer_items
 from medssr_nemo.eval.benchmarks import benchmark_names, get_benchmark, load_report, subsample
 from medssr_nemo.eval.metrics import benchmark_metrics, summarize
 from medssr_nemo.eval.protocol import EvalProtocol, sample_seed
+from medssr_nemo.eval.results import checkpoint_correctness
 from medssr_nemo.eval.store import PartialLog, read_json, row_key, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from medssr_nemo.records import QuestionRecord
 from medssr_nemo.rollout.interfaces import RolloutEngine
@@ -119,7 +121,10 @@ def load_benchmarks(eval_cfg: Any) -> list[LoadedBenchmark]:
     """Every benchmark of the run (``eval.benchmarks`` then ``eval.custom_benchmarks``), loaded and
     subsampled; logs each count."""
     custom = dict(eval_cfg.custom_benchmarks)
-    names = list(eval_cfg.benchmarks) + [n for n in custom if n not in eval_cfg.benchmarks]
+    from medssr_nemo.eval.suite import effective_benchmarks
+
+    listed = effective_benchmarks(eval_cfg.benchmarks)    # + RareDis-Sub when the data has it
+    names = listed + [n for n in custom if n not in listed]
     known = set(benchmark_names(custom))
     unknown = [n for n in names if n not in known and "." not in n and ":" not in n]
     if unknown:
@@ -390,9 +395,10 @@ def run_eval(cfg: Any, policy_loader: PolicyLoader | None = None, progress: bool
                  (policy.weights_fingerprint or "")[:12])
         per_benchmark = evaluate_checkpoint(benchmarks, policy, protocol, out_root / ckpt.label,
                                             eval_cfg.batch_size, progress, after_chunk)
+        correctness = checkpoint_correctness(out_root / ckpt.label, per_benchmark)   # for the intervals
         checkpoints.append({"label": ckpt.label, "reference": ckpt.reference, "prompt_style": style,
                             "weights_sha256": policy.weights_fingerprint, "benchmarks": per_benchmark,
-                            **summarize(per_benchmark, {b.name: b.rare for b in benchmarks})})
+                            **summarize(per_benchmark, {b.name: b.rare for b in benchmarks}, correctness)})
         del policy  # free the model before the next checkpoint loads
     styles = sorted({c["prompt_style"] for c in checkpoints})
     shared = {**protocol.fingerprint(), "prompt_style": styles[0] if len(styles) == 1 else "per checkpoint"}

@@ -1,4 +1,5 @@
-"""Per-step metrics to ``metrics.jsonl`` (one JSON object a step) and TensorBoard.
+"""Per-step metrics to ``metrics.jsonl`` (one JSON object a step) and the experiment trackers
+``train.loggers`` selects (TensorBoard, W&B, MLflow: ``medssr_nemo.tracking``).
 
 On resume the JSONL is cut back to the resumed step, so the file always describes one
 uninterrupted trajectory."""
@@ -11,16 +12,32 @@ import os
 from pathlib import Path
 from typing import Any
 
+from medssr_nemo.tracking import TrackerSet
+
 
 class MetricsLogger:
-    def __init__(self, output_dir: str | os.PathLike, tensorboard: bool = True, enabled: bool = True) -> None:
+    """``trackers``: where each step also goes (None: TensorBoard if ``tensorboard``, the
+    behaviour before trackers were configurable)."""
+
+    def __init__(self, output_dir: str | os.PathLike, tensorboard: bool = True, enabled: bool = True,
+                 trackers: TrackerSet | None = None) -> None:
         self.path = Path(output_dir) / "metrics.jsonl"
         self.enabled = enabled
-        self._writer = None
-        if enabled and tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
+        if trackers is None and enabled and tensorboard:
+            from medssr_nemo.tracking import RunIdentity
 
-            self._writer = SummaryWriter(str(Path(output_dir) / "tensorboard"))
+            trackers = TrackerSet.open(["tensorboard"], RunIdentity.from_directory(output_dir), None)
+        self.trackers = trackers if enabled and trackers is not None else TrackerSet()
+
+    @classmethod
+    def for_run(cls, cfg: Any, output_dir: str | os.PathLike, enabled: bool = True) -> "MetricsLogger":
+        """The logger of a training run: ``train.loggers``' trackers, which get the resolved
+        config first (only where ``enabled``: the main rank)."""
+        from medssr_nemo.tracking import config_dict, trackers_for
+
+        trackers = trackers_for(cfg, output_dir) if enabled else TrackerSet()
+        trackers.log_config(config_dict(cfg))
+        return cls(output_dir, enabled=enabled, trackers=trackers)
 
     def truncate_after(self, step: int) -> None:
         """Drop lines logged after ``step`` (they belong to the run that was interrupted)."""
@@ -38,15 +55,10 @@ class MetricsLogger:
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps({"step": step, **clean}, sort_keys=True) + "\n")
-        if self._writer is not None:
-            for key, value in metrics.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    self._writer.add_scalar(key, value, step)
-            self._writer.flush()
+        self.trackers.log_metrics(step, metrics)
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
+        self.trackers.close()
 
 
 def read_metrics(output_dir: str | os.PathLike) -> list[dict[str, Any]]:

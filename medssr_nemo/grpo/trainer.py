@@ -94,7 +94,7 @@ class GRPOTrainer:
         self.sampling = SamplingParams(temperature=temperature, top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k,
                                        max_new_tokens=cfg.rollout.max_new_tokens)
         self.checkpoints = CheckpointManager(self.output_dir, cfg.train.keep_checkpoints)
-        self.logger = MetricsLogger(self.output_dir, cfg.train.tensorboard, enabled=self.is_main)
+        self.logger = MetricsLogger.for_run(cfg, self.output_dir, enabled=self.is_main)
         self.timer = PhaseTimer()
         self._resume()
         return self

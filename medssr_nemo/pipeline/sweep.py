@@ -33,10 +33,26 @@ def comparison_row(alpha: float, run_dir: Path) -> dict[str, Any]:
     for ckpt in (summary.get("evaluation") or {}).get("checkpoints", []):
         row[f"{ckpt['label']}_macro"] = ckpt.get("macro_accuracy_pct")
         row[f"{ckpt['label']}_rare"] = ckpt.get("rare_accuracy_pct")
+        row[f"{ckpt['label']}_macro_ci95"] = ckpt.get("macro_ci95_pct")
+        row[f"{ckpt['label']}_rare_ci95"] = ckpt.get("rare_ci95_pct")
+    # the report's paired tests of each stage against the base model (average over benchmarks)
+    for comparison in summary.get("comparisons") or []:
+        if comparison["a"]["label"] == "base" and "average" in comparison:
+            avg = comparison["average"]
+            row[f"{comparison['b']['label']}_vs_base"] = {k: avg[k] for k in ("difference_pct", "ci95_pct", "p_value")}
     return row
 
 
-def comparison_markdown(rows: Sequence[dict[str, Any]], figure: str | None) -> str:
+def final_checkpoint_dir(run_dir: Path, cfg: MedSSRConfig) -> Path | None:
+    """The evaluation directory of an α run's last trained stage (what the α values are compared on)."""
+    for label in ("stage2", "stage1"):
+        if getattr(cfg.pipeline, label).enabled and (run_dir / f"eval_{label}" / label).is_dir():
+            return run_dir / f"eval_{label}" / label
+    return None
+
+
+def comparison_markdown(rows: Sequence[dict[str, Any]], figure: str | None,
+                        between_alphas: Sequence[dict[str, Any]] = ()) -> str:
     def fmt(value: Any, pct: bool = False) -> str:
         if value is None:
             return "–"
@@ -53,6 +69,19 @@ def comparison_markdown(rows: Sequence[dict[str, Any]], figure: str | None) -> s
                      f"{fmt(r.get('stage2_rare'))} | [{Path(r['run_dir']).name}]({Path(r['run_dir']).name}/report/report.md) |")
     if figure:
         lines += ["", f"![accuracy over α]({figure})"]
+    tested = [(r, label) for r in rows for label in ("stage1", "stage2") if r.get(f"{label}_vs_base")]
+    if tested:
+        lines += ["", "Each stage against the base model on the same questions (average over benchmarks, "
+                      "paired bootstrap stratified by benchmark):", "",
+                  "| α | stage | − base (pts) [95% CI] | p |", "|---:|---|---:|---:|"]
+        for r, label in tested:
+            t = r[f"{label}_vs_base"]
+            lines.append(f"| {r['alpha']:g} | {label} | {t['difference_pct']:+.1f} [{t['ci95_pct'][0]:+.1f}, "
+                         f"{t['ci95_pct'][1]:+.1f}] | {t['p_value']:.3f} |")
+    if between_alphas:
+        from medssr_nemo.eval.compare import markdown_many
+
+        lines += ["", "## Between α values (last stage, same questions)", "", markdown_many(between_alphas).rstrip()]
     return "\n".join(lines) + "\n"
 
 
@@ -77,6 +106,12 @@ def run_sweep(cfg: MedSSRConfig, *, progress: bool = True, echo: Callable[[str],
         from medssr_nemo.pipeline.figures import alpha_comparison
 
         figure = alpha_comparison(rows, root / "comparison.png").name
-    write_json_atomic(root / "comparison.json", {"alphas": alphas, "rows": rows})
-    report = write_text_atomic(root / "comparison.md", comparison_markdown(rows, figure))
+    from medssr_nemo.eval.compare import compare_in_order
+
+    finals = [(alpha, final_checkpoint_dir(r.run_dir, cfg)) for alpha, r in zip(alphas, results)]
+    finals = [(alpha, d) for alpha, d in finals if d is not None]
+    between = compare_in_order([d for _, d in finals], labels=[f"α={a:g} {d.name}" for a, d in finals]) \
+        if len(finals) > 1 else []
+    write_json_atomic(root / "comparison.json", {"alphas": alphas, "rows": rows, "between_alphas": between})
+    report = write_text_atomic(root / "comparison.md", comparison_markdown(rows, figure, between))
     return results, Path(report)

@@ -14,9 +14,11 @@ import random
 from typing import Any, Sequence
 
 from medssr_nemo.knowledge.interfaces import KnowledgeSource
+from medssr_nemo.knowledge.merge import merged_knowledge
 from medssr_nemo.records import LETTERS, QuestionRecord
 from medssr_nemo.synthesis.interfaces import Candidate, Synthesizer
 from medssr_nemo.synthesis.kg_questions import QUESTION_TYPES, KGQuestionBuilder, Unbuildable
+from medssr_nemo.synthesis.distinct import DEFAULT_MARGIN
 from medssr_nemo.synthesis.plan import Slot
 from medssr_nemo.synthesis.seeds import order_is_free
 
@@ -28,19 +30,25 @@ class KGSynthesizer(Synthesizer):
     name = "kg"
 
     def __init__(self, knowledge: KnowledgeSource, seeds: Sequence[QuestionRecord], seed: int = 0,
-                 num_options: int = 5, builder: KGQuestionBuilder | None = None) -> None:
+                 num_options: int = 5, builder: KGQuestionBuilder | None = None,
+                 margin: float = DEFAULT_MARGIN) -> None:
         """``builder``: an existing question builder over the same knowledge (it holds the
         similarity index, the costly part) to share between synthesizers."""
-        # only rare diseases: an OMIM entry such as "Colorectal cancer" must not pass as rare knowledge
-        profiles = [p for p in knowledge.profiles() if p.rare]
         ontology = getattr(knowledge, "ontology", None)
-        if not profiles or ontology is None:
+        if not knowledge.profiles() or ontology is None:
             raise ValueError(f"the kg synthesizer needs a knowledge source with disease profiles and an "
                              f"ontology (e.g. 'hpo'); {getattr(knowledge, 'name', knowledge)!r} has none")
         self.knowledge = knowledge
         if builder is not None and builder.num_options != num_options:
             raise ValueError(f"the shared builder makes {builder.num_options}-option questions, not {num_options}")
-        self.builder = builder or KGQuestionBuilder(profiles, ontology, num_options)
+        if builder is None:
+            # one profile per disease (exact twins merged, NOT/present conflicts dropped), and only
+            # rare diseases: an OMIM entry such as "Colorectal cancer" must not pass as rare knowledge
+            merged = merged_knowledge(knowledge)
+            rows = [i for i, p in enumerate(merged.profiles) if p.rare]
+            builder = KGQuestionBuilder([merged.profiles[i] for i in rows], ontology, num_options, margin,
+                                        [merged.contested[i] for i in rows])
+        self.builder = builder
         self.seeds = list(seeds)
         self.seed = seed
         self.num_options = num_options
@@ -58,8 +66,10 @@ class KGSynthesizer(Synthesizer):
             raise ValueError("non-rare questions need seed questions, but the seed pool is empty")
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "seed_questions": len(self.seeds),
-                "eligible_diseases": {t: len(v) for t, v in self.builder.eligible.items()}}
+        merge = getattr(self.knowledge, "_merged_view", None)
+        return {"name": self.name, "seed_questions": len(self.seeds), "distinct_margin_nats": self.builder.margin,
+                "eligible_diseases": {t: len(v) for t, v in self.builder.eligible.items()},
+                **({"merge": merge.report.to_dict()} if merge is not None else {})}
 
     def synthesize(self, slots: Sequence[Slot], attempt: int) -> list[Candidate]:
         return [self._one(slot, attempt) for slot in slots]
@@ -79,7 +89,7 @@ class KGSynthesizer(Synthesizer):
                              detail=f"no disease of category {slot.category!r} supports {qtype} questions")
         reasons = []
         for _ in range(MAX_DISEASE_TRIES):
-            target = rng.choice(pool)
+            target = self.builder.pick(qtype, pool, rng)
             try:
                 built = self.builder.build(qtype, difficulty, target, rng)
             except Unbuildable as err:

@@ -77,6 +77,13 @@ def run_synthesis(cfg: Any, *, knowledge: Any = None, decontaminator: Any = None
         inputs["eval_files"] = load_eval_suite().file_sha256
     quality = QualityFilter.from_config(syn.filters, decontaminator)
     identity = {"config": config_identity(cfg), "inputs": inputs}
+    audit = None
+    if knowledge is not None:
+        from medssr_nemo.synthesis.audit import audit_records, auditor_for
+
+        auditor = timed("auditor", lambda: auditor_for(knowledge, syn.distinct_margin, syn.num_options,
+                                                        getattr(synthesizer, "builder", None)))
+        audit = (lambda records: audit_records(records, auditor)) if auditor is not None else None
     log.info("synthesis setup: %s", timings)
     return synthesize_to(Path(cfg.output_dir), syn.output_name, synthesizer, plan, target, quality, identity,
-                         syn.chunk_size, syn.max_attempts, syn.show_progress, stop_after_chunks)
+                         syn.chunk_size, syn.max_attempts, syn.show_progress, stop_after_chunks, audit)

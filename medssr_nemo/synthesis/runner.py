@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from medssr_nemo.records import QuestionRecord, read_records, write_records
 from medssr_nemo.synthesis.filters import FilterReport, QualityFilter
@@ -185,8 +185,10 @@ def summarise(plan: list[Slot], records: list[QuestionRecord], results: list[Chu
 
 def synthesize_to(out_dir: Path, name: str, synthesizer: Synthesizer, plan: list[Slot], target: Target,
                   quality: QualityFilter, identity: dict[str, Any], chunk_size: int, max_attempts: int,
-                  show_progress: bool = True, stop_after_chunks: int | None = None) -> SynthesisOutputs:
-    """Chunked, resumable generation into ``<out_dir>/<name>.jsonl`` + ``<name>.card.json``."""
+                  show_progress: bool = True, stop_after_chunks: int | None = None,
+                  audit: Callable[[list[QuestionRecord]], dict[str, Any]] | None = None) -> SynthesisOutputs:
+    """Chunked, resumable generation into ``<out_dir>/<name>.jsonl`` + ``<name>.card.json``;
+    ``audit`` (records -> report) puts the knowledge-base audit of the set in the card."""
     from medssr_nemo.data.cards import file_sha256
 
     records_path, card_path = out_dir / f"{name}.jsonl", out_dir / f"{name}.card.json"
@@ -211,6 +213,7 @@ def synthesize_to(out_dir: Path, name: str, synthesizer: Synthesizer, plan: list
             **summarise(plan, records, results, target, synthesizer),
             # the only part of the card that differs between an interrupted and a straight run
             "run": {"chunks": len(results), "chunks_reloaded": reloaded},
+            **({"audit": audit(records)} if audit is not None else {}),
             "outputs": {"records": records_path.name, "records_sha256": file_sha256(records_path)}}
     _write_json(card_path, card)
     shutil.rmtree(parts_dir, ignore_errors=True)

@@ -1,19 +1,29 @@
-"""Case vignettes from a disease profile: age from the onset, sex, phenotypes sampled by frequency.
+"""Case vignettes from a disease profile: a coherent patient, then phenotypes sampled by frequency.
 
-A vignette is what a clinician would see: each annotated phenotype appears with the probability
-the knowledge base gives for it (unknown frequency: ``UNKNOWN_FREQUENCY``), findings specific to
-the other sex never appear, and the most specific findings (highest IC) are kept when too many
-were drawn. Too few drawn findings are topped up with the most frequent ones.
+A vignette is what a clinician would see. The patient comes first: sex (see ``choose_sex``) and an
+age that is always stated and lies in the band of the disease's onset (no onset known: the
+onsets its findings state, the name implies, else ``DEFAULT_BAND``). Then findings: each
+annotated phenotype appears with the probability the knowledge base gives for it (unknown
+frequency: ``UNKNOWN_FREQUENCY``), among those the patient can show (``patient.PatientRules``: no
+finding of the other sex, no post-pubertal finding in a child), that are not vague grouping
+headings, and that the caller's ``usable`` test accepts (the question builder rejects findings
+that would name the disease). A finding already implied by a more specific one drawn is dropped
+("Seizure" next to "Focal seizure"); the most specific findings (highest IC) are kept when too
+many were drawn; too few are topped up with the most frequent ones. Labels are written as
+clinical phrases (``phrasing``).
 """
 
 from __future__ import annotations
 
 import random
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
 from medssr_nemo.knowledge.interfaces import DiseaseProfile, PhenotypeAnnotation
+from medssr_nemo.synthesis.patient import Patient, PatientRules
+from medssr_nemo.synthesis.phrasing import clinical_phrase, is_vague
 
 UNKNOWN_FREQUENCY = 0.5
 MIN_FINDINGS, MAX_FINDINGS = 3, 6
@@ -43,6 +53,7 @@ _ONSET_AGES: dict[str, tuple[str, int, int, str]] = {
     "Perimenopausal onset": ("year", 45, 55, "Symptoms began around menopause."),
     "Postmenopausal onset": ("year", 52, 68, "Symptoms began after menopause."),
 }
+DEFAULT_BAND = ("year", 3, 35, "")   # no onset known anywhere: a child or a young adult
 _FEMALE_ONSETS = {"Puerpural onset", "Perimenopausal onset", "Postmenopausal onset"}
 _X_RECESSIVE = "X-linked recessive inheritance"
 
@@ -53,6 +64,7 @@ class Vignette:
     findings: list[PhenotypeAnnotation]
     sex: str
     onset: str | None
+    patient: Patient | None = None
 
 
 def choose_sex(profile: DiseaseProfile, rng: random.Random) -> str:
@@ -75,40 +87,56 @@ _NAME_ONSETS = (("neonatal", "Neonatal onset"), ("infantile", "Infantile onset")
 
 
 def onset_of(profile: DiseaseProfile) -> str | None:
-    """The first known onset term of the profile, else one the disease name implies, else None."""
+    """The first known onset term of the profile, else the one most of its findings state, else
+    one the disease name implies, else None."""
     onset = next((o for o in profile.onset if o in _ONSET_AGES), None)
+    if onset is None:
+        counts = Counter(p.onset for p in profile.phenotypes if p.onset in _ONSET_AGES)
+        onset = min(counts, key=lambda o: (-counts[o], o)) if counts else None
     if onset is None:
         name = profile.name.lower()
         onset = next((term for word, term in _NAME_ONSETS if re.search(rf"\b{word}\b", name)), None)
     return onset
 
 
-def person(profile: DiseaseProfile, sex: str, rng: random.Random) -> tuple[str, str | None, str]:
-    """("A 7-year-old boy", onset name, onset clause) from the onset (see ``onset_of``); with
-    no onset known, no age is stated ("A male patient")."""
+@dataclass
+class Person:
+    text: str                 # "A 7-year-old boy"
+    patient: Patient
+    onset: str | None
+    clause: str               # "Symptoms began in infancy." or ""
+
+
+def person(profile: DiseaseProfile, sex: str, rng: random.Random) -> Person:
+    """The patient of a case for ``profile``: an age in its onset band, always stated."""
     onset = onset_of(profile)
-    if onset is None:
-        return f"A {'male' if sex == 'male' else 'female'} patient", None, ""
-    unit, low, high, clause = _ONSET_AGES[onset]
+    unit, low, high, clause = _ONSET_AGES[onset] if onset is not None else DEFAULT_BAND
     child = {"male": "boy", "female": "girl"}[sex]
     adult = {"male": "man", "female": "woman"}[sex]
     if unit == "newborn":
-        return f"A newborn {child}", onset, clause
+        return Person(f"A newborn {child}", Patient(0.0, sex), onset, clause)
     age = rng.randint(low, high)
     if unit == "day":
-        return f"A {age}-day-old {child}", onset, clause
+        return Person(f"A {age}-day-old {child}", Patient(age / 365, sex), onset, clause)
     if unit == "month":
-        return f"A {age}-month-old {child}", onset, clause
-    return f"A {age}-year-old {child if age < 18 else adult}", onset, clause
+        return Person(f"A {age}-month-old {child}", Patient(age / 12, sex), onset, clause)
+    return Person(f"A {age}-year-old {child if age < 18 else adult}", Patient(float(age), sex), onset, clause)
 
 
-def sample_findings(profile: DiseaseProfile, sex: str, rng: random.Random,
-                    ic: Callable[[str], float], min_findings: int = MIN_FINDINGS,
-                    max_findings: int = MAX_FINDINGS) -> list[PhenotypeAnnotation]:
+def sample_findings(profile: DiseaseProfile, patient: Patient, rng: random.Random,
+                    ic: Callable[[str], float], rules: PatientRules | None = None,
+                    usable: Callable[[PhenotypeAnnotation], bool] | None = None,
+                    ancestors: Callable[[str], frozenset[str]] | None = None,
+                    min_findings: int = MIN_FINDINGS, max_findings: int = MAX_FINDINGS) -> list[PhenotypeAnnotation]:
     """Phenotypes drawn by frequency (see the module docstring), in a random order."""
-    allowed = [p for p in profile.phenotypes if p.sex in (None, sex)]
+    allowed = [p for p in profile.phenotypes
+               if p.sex in (None, patient.sex) and not is_vague(p.name)
+               and (rules is None or rules.fits(p.hpo_id, patient, p.sex) is None)
+               and (usable is None or usable(p))]
     drawn = [p for p in allowed
              if rng.random() < (p.frequency if p.frequency is not None else UNKNOWN_FREQUENCY)]
+    if ancestors is not None:
+        drawn = _most_specific(drawn, ancestors)
     if len(drawn) > max_findings:
         drawn = sorted(drawn, key=lambda p: (-ic(p.hpo_id), p.hpo_id))[:max_findings]
     if len(drawn) < min_findings:
@@ -116,28 +144,44 @@ def sample_findings(profile: DiseaseProfile, sex: str, rng: random.Random,
         rest = sorted((p for p in allowed if p.hpo_id not in chosen),
                       key=lambda p: (-(p.frequency if p.frequency is not None else UNKNOWN_FREQUENCY),
                                      -ic(p.hpo_id), p.hpo_id))
-        drawn += rest[: min_findings - len(drawn)]
+        for p in rest:
+            if len(drawn) >= min_findings:
+                break
+            candidate = drawn + [p]
+            if ancestors is None or len(_most_specific(candidate, ancestors)) == len(candidate):
+                drawn = candidate
     rng.shuffle(drawn)
     return drawn
 
 
+def _most_specific(findings: list[PhenotypeAnnotation],
+                   ancestors: Callable[[str], frozenset[str]]) -> list[PhenotypeAnnotation]:
+    """Drop every finding that is an ancestor of another one in the list."""
+    implied = {a for f in findings for a in ancestors(f.hpo_id) if a != f.hpo_id}
+    return [f for f in findings if f.hpo_id not in implied]
+
+
 def _join(names: list[str]) -> str:
-    names = [n[0].lower() + n[1:] if n[:2] != n[:2].upper() else n for n in names]
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def build_vignette(profile: DiseaseProfile, rng: random.Random, ic: Callable[[str], float]) -> Vignette | None:
+def build_vignette(profile: DiseaseProfile, rng: random.Random, ic: Callable[[str], float],
+                   rules: PatientRules | None = None,
+                   usable: Callable[[PhenotypeAnnotation], bool] | None = None,
+                   ancestors: Callable[[str], frozenset[str]] | None = None) -> Vignette | None:
     """A case for ``profile`` or None when it has too few usable phenotypes."""
     sex = choose_sex(profile, rng)
-    findings = sample_findings(profile, sex, rng, ic)
+    who = person(profile, sex, rng)
+    findings = sample_findings(profile, who.patient, rng, ic, rules, usable, ancestors)
     if len(findings) < MIN_FINDINGS:
         return None
-    who, onset, clause = person(profile, sex, rng)
-    verb = rng.choice(["is evaluated for", "is brought for evaluation of", "presents with"]) \
-        if not who.startswith("A newborn") else "is examined because of"
-    text = f"{who} {verb} {_join([f.name for f in findings[:2]])}."
-    if len(findings) > 2:
-        text += f" Further evaluation shows {_join([f.name for f in findings[2:]])}."
-    if clause:
-        text += f" {clause}"
-    return Vignette(text=text, findings=findings, sex=sex, onset=onset)
+    newborn = who.text.startswith("A newborn")
+    verb = "is examined because of" if newborn else rng.choice(
+        ["is evaluated for", "is brought for evaluation of", "presents with"])
+    phrases = [clinical_phrase(f.name) for f in findings]
+    text = f"{who.text} {verb} {_join(phrases[:2])}."
+    if len(phrases) > 2:
+        text += f" Further evaluation shows {_join(phrases[2:])}."
+    if who.clause:
+        text += f" {who.clause}"
+    return Vignette(text=text, findings=findings, sex=sex, onset=who.onset, patient=who.patient)

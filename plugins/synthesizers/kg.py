@@ -11,4 +11,5 @@ from medssr_nemo.registry import register
 def build_kg_synthesizer(cfg: Any, *, knowledge: Any, seeds: Sequence[Any] = (), **_: Any) -> Any:
     from medssr_nemo.synthesis.kg import KGSynthesizer
 
-    return KGSynthesizer(knowledge, seeds, seed=cfg.synthesis.seed, num_options=cfg.synthesis.num_options)
+    return KGSynthesizer(knowledge, seeds, seed=cfg.synthesis.seed, num_options=cfg.synthesis.num_options,
+                         margin=cfg.synthesis.distinct_margin)

@@ -37,12 +37,13 @@ def _share(batch, rank, world):
     return {k: v[rank::world] for k, v in batch.items()}
 
 
-def _backend(path, tp, pp, *, reference=False, vocab_multiple=128, lr=1e-3, micro_batch_size=2, recompute=False):
+def _backend(path, tp, pp, *, reference=False, vocab_multiple=128, lr=1e-3, micro_batch_size=2, recompute=False,
+             pack_tokens=0):
     from medssr_nemo.config.schema.policy import PolicyConfig
     from medssr_nemo.policy.megatron.backend import MegatronPolicyBackend
 
     cfg = PolicyConfig(lr=lr, micro_batch_size=micro_batch_size, grad_clip=1.0, gradient_checkpointing=recompute,
-                       options={"vocab_multiple": vocab_multiple})
+                       options={"vocab_multiple": vocab_multiple, "pack_tokens": pack_tokens})
     return MegatronPolicyBackend(cfg, path, reference=reference, tensor_parallel_size=tp, pipeline_parallel_size=pp)
 
 
@@ -158,10 +159,11 @@ def _step_record(metrics):
 
 
 def scenario_grpo(spec, models):
-    """Per layout {name, tp, pp, entropy_only?, recompute?}: ``steps`` GRPO steps on the same
-    batch; the losses, gradient norms and the final weights (saved by rank 0 for pytest to
+    """Per layout {name, tp, pp, entropy_only?, recompute?, pack_tokens?}: ``steps`` GRPO steps on
+    the same batch; the losses, gradient norms and the final weights (saved by rank 0 for pytest to
     compare across layouts). ``entropy_only`` trains on the entropy bonus alone (the gradient of
-    the vocabulary-parallel entropy); ``recompute`` turns on activation recomputation."""
+    the vocabulary-parallel entropy); ``recompute`` turns on activation recomputation;
+    ``pack_tokens`` packs the rows into micro-batches of that many tokens."""
     import torch
 
     rank, world = _rank_world()
@@ -171,17 +173,19 @@ def scenario_grpo(spec, models):
     mine = _share(batch, rank, world)
     results = []
     for layout in spec["layouts"]:
-        backend = _backend(path, layout["tp"], layout["pp"], reference=True, recompute=layout.get("recompute", False))
+        backend = _backend(path, layout["tp"], layout["pp"], reference=True, recompute=layout.get("recompute", False),
+                           pack_tokens=layout.get("pack_tokens", 0))
         loss_fn = _loss_fn(layout.get("entropy_only", False))
         data = _for_loss(mine, layout.get("entropy_only", False))
         initial_diff = float((backend.logprobs(mine) - _share({"x": _hf_logprobs(hf, batch)}, rank, world)["x"]).abs().max())
         steps = [_step_record(backend.train_step(data, loss_fn)) for _ in range(spec["steps"])]
+        micro_tokens = backend.last_micro_batch_tokens
         final = {name: tensor.clone() for name, tensor in backend.export_hf_weights()}
         ref_after = float((backend.reference_logprobs(mine) - _share({"x": _hf_logprobs(hf, batch)}, rank, world)["x"]).abs().max())
         weights_file = os.path.join(spec["out_dir"], f"weights_{layout['name']}.pt")
         if rank == 0:
             torch.save(final, weights_file)
-        results.append({**layout, "steps": steps, "weights_file": weights_file,
+        results.append({**layout, "steps": steps, "weights_file": weights_file, "micro_batch_tokens": micro_tokens,
                         "initial_logprob_diff": initial_diff, "reference_after_training_diff": ref_after})
     if spec.get("hf_backend"):
         results.append(_hf_backend_run(spec, path, mine, entropy_only=False))

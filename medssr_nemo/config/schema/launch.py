@@ -25,12 +25,19 @@ class LaunchConfig:
     account: str = ""
     time_limit: str = "04:00:00"
     env: Dict[str, str] = field(default_factory=dict)   # extra environment for every rank
+    # preflight memory plan (medssr_nemo/launch/memory.py, docs/cluster.md): run/train/launch refuse
+    # a layout whose peak per-GPU memory exceeds gpu_memory_gib - memory_reserve_gib
+    gpu_memory_gib: float = 80.0           # H100/A100 80GB
+    memory_reserve_gib: float = 6.0        # CUDA context, NCCL buffers, allocator fragmentation
+    preflight: bool = True
 
     def __post_init__(self) -> None:
         check_choice("launch.launcher", self.launcher, ["srun", "torchrun"])
         check_range("launch.nodes", self.nodes, 1)
         check_range("launch.gpus_per_node", self.gpus_per_node, 1)
         check_range("launch.master_port", self.master_port, 1, 65535)
+        check_range("launch.gpu_memory_gib", self.gpu_memory_gib, 0.0, low_open=True)
+        check_range("launch.memory_reserve_gib", self.memory_reserve_gib, 0.0)
         if self.launcher == "torchrun" and self.nodes != 1:
             raise ValueError(f"launch.launcher=torchrun runs on one node, got launch.nodes={self.nodes}; "
                              "use launch.launcher=srun for several nodes")

@@ -84,6 +84,7 @@ class SynthesisConfig:
     num_questions: int = 1000
     seed: int = 0
     num_options: int = 5
+    distinct_margin: float = 2.0        # nats: a distractor must explain a case this much worse than the key
     question_types: Dict[str, float] = field(default_factory=_default_types)
     difficulties: Dict[str, float] = field(default_factory=_default_difficulties)
     categories: Dict[str, float] = field(default_factory=dict)
@@ -99,6 +100,7 @@ class SynthesisConfig:
         check_range("synthesis.alpha", self.alpha, 0.0, 1.0)
         check_range("synthesis.num_questions", self.num_questions, 1)
         check_range("synthesis.num_options", self.num_options, 2, 10)
+        check_range("synthesis.distinct_margin", self.distinct_margin, 0.0)
         check_range("synthesis.chunk_size", self.chunk_size, 1)
         check_range("synthesis.max_attempts", self.max_attempts, 1)
         for key in ("question_types", "difficulties", "categories"):

@@ -29,10 +29,12 @@ import torch.distributed as dist
 
 from medssr_nemo.config.schema.policy import PolicyConfig
 from medssr_nemo.grpo.losses import MAX_RESPONSE_LEN, NUM_SEQS, NUM_TOKENS, local_normalisers
+from medssr_nemo.policy import packing
 from medssr_nemo.policy.interfaces import LossFn, PolicyBackend, TokenBatch
-from medssr_nemo.policy.megatron import checkpoint, conversion, parallel, weights
+from medssr_nemo.policy.megatron import checkpoint, conversion, offload, parallel, weights
 from medssr_nemo.policy.megatron.cpu_compat import in_device_scope
 from medssr_nemo.policy.megatron.logprobs import vocab_parallel_token_logprobs
+from medssr_nemo.policy.megatron.speed import speed_settings
 from medssr_nemo.policy.batching import check_token_batch, micro_batches
 from medssr_nemo.policy.metrics import TokenWeightedMetrics
 from medssr_nemo.policy.megatron.model import (
@@ -50,6 +52,15 @@ MEGATRON_OPTIONS: dict[str, Any] = {
     "logprob_micro_batch_size": 0,       # rows per no-grad logprob forward; 0 = micro_batch_size
     "vocab_multiple": DEFAULT_VOCAB_MULTIPLE,  # pad the vocabulary to a multiple of this x TP
     "transformer_engine": "auto",        # auto | on | off: TE layer spec (needs TE and CUDA)
+    # memory and speed (docs/cluster.md): 0 = pad rows to the micro-batch's longest; > 0 = pack
+    # sequences first-fit-decreasing into micro-batches of at most this many tokens
+    "pack_tokens": 0,
+    "sequence_parallel": "auto",         # auto (on when TP > 1 on CUDA) | on | off
+    "gpu_fusions": "auto",               # auto (on with CUDA + TE) | on | off: fused kernels, overlapped comms
+    "grad_reduce_dtype": "fp32",         # fp32 | bf16: gradient buffer and data-parallel reduce
+    "offload_reference": True,           # the KL reference waits on the CPU between its passes (GPU only)
+    "offload_rollout_copy": True,        # the in-process engine's copy waits on the CPU during the update
+    "offload_optimizer_for_generation": True,  # optimizer state to the CPU, gradient buffer freed, while generating
 }
 
 
@@ -59,13 +70,19 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"policy.options has keys the megatron backend does not know: {unknown}; "
                          f"known: {sorted(MEGATRON_OPTIONS)}")
     merged = {**MEGATRON_OPTIONS, **options}
-    for key in ("logprob_chunk_positions", "logprob_micro_batch_size", "vocab_multiple"):
+    for key in ("logprob_chunk_positions", "logprob_micro_batch_size", "vocab_multiple", "pack_tokens"):
         value = merged[key]
-        low = 0 if key == "logprob_micro_batch_size" else 1
+        low = 0 if key in ("logprob_micro_batch_size", "pack_tokens") else 1
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"policy.options.{key}={value!r} must be an integer >= {low}")
-    if merged["transformer_engine"] not in ("auto", "on", "off"):
-        raise ValueError(f"policy.options.transformer_engine={merged['transformer_engine']!r}; choose auto, on or off")
+    for key in ("transformer_engine", "sequence_parallel", "gpu_fusions"):
+        if merged[key] not in ("auto", "on", "off"):
+            raise ValueError(f"policy.options.{key}={merged[key]!r}; choose auto, on or off")
+    if merged["grad_reduce_dtype"] not in ("fp32", "bf16"):
+        raise ValueError(f"policy.options.grad_reduce_dtype={merged['grad_reduce_dtype']!r}; choose fp32 or bf16")
+    for key in ("offload_reference", "offload_rollout_copy", "offload_optimizer_for_generation"):
+        if not isinstance(merged[key], bool):
+            raise ValueError(f"policy.options.{key}={merged[key]!r} must be true or false")
     return merged
 
 
@@ -99,7 +116,16 @@ class MegatronPolicyBackend(PolicyBackend):
             raise RuntimeError("policy.options.transformer_engine=on needs TransformerEngine and a CUDA device; "
                                "use auto (TE when available, else megatron-core's local layers) or off")
         self.uses_transformer_engine = use_te
+        self.speed = speed_settings(self.options, cuda=torch.cuda.is_available(), transformer_engine=use_te,
+                                    tensor_parallel_size=tensor_parallel_size)
+        self.sequence_parallel = self.speed.sequence_parallel
         self.megatron_model, self.optimizer, self.reference_model = self._build(source, reference, use_te)
+        # GPU memory between phases (offload.py; the plan in launch/memory.py counts on it)
+        self.training_state = offload.TrainingState(self.megatron_model, self.optimizer,
+                                                    self.options["offload_optimizer_for_generation"])
+        self.training_state.offload()
+        if self.options["offload_reference"]:
+            offload.park(self.reference_model)
         self.schedule = LRSchedule(cfg.lr, cfg.schedule, cfg.warmup_steps, total_steps, cfg.min_lr_ratio)
         self.step = 0  # optimiser steps taken
         self._rollout_model: Any = None
@@ -144,7 +170,8 @@ class MegatronPolicyBackend(PolicyBackend):
 
         config = transformer_config(self.arch, tensor_parallel_size=self.layout.tensor_parallel,
                                     pipeline_parallel_size=self.layout.pipeline_parallel, bf16=self.bf16,
-                                    recompute_activations=self.cfg.gradient_checkpointing)
+                                    recompute_activations=self.cfg.gradient_checkpointing,
+                                    **self.speed.transformer_overrides())
         gpt = build_gpt_model(self.arch, config, use_transformer_engine=use_te)
         weights.load_hf_weights(gpt, self.arch, source)
         ref = None
@@ -156,8 +183,7 @@ class MegatronPolicyBackend(PolicyBackend):
             ref = (Float16Module(ref.config, ref) if self.bf16 else ref).eval().requires_grad_(False)
         if self.bf16:
             gpt = Float16Module(config, gpt)
-        ddp_config = DistributedDataParallelConfig(grad_reduce_in_fp32=True, overlap_grad_reduce=False,
-                                                   overlap_param_gather=False, use_distributed_optimizer=True)
+        ddp_config = DistributedDataParallelConfig(use_distributed_optimizer=True, **self.speed.ddp_overrides())
         model = DistributedDataParallel(config=config, ddp_config=ddp_config, module=gpt)
         # Our losses are divided by global token counts already: only sum gradients (no scaling
         # by the schedule's token count).
@@ -196,6 +222,8 @@ class MegatronPolicyBackend(PolicyBackend):
 
     def _forward(self, model: Any, micro: Mapping[str, torch.Tensor]) -> torch.Tensor:
         ids = micro["input_ids"]
+        if "cu_seqlens" in micro:  # packed sequences (policy/packing.py)
+            return self._forward_packed(model, micro)
         width = ids.shape[1]
         positions = torch.arange(width, device=ids.device).unsqueeze(0).expand_as(ids)
         # Right padding: a causal mask alone keeps real tokens from seeing padding. The local
@@ -206,6 +234,24 @@ class MegatronPolicyBackend(PolicyBackend):
         if not self.uses_transformer_engine:
             mask = torch.ones((width, width), dtype=torch.bool, device=ids.device).triu(1)[None, None]
         return model(ids, positions, attention_mask=mask)
+
+    def _forward_packed(self, model: Any, micro: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """TransformerEngine: THD attention over ``cu_seqlens`` (RoPE restarts per sequence).
+        Local spec: a block-diagonal causal mask; RoPE then runs on positions of the packed row,
+        which changes no attention score (they depend on relative positions only)."""
+        if self.uses_transformer_engine:
+            return model(micro["input_ids"], micro["position_ids"], attention_mask=None,
+                         packed_seq_params=packing.packed_seq_params(micro))
+        mask = packing.block_causal_mask(micro["segment_ids"])
+        return model(micro["input_ids"], micro["position_ids"], attention_mask=mask)
+
+    def _micro_batches(self, joint: Mapping[str, Any], rows: int) -> list[dict[str, Any]]:
+        """Packed micro-batches of ``pack_tokens`` tokens, or padded slices of ``rows`` rows."""
+        budget = self.options["pack_tokens"]
+        multiple = self.layout.tensor_parallel if self.sequence_parallel else 1  # SP splits the sequence over TP
+        if budget:
+            return packing.pack_micro_batches(joint, budget, pad_multiple=multiple)
+        return [packing.pad_width(micro, multiple) for micro in micro_batches(joint, rows)]
 
     def _run_schedule(self, model: Any, micros: list[dict[str, Any]], loss_func, forward_only: bool) -> list[Any]:
         from megatron.core.pipeline_parallel import get_forward_backward_func
@@ -235,14 +281,14 @@ class MegatronPolicyBackend(PolicyBackend):
         out_device, width = batch["input_ids"].device, int(batch["input_ids"].shape[1])
         joint, counts, member = self._joint_batch(batch)
         size = self.options["logprob_micro_batch_size"] or self.cfg.micro_batch_size
-        micros = micro_batches(joint, size)
+        micros = self._micro_batches(joint, size)
         vocab_start, group = self._vocab_slice()
 
         def collect(micro, logits, non_loss_data=True):
             logprobs, _ = vocab_parallel_token_logprobs(
                 logits, micro["input_ids"], vocab_start=vocab_start, vocab_size=self.arch.vocab_size,
                 group=group, temperature=temperature, chunk_positions=self.options["logprob_chunk_positions"])
-            return logprobs
+            return packing.unpack(logprobs, micro) if "cu_seqlens" in micro else logprobs
 
         model.eval()
         pieces = self._run_schedule(model, micros, collect, forward_only=True)
@@ -251,7 +297,11 @@ class MegatronPolicyBackend(PolicyBackend):
         if parallel_state.is_pipeline_last_stage():
             result = torch.zeros((rows, length), dtype=torch.float32, device=parallel.device())
             start = 0
-            for piece in pieces:
+            for micro, piece in zip(micros, pieces, strict=True):
+                if "row_index" in micro:  # packed: the bin's rows, in packing order
+                    result[micro["row_index"].to(result.device), :piece.shape[1]] = piece
+                    continue
+                piece = piece[:, :length]  # sequence parallelism may have padded the width
                 result[start:start + piece.shape[0], :piece.shape[1]] = piece
                 start += piece.shape[0]
         result = parallel.broadcast_from_last_stage(result, (rows, length), torch.float32)
@@ -259,13 +309,21 @@ class MegatronPolicyBackend(PolicyBackend):
         return parallel.own_rows(result, counts, member, width).to(out_device)
 
     def logprobs(self, batch: TokenBatch, temperature: float = 1.0) -> torch.Tensor:
+        self._park_rollout_copy()
         return self._logprobs_with(self.megatron_model, batch, temperature)
 
     def reference_logprobs(self, batch: TokenBatch, temperature: float = 1.0) -> torch.Tensor:
         if self.reference_model is None:
             raise RuntimeError("this megatron backend was built without a reference policy (reference=False, "
                                "as for grpo.kl_coef=0); build it with reference=True to get reference logprobs")
-        return self._logprobs_with(self.reference_model, batch, temperature)
+        self._park_rollout_copy()
+        with offload.visiting(self.reference_model, parallel.device(), self.options["offload_reference"]):
+            return self._logprobs_with(self.reference_model, batch, temperature)
+
+    def _park_rollout_copy(self) -> None:
+        """The in-process engine's copy leaves the GPU until the next refit (export_hf_weights)."""
+        if self.options["offload_rollout_copy"]:
+            offload.park(self._rollout_model)
 
     @in_device_scope
     @torch.no_grad()
@@ -304,10 +362,15 @@ class MegatronPolicyBackend(PolicyBackend):
             dist.all_reduce(longest, op=dist.ReduceOp.MAX, group=group)
         return {NUM_TOKENS: float(counts[0]), NUM_SEQS: float(counts[1]), MAX_RESPONSE_LEN: float(longest[0])}
 
-    @in_device_scope
     def train_step(self, batch: TokenBatch, loss_fn: LossFn) -> dict[str, float]:
         """One optimiser step on the step's rows (this rank's share). ``loss_fn`` may carry
         ``temperature`` and ``entropy`` ("off" | "metric" | "loss") like for the ``hf`` backend."""
+        self._park_rollout_copy()
+        with self.training_state.on_gpu():
+            return self._train_step(batch, loss_fn)
+
+    @in_device_scope
+    def _train_step(self, batch: TokenBatch, loss_fn: LossFn) -> dict[str, float]:
         from megatron.core import parallel_state
 
         check_token_batch(batch, ("input_ids", "attention_mask", "response_mask"))
@@ -325,6 +388,10 @@ class MegatronPolicyBackend(PolicyBackend):
                 logits, micro["input_ids"], vocab_start=vocab_start, vocab_size=self.arch.vocab_size,
                 group=group, temperature=temperature, chunk_positions=self.options["logprob_chunk_positions"],
                 entropy=entropy_mode)
+            if "cu_seqlens" in micro:  # packed: the loss sees the bin's rows in their padded form
+                logprobs = packing.unpack(logprobs, micro)
+                entropy = packing.unpack(entropy, micro) if entropy is not None else None
+                micro = micro["rows"]
             part = dict(micro)
             if entropy is not None:
                 part["entropy"] = entropy
@@ -339,7 +406,8 @@ class MegatronPolicyBackend(PolicyBackend):
         self.megatron_model.train()
         self.megatron_model.zero_grad_buffer()
         self.optimizer.zero_grad()
-        micros = micro_batches(joint, self.cfg.micro_batch_size)
+        micros = self._micro_batches(joint, self.cfg.micro_batch_size)
+        self.last_micro_batch_tokens = [int(m["input_ids"].numel()) for m in micros]  # for tests and benchmarks
         self._run_schedule(self.megatron_model, micros, loss_func, forward_only=False)
         self.megatron_model.eval()
         lr = self.schedule(self.step)
@@ -399,25 +467,38 @@ class MegatronPolicyBackend(PolicyBackend):
     @in_device_scope
     def export_hf_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
         """Full HF-named tensors on every rank (collective: all ranks must iterate to the end)."""
+        offload.unpark(self._rollout_model, parallel.device())  # the refit writes into it next
         yield from weights.iter_hf_weights(self.megatron_model, self.arch)
 
     @property
     def model(self) -> Any:
         """A transformers model with the policy's weights *at first access*, for the in-process
-        rollout engine (the trainer passes ``policy.model`` to it and refits it from
-        ``export_hf_weights`` after every step). The trained module is ``megatron_model``.
-        Collective on first access: every rank must touch it."""
+        rollout engine (the trainer passes ``policy.model`` to it and refits it in place from
+        ``export_hf_weights`` after every step). Lean: bf16 when training in bf16 on a GPU, built
+        once, and parked on the CPU during logprob passes and updates (``offload_rollout_copy``).
+        The trained module is ``megatron_model``. Collective on first access: every rank must
+        touch it."""
         if self._rollout_model is None:
             from transformers import AutoModelForCausalLM
 
-            hf_model = AutoModelForCausalLM.from_config(self.hf_config, dtype=torch.float32)
-            missing, unexpected = hf_model.load_state_dict(dict(self.export_hf_weights()), strict=False)
-            missing = [n for n in missing if not (self.arch.tied_embeddings and n == "lm_head.weight")]
+            dtype = torch.bfloat16 if self.bf16 else torch.float32
+            with torch.device(parallel.device()):  # built where it runs: no second host copy
+                hf_model = AutoModelForCausalLM.from_config(self.hf_config, dtype=dtype)
+            targets = hf_model.state_dict()  # shares storage with the parameters
+            seen, unexpected = set(), []
+            with torch.no_grad():
+                for name, tensor in self.export_hf_weights():  # one full tensor at a time
+                    if name in targets and targets[name].shape == tensor.shape:
+                        targets[name].copy_(tensor)
+                        seen.add(name)
+                    else:
+                        unexpected.append(name)
+            missing = [n for n in targets if n not in seen and not (self.arch.tied_embeddings and n == "lm_head.weight")]
             if missing or unexpected:
                 raise RuntimeError(f"exported weights do not fit {type(hf_model).__name__}: missing {missing[:3]}, "
                                    f"unexpected {unexpected[:3]}")
             hf_model.tie_weights()
-            self._rollout_model = hf_model.to(parallel.device()).eval()
+            self._rollout_model = hf_model.eval()
         return self._rollout_model
 
     @in_device_scope
@@ -425,11 +506,13 @@ class MegatronPolicyBackend(PolicyBackend):
         """Model, optimiser and step via ``dist_checkpointing`` (collective, atomic)."""
         state = {"step": self.step, "layout": str(self.layout), "schedule": dataclasses.asdict(self.schedule),
                  "model_type": self.arch.model_type}
-        checkpoint.save_checkpoint(directory, self.megatron_model, self.optimizer, state)
+        with self.training_state.on_gpu():
+            checkpoint.save_checkpoint(directory, self.megatron_model, self.optimizer, state)
 
     @in_device_scope
     def load(self, directory: str | os.PathLike) -> None:
-        state = checkpoint.load_checkpoint(directory, self.megatron_model, self.optimizer)
+        with self.training_state.on_gpu():
+            state = checkpoint.load_checkpoint(directory, self.megatron_model, self.optimizer)
         self.step = int(state["step"])
 
     def save_hf(self, directory: str | os.PathLike) -> None:

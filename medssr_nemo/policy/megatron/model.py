@@ -127,7 +127,8 @@ def transformer_config(arch: ArchSpec, *, tensor_parallel_size: int, pipeline_pa
                        bf16: bool, recompute_activations: bool = False, **overrides: Any):
     """The megatron-core ``TransformerConfig`` equivalent to ``arch``.
 
-    Fusions that need CUDA kernels are off; dropout is off (GRPO on a pretrained policy).
+    Fusions that need CUDA kernels are off unless ``overrides`` turn them on (``speed.py`` does
+    on a GPU with TransformerEngine); dropout is off (GRPO on a pretrained policy).
     ``recompute_activations`` keeps only each layer's input and recomputes the layer in the
     backward pass (``policy.gradient_checkpointing``).
     ``calculate_per_token_loss`` tells the pipeline schedules not to divide the loss by the
@@ -138,6 +139,8 @@ def transformer_config(arch: ArchSpec, *, tensor_parallel_size: int, pipeline_pa
     from megatron.core.transformer import TransformerConfig
 
     dtype = torch.bfloat16 if bf16 else torch.float32
+    overrides = {"bias_dropout_fusion": False, "bias_activation_fusion": False, "apply_rope_fusion": False,
+                 "masked_softmax_fusion": False, "gradient_accumulation_fusion": False, **overrides}
     if recompute_activations:
         overrides = {"recompute_granularity": "full", "recompute_method": "uniform", "recompute_num_layers": 1,
                      **overrides}
@@ -157,11 +160,6 @@ def transformer_config(arch: ArchSpec, *, tensor_parallel_size: int, pipeline_pa
         qk_layernorm=arch.qk_norm,
         attention_dropout=0.0,
         hidden_dropout=0.0,
-        bias_dropout_fusion=False,
-        bias_activation_fusion=False,
-        apply_rope_fusion=False,
-        masked_softmax_fusion=False,
-        gradient_accumulation_fusion=False,
         persist_layer_norm=False,
         tensor_model_parallel_size=tensor_parallel_size,
         pipeline_model_parallel_size=pipeline_parallel_size,

@@ -1,0 +1,79 @@
+"""What the megatron backend keeps off the GPU between uses, so that one GPU holds a phase's
+working set and not every phase's at once (the memory plan, medssr_nemo/launch/memory.py):
+
+* the optimizer state (fp32 master weights, Adam moments) goes to the CPU and the gradient
+  buffer is freed while the rollout engine generates (megatron-core's ``offload_to_cpu`` /
+  ``offload_grad_buffers``, written for RL training); both come back for the update;
+* the frozen KL reference waits on the CPU and comes in for its logprob pass only;
+* the in-process engine's copy of the policy waits on the CPU during the logprob passes and the
+  update, and comes back for the refit.
+
+On a CPU there is nothing to free: every function here does nothing unless its tensors are on
+a CUDA device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+import torch
+
+
+def _cuda() -> bool:
+    return torch.cuda.is_available()
+
+
+class TrainingState:
+    """Optimizer state and gradient buffer: on the GPU for the update only (when enabled)."""
+
+    def __init__(self, model: Any, optimizer: Any, enabled: bool) -> None:
+        self.model, self.optimizer = model, optimizer
+        self.enabled = enabled and _cuda()
+        self.offloaded = False
+
+    def offload(self) -> None:
+        if self.enabled and not self.offloaded:
+            self.optimizer.offload_to_cpu()
+            self.model.offload_grad_buffers()
+            self.offloaded = True
+
+    def restore(self) -> None:
+        if self.offloaded:
+            self.optimizer.restore_from_cpu()
+            self.model.restore_grad_buffers()
+            self.offloaded = False
+
+    @contextlib.contextmanager
+    def on_gpu(self) -> Iterator[None]:
+        """Resident inside the block (update, checkpoint save/load), offloaded again after."""
+        self.restore()
+        try:
+            yield
+        finally:
+            self.offload()
+
+
+def park(module: Any) -> None:
+    """Move a module's tensors to the CPU (in place: whoever holds the module keeps it)."""
+    if module is not None and _cuda() and next(module.parameters()).is_cuda:
+        module.to("cpu")
+        torch.cuda.empty_cache()
+
+
+def unpark(module: Any, device: Any) -> None:
+    if module is not None and _cuda() and not next(module.parameters()).is_cuda:
+        module.to(device)
+
+
+@contextlib.contextmanager
+def visiting(module: Any, device: Any, enabled: bool) -> Iterator[Any]:
+    """``module`` on ``device`` inside the block and back on the CPU after (when enabled)."""
+    if not enabled:
+        yield module
+        return
+    unpark(module, device)
+    try:
+        yield module
+    finally:
+        park(module)

@@ -1,0 +1,445 @@
+"""Every GRPO setting reaches what the trainer computes: two-step runs on a tiny model, recorded
+(the engine's rollouts, each update's batch and metrics, the policy's logprobs before each update)
+and recomputed by hand from the recorded rollouts with the formulas written out here, not with
+the library's functions. For each setting, a run with a second value must match its own hand
+computation too, and must differ from the first where the formula says it does, so a trainer
+that ignores the setting fails.
+
+The hand computation takes its reference logprobs from a frozen copy of the initial model made
+by the test itself, so a KL taken against the current policy fails as soon as the policy moves.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from medssr_nemo import registry
+from medssr_nemo.config import load_config
+from medssr_nemo.grpo.metrics_log import read_metrics
+from medssr_nemo.grpo.trainer import GRPOTrainer
+from medssr_nemo.models import make_tiny_model
+from medssr_nemo.prompts import encode_prompt
+from medssr_nemo.records import QuestionRecord
+
+
+# ---- reward functions the configs name (TRL shape); the hand computation calls them directly ----
+
+def length_mod(prompts, completions, **columns):
+    """Varied rewards with ties: a group rarely has all-equal rewards, sometimes equal pairs."""
+    return [(len(text) % 4) / 3 for text in completions]
+
+
+def letter_e_share(prompts, completions, **columns):
+    return [text.lower().count("e") / max(1, len(text)) for text in completions]
+
+
+REWARD_FNS = {f"{__name__}:length_mod": length_mod, f"{__name__}:letter_e_share": letter_e_share}
+
+# half gold-labelled, half pseudo-labelled: the router must pick each row's terms by its label source
+RECORDS = [QuestionRecord(id=f"q{i}", question=f"Question number {i}: which one fits?",
+                          options=["alpha", "beta", "gamma", "delta"], gold="ABCD"[i % 4],
+                          label="ABCD"[i % 4], label_source="gold" if i % 2 == 0 else "pseudo")
+           for i in range(8)]
+
+BASE = [
+    "model.prompt_style=base", "grpo.group_size=4", "grpo.prompts_per_step=2", "grpo.kl_coef=0.05",
+    "grpo.kl_estimator=k3", "rollout.max_new_tokens=5", "rollout.top_k=0", "policy.lr=1e-2",
+    "policy.micro_batch_size=64", "train.tensorboard=false", "train.save_hf=false", "train.steps=2",
+    f"rollout.engine={__name__}:recording_engine",
+    f"reward.sources.gold=[{{name: '{__name__}:length_mod', weight: 1.0}}]",
+    f"reward.sources.pseudo=[{{name: '{__name__}:letter_e_share', weight: 1.0}}, "
+    f"{{name: '{__name__}:length_mod', weight: 0.5}}]",
+]
+
+
+# ---- recorders ------------------------------------------------------------------------------------
+
+class RecordingEngine:
+    """The real in-process engine, with every generate call recorded."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls: list[dict[str, Any]] = []
+
+    def generate(self, prompts, sampling, seeds):
+        out = self.inner.generate(prompts, sampling, seeds)
+        self.calls.append({"prompts": [list(p) for p in prompts], "sampling": sampling, "seeds": list(seeds),
+                           "completions": out})
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+ENGINES: list[RecordingEngine] = []
+
+
+def recording_engine(rollout_cfg, *, model, tokenizer, model_path=None):
+    """A ``rollout.engine`` dotted-path factory: the registered in-process engine, recorded."""
+    inner = registry.get("rollout_engine", "inprocess")(rollout_cfg, model=model, tokenizer=tokenizer,
+                                                        model_path=model_path)
+    ENGINES.append(RecordingEngine(inner))
+    return ENGINES[-1]
+
+
+def own_logprobs(model: Any, batch: dict[str, torch.Tensor], temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logprob of each token given the ones before it, entropy of that distribution), [B, T],
+    from one plain forward at ``temperature``; only response positions are filled (the rest 0)."""
+    ids = batch["input_ids"]
+    width = ids.shape[1]
+    first = int(batch["response_mask"].bool().any(0).nonzero().min())
+    with torch.no_grad():   # logits from position first-1 on: they predict the response tokens
+        logits = model(input_ids=ids, attention_mask=batch["attention_mask"], use_cache=False,
+                       logits_to_keep=width - first + 1).logits.float()
+    logp = torch.log_softmax(logits / temperature, dim=-1)
+    lp, ent = torch.zeros(ids.shape), torch.zeros(ids.shape)
+    lp[:, first:] = logp[:, :-1].gather(-1, ids[:, first:, None])[..., 0]
+    ent[:, first:] = -(logp.exp() * logp).sum(-1)[:, :-1]
+    return lp, ent
+
+
+@dataclass
+class Update:
+    batch: dict[str, torch.Tensor]
+    logprobs: torch.Tensor        # the policy's, just before this update
+    entropy: torch.Tensor
+    ref_logprobs: torch.Tensor    # the frozen initial model's (the test's own copy)
+    metrics: dict[str, float]
+
+
+class RecordingPolicy:
+    """The real hf backend; each ``train_step`` is recorded with the test's own logprobs."""
+
+    def __init__(self, inner: Any, temperature: float) -> None:
+        self.inner = inner
+        self.initial = copy.deepcopy(inner.model).eval()
+        self.temperature = temperature
+        self.updates: list[Update] = []
+
+    def train_step(self, batch, loss_fn):
+        lp, ent = own_logprobs(self.inner.model, batch, self.temperature)
+        ref, _ = own_logprobs(self.initial, batch, self.temperature)
+        saved = {k: v.clone() for k, v in batch.items() if isinstance(v, torch.Tensor)}
+        metrics = self.inner.train_step(batch, loss_fn)
+        self.updates.append(Update(saved, lp, ent, ref, dict(metrics)))
+        return metrics
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@dataclass
+class Run:
+    cfg: Any
+    engine: RecordingEngine
+    policy: RecordingPolicy
+    metrics: list[dict[str, Any]]
+    steps: list[dict[str, Any]] = field(default_factory=list)   # per step: updates, rows
+
+
+@functools.lru_cache(maxsize=None)
+def _tokenizer_and_model():
+    """The tiny Llama with its EOS token made likely (about one token in four), so responses end
+    at different lengths: the loss aggregations differ only then."""
+    model, tokenizer = make_tiny_model("llama", seed=0)
+    prompt = encode_prompt(RECORDS[0], tokenizer, "base")
+    with torch.no_grad():
+        hidden = model.model(input_ids=torch.tensor([prompt])).last_hidden_state[0].mean(0)
+        model.model.embed_tokens.weight[tokenizer.eos_token_id] = 10.0 * hidden / (hidden @ hidden)
+    return model, tokenizer
+
+
+def train(tmp: Path, *overrides: str) -> Run:
+    cfg = load_config("base", [*BASE, f"output_dir={tmp}", *overrides])
+    model, tokenizer = _tokenizer_and_model()
+    torch.manual_seed(0)
+    temperature = cfg.rollout.temperature if cfg.rollout.temperature > 0 else 1.0
+    inner = registry.get("policy_backend", "hf")(cfg, model=copy.deepcopy(model), tokenizer=tokenizer)
+    policy = RecordingPolicy(inner, temperature)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        trainer = GRPOTrainer(cfg, records=RECORDS, policy=policy, show_progress=False).setup()
+        trainer.train()
+    finally:
+        torch.set_num_threads(threads)
+    run = Run(cfg, ENGINES[-1], policy, read_metrics(tmp))
+    epochs = cfg.grpo.ppo_epochs
+    assert len(policy.updates) == cfg.train.steps * epochs, "one train_step per PPO epoch per step"
+    calls_per_step = len(run.engine.calls) // cfg.train.steps
+    for step in range(cfg.train.steps):
+        calls = run.engine.calls[step * calls_per_step:(step + 1) * calls_per_step]
+        run.steps.append({"updates": policy.updates[step * epochs:(step + 1) * epochs], "calls": calls})
+    return run
+
+
+_RUNS: dict[tuple[str, ...], Run] = {}
+
+
+@pytest.fixture
+def run_with(tmp_path_factory):
+    """Train once per distinct override list (several tests share a run)."""
+    def get(*overrides: str) -> Run:
+        if overrides not in _RUNS:
+            _RUNS[overrides] = train(tmp_path_factory.mktemp("run"), *overrides)
+        return _RUNS[overrides]
+    return get
+
+
+# ---- the hand computation ---------------------------------------------------------------------------
+
+PROMPT_OF = {}
+
+
+def record_of(prompt_ids: list[int], tokenizer: Any) -> QuestionRecord:
+    if not PROMPT_OF:
+        PROMPT_OF.update({tuple(encode_prompt(r, tokenizer, "base")): r for r in RECORDS})
+    return PROMPT_OF[tuple(prompt_ids)]
+
+
+def hand_reward(cfg: Any, record: QuestionRecord, text: str) -> float:
+    terms = cfg.reward.sources[record.label_source]
+    return sum(t.weight * REWARD_FNS[t.name]([""], [text])[0] for t in terms)
+
+
+def hand_rows(run: Run, step: int) -> list[dict[str, Any]]:
+    """The step's rollouts in engine order: record, completion, seed, hand reward."""
+    rows = []
+    for call in run.steps[step]["calls"]:
+        for prompt, seed, completion in zip(call["prompts"], call["seeds"], call["completions"]):
+            record = record_of(prompt, run.policy.tokenizer)
+            rows.append({"record": record, "prompt": prompt, "seed": seed, "completion": completion,
+                         "reward": hand_reward(run.cfg, record, completion.text)})
+    return rows
+
+
+def hand_advantages(cfg: Any, rows: list[dict[str, Any]]) -> list[float]:
+    g = cfg.grpo
+    by_question: dict[str, list[float]] = {}
+    for row in rows:
+        by_question.setdefault(row["record"].id, []).append(row["reward"])
+    out = []
+    for row in rows:
+        rewards = by_question[row["record"].id]
+        if len(rewards) == 1 or max(rewards) == min(rewards):
+            out.append(0.0)
+            continue
+        mean = statistics.fmean(rewards)
+        std = statistics.stdev(rewards) if g.std_unbiased else statistics.pstdev(rewards)
+        out.append((row["reward"] - mean) / (std + g.advantage_eps) if g.normalize_std else row["reward"] - mean)
+    return out
+
+
+def hand_kl(cfg: Any, lp: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    g = cfg.grpo
+    if g.kl_estimator == "k1":
+        return lp - ref
+    if g.kl_estimator == "k2":
+        return 0.5 * (lp - ref) ** 2
+    d = ref - lp
+    return (torch.exp(d) - d - 1).clamp(-g.kl_clamp, g.kl_clamp)
+
+
+def hand_loss(cfg: Any, update: Update, old: torch.Tensor, advantages: torch.Tensor) -> tuple[float, dict[str, float]]:
+    g = cfg.grpo
+    mask = update.batch["response_mask"].bool()
+    lp = update.logprobs
+    a = advantages[:, None].expand_as(lp)
+    ratio = torch.exp(torch.where(mask, lp - old, torch.zeros_like(lp)))
+    per_token = torch.maximum(-a * ratio, -a * ratio.clamp(1 - g.clip_low, 1 + g.clip_high))
+    if g.dual_clip:
+        per_token = torch.where(a < 0, torch.minimum(per_token, -a * g.dual_clip), per_token)
+    kl = hand_kl(cfg, lp, update.ref_logprobs)
+    if g.kl_coef > 0:
+        per_token = per_token + g.kl_coef * kl
+    per_token = per_token - g.entropy_coef * update.entropy
+    per_token = torch.where(mask, per_token, torch.zeros_like(per_token))
+    lengths = mask.sum(-1).float()
+    if g.loss_aggregation == "token-mean":
+        loss = per_token.sum() / lengths.sum()
+    elif g.loss_aggregation == "seq-mean-token-mean":
+        loss = (per_token.sum(-1)[lengths > 0] / lengths[lengths > 0]).mean()
+    elif g.loss_aggregation == "seq-mean-token-sum-norm":
+        loss = per_token.sum() / ((lengths > 0).sum() * cfg.rollout.max_new_tokens)
+    else:
+        raise AssertionError(f"no hand formula for {g.loss_aggregation}")
+    tokens = mask.sum()
+    return float(loss), {"kl": float((kl * mask).sum() / tokens), "entropy": float((update.entropy * mask).sum() / tokens)}
+
+
+def close(a: float, b: float, what: str, abs_tol: float = 2e-6, rel_tol: float = 1e-4) -> None:
+    assert math.isclose(a, b, rel_tol=rel_tol, abs_tol=abs_tol), f"{what}: trainer {a!r} != hand {b!r}"
+
+
+# The backends' entropy is logsumexp(z) - sum softmax(z) z in float32: on the peaked
+# distributions after a large-lr update the two terms nearly cancel and it keeps ~2-3 digits.
+ENTROPY_RTOL = 2e-2
+
+
+def check_run(run: Run) -> dict[str, Any]:
+    """Everything the trainer computed and logged, against the hand computation; returns the
+    hand values for comparisons between runs."""
+    cfg, tokenizer = run.cfg, run.policy.tokenizer
+    hand: dict[str, Any] = {"advantages": [], "losses": [], "kl": [], "rewards": [], "lengths": []}
+    for step, logged in enumerate(run.metrics):
+        assert logged["step"] == step + 1
+        rows = hand_rows(run, step)
+        G, P = cfg.grpo.group_size, cfg.grpo.prompts_per_step
+        assert len(rows) == G * P, "prompts_per_step x group_size rollouts a step"
+        for i, row in enumerate(rows):   # rows come in groups of G of one question, sample index j
+            assert row["record"].id == rows[i - i % G]["record"].id
+            expected_seed = int.from_bytes(hashlib.sha256(
+                f"{cfg.seed}|{step}|{row['record'].id}|{i % G}".encode()).digest()[:8], "little") & ((1 << 63) - 1)
+            assert row["seed"] == expected_seed, "per-sample seed is (seed, step, question, sample)"
+            assert len(row["completion"].token_ids) <= cfg.rollout.max_new_tokens
+        for call in run.steps[step]["calls"]:
+            s = call["sampling"]
+            assert (s.temperature, s.top_p, s.top_k, s.max_new_tokens) == (
+                cfg.rollout.temperature, cfg.rollout.top_p, cfg.rollout.top_k, cfg.rollout.max_new_tokens)
+            assert len(call["prompts"]) <= cfg.rollout.batch_size
+        advantages = torch.tensor(hand_advantages(cfg, rows))
+        updates = run.steps[step]["updates"]
+        assert len(updates) == cfg.grpo.ppo_epochs
+        old = updates[0].logprobs           # the policy that sampled: before the step's first update
+        for update in updates:
+            batch = update.batch
+            for r, row in enumerate(rows):  # the batch row is the rollout: prompt + completion
+                n = len(row["prompt"]) + len(row["completion"].token_ids)
+                assert batch["input_ids"][r, :n].tolist() == row["prompt"] + row["completion"].token_ids
+                assert batch["response_mask"][r].sum() == len(row["completion"].token_ids)
+            assert torch.allclose(batch["advantages"].double(), advantages.double(), rtol=1e-5, atol=1e-6), \
+                (batch["advantages"], advantages)
+            loss, parts = hand_loss(cfg, update, old, advantages)
+            close(update.metrics["loss"], loss, f"step {step + 1} loss",
+                  abs_tol=2e-6 + cfg.grpo.entropy_coef * ENTROPY_RTOL * parts["entropy"])
+            if cfg.grpo.kl_coef > 0:
+                close(update.metrics["kl"], parts["kl"], f"step {step + 1} KL to the reference")
+            close(update.metrics["entropy"], parts["entropy"], f"step {step + 1} entropy", rel_tol=ENTROPY_RTOL)
+            hand["losses"].append(loss)
+            hand["kl"].append(parts["kl"])
+        # the logged row: recomputed from the rollouts and the last update
+        rewards = [row["reward"] for row in rows]
+        lengths = [len(row["completion"].token_ids) for row in rows]
+        close(logged["reward/mean"], statistics.fmean(rewards), "logged reward/mean")
+        close(logged["reward/std"], statistics.stdev(rewards), "logged reward/std")
+        groups = [rewards[i:i + G] for i in range(0, len(rewards), G)]
+        close(logged["groups/zero_std_fraction"], sum(max(g) == min(g) for g in groups) / len(groups),
+              "logged zero-std fraction")
+        for source in ("gold", "pseudo"):
+            mine = [row["reward"] for row in rows if row["record"].label_source == source]
+            if mine:
+                close(logged[f"reward/{source}/mean"], statistics.fmean(mine), f"logged reward/{source}/mean")
+        close(logged["response/length_mean"], statistics.fmean(lengths), "logged length mean")
+        assert logged["response/length_max"] == max(lengths)
+        close(logged["response/truncation_rate"],
+              statistics.fmean(row["completion"].finish_reason == "length" for row in rows), "logged truncation rate")
+        close(logged["train/loss"], hand["losses"][-1], "logged train/loss")
+        if cfg.grpo.kl_coef > 0:
+            close(logged["train/kl"], hand["kl"][-1], "logged train/kl")
+        assert logged["weight_version"] == step + 1
+        hand["advantages"].append(advantages)
+        hand["rewards"].append(rewards)
+        hand["lengths"].append(lengths)
+    return hand
+
+
+# ---- the tests ----------------------------------------------------------------------------------
+
+def test_the_default_recipe_computes_what_the_formulas_say(run_with):
+    """Catches: any mis-wired advantage, loss, KL, reward routing or logged metric (e.g. a metric
+    logged as a constant, rewards routed to the wrong label source, a batch row not matching its
+    rollout). Planted by hand: `reward/mean` logged as 0.0 fails `logged reward/mean`."""
+    hand = check_run(run_with())
+    assert len({round(v, 6) for v in hand["rewards"][0]}) > 2      # the rollouts exercise the formulas
+    assert any(abs(float(a)) > 0 for a in hand["advantages"][0])
+
+
+def test_kl_is_measured_against_the_frozen_initial_policy(run_with):
+    """Catches: a KL term taken against the current policy (or a reference that follows it).
+    After the first update the policy has moved, so the hand KL to the test's own copy of the
+    initial model is > 0 and the trainer's must equal it. Planted by hand: ``ref_logprobs`` from
+    ``policy.logprobs`` makes the step-2 KL 0 and fails."""
+    run = run_with()
+    check_run(run)
+    first, second = run.steps[0]["updates"][0], run.steps[1]["updates"][0]
+    mask = second.batch["response_mask"].bool()
+    assert (second.logprobs - second.ref_logprobs)[mask].abs().max() > 1e-3   # the policy has moved
+    assert first.metrics["kl"] == pytest.approx(0.0, abs=1e-6)            # step 1: policy == reference
+    assert second.metrics["kl"] > 1e-5
+
+
+# (setting A, setting B, what differs): both runs match the hand computation, and differ as said
+EPOCHS2 = ["grpo.ppo_epochs=2"]   # the second epoch's ratio moves off 1: the clip settings act
+PAIRS = {
+    "grpo.group_size": ([], ["grpo.group_size=2"], "rows"),
+    "grpo.prompts_per_step": ([], ["grpo.prompts_per_step=1"], "rows"),
+    "grpo.normalize_std": ([], ["grpo.normalize_std=false"], "advantages"),
+    "grpo.std_unbiased": ([], ["grpo.std_unbiased=false"], "advantages"),
+    "grpo.advantage_eps": ([], ["grpo.advantage_eps=0.5"], "advantages"),
+    "grpo.clip_low": (EPOCHS2, [*EPOCHS2, "grpo.clip_low=0.001"], "losses"),
+    "grpo.clip_high": (EPOCHS2, [*EPOCHS2, "grpo.clip_high=0.001"], "losses"),
+    "grpo.dual_clip": (EPOCHS2, [*EPOCHS2, "grpo.dual_clip=1.001"], "losses"),
+    "grpo.kl_coef": ([], ["grpo.kl_coef=0.5"], "losses"),
+    "grpo.kl_estimator=k1": ([], ["grpo.kl_estimator=k1"], "kl"),
+    "grpo.kl_estimator=k2": ([], ["grpo.kl_estimator=k2"], "kl"),
+    "grpo.kl_clamp": ([], ["grpo.kl_clamp=1e-5"], "kl"),
+    "grpo.loss_aggregation=seq-mean-token-mean": ([], ["grpo.loss_aggregation=seq-mean-token-mean"], "losses"),
+    "grpo.loss_aggregation=seq-mean-token-sum-norm": ([], ["grpo.loss_aggregation=seq-mean-token-sum-norm"], "losses"),
+    "grpo.ppo_epochs": ([], EPOCHS2, "losses"),
+    "grpo.entropy_coef": ([], ["grpo.entropy_coef=0.05"], "losses"),
+    "rollout.temperature": ([], ["rollout.temperature=0.7"], "losses"),
+    "rollout.top_k": ([], ["rollout.top_k=1"], "advantages"),
+    "rollout.top_p": ([], ["rollout.top_p=0.001"], "advantages"),
+    "rollout.max_new_tokens": ([], ["rollout.max_new_tokens=3"], "lengths"),
+    "reward.sources": ([], [f"reward.sources.gold=[{{name: '{__name__}:length_mod', weight: 3.0}}]"], "rewards"),
+    "seed": ([], ["seed=1"], "rewards"),
+}
+
+
+@pytest.mark.parametrize("setting", sorted(PAIRS))
+def test_each_setting_changes_the_computation_as_its_formula_says(run_with, setting):
+    """Catches: a trainer that ignores (or mis-routes) this one setting. Both values are checked
+    against the hand computation, and the quantity the setting acts on must differ between them.
+    Planted by hand: the trainer passing ``normalize_std=True`` always fails the
+    ``grpo.normalize_std`` case; ``clip_low`` swapped for ``clip_high`` in the loss fails
+    ``grpo.clip_low``; the KL estimator fixed to k3 fails ``grpo.kl_estimator``."""
+    first, second, differs = PAIRS[setting]
+    a, b = check_run(run_with(*first)), check_run(run_with(*second))
+    if differs == "rows":
+        assert len(a["rewards"][0]) != len(b["rewards"][0])
+    elif differs == "advantages":
+        assert not all(torch.allclose(x, y) for x, y in zip(a["advantages"], b["advantages"]))
+    else:
+        assert not all(math.isclose(x, y, rel_tol=1e-6, abs_tol=1e-9) if isinstance(x, float) else x == y
+                       for x, y in zip(a[differs], b[differs])) or len(a[differs]) != len(b[differs]), setting
+
+
+def test_rollout_batch_size_splits_engine_calls_without_changing_samples(run_with):
+    """Catches: ``rollout.batch_size`` ignored (one engine call for the whole step) or samples that
+    depend on the batch layout (seeds not per sample). Planted by hand: ``generate_groups`` called
+    with a fixed batch of 64 fails the call-size check."""
+    wide, narrow = run_with(), run_with("rollout.batch_size=3")
+    check_run(narrow)
+    assert [len(c["prompts"]) for c in narrow.steps[0]["calls"]] == [3, 3, 2]
+    tokens = lambda run: [c.token_ids for step in run.steps for call in step["calls"] for c in call["completions"]]  # noqa: E731
+    assert tokens(wide) == tokens(narrow)
+
+
+def test_reward_terms_are_routed_by_label_source_and_weighted(run_with):
+    """Catches: every row scored with one label source's terms, or a term's weight dropped.
+    The hand reward of a pseudo row is letter_e_share + 0.5 * length_mod, of a gold row
+    length_mod; planted by hand: ``WeightedReward`` ignoring weights fails here."""
+    run = run_with()
+    check_run(run)
+    rows = hand_rows(run, 0) + hand_rows(run, 1)
+    assert {row["record"].label_source for row in rows} == {"gold", "pseudo"}
