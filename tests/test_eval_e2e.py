@@ -62,7 +62,8 @@ def test_summary_intervals_and_paired_comparison_from_a_real_run(two_tiny_checkp
     out = tmp_path / "eval"
     assert medssr(["eval", "--no-progress", f"eval.output_dir={out}", f"eval.checkpoints=[{base},{stage1}]",
                    "eval.checkpoint_labels=[base,stage1]", "eval.benchmarks=[pubmedqa,rarebench_mme]",
-                   "eval.limit=3", "eval.num_samples=2", "eval.max_new_tokens=4", "eval.chart=false"]) == 0
+                   "eval.limit=3", "eval.num_samples=2", "eval.max_new_tokens=4", "eval.chart=false",
+                   "eval.prompt_style=chat"]) == 0   # one template for both: compare refuses mixed styles
     summary = json.loads((out / "summary.json").read_text())
     for ckpt in summary["checkpoints"]:
         for metrics in ckpt["benchmarks"].values():
