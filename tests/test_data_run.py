@@ -69,6 +69,8 @@ def test_run_fetches_and_verifies_what_it_reads_before_its_first_step(fresh_mach
     assert not (cache / "train" / "pubmedqa" / "ori_pqal.json").exists()     # the quickstart has no PubMedQA pool
     err = capsys.readouterr().err
     assert "RareBench stands in for RareDis-Sub" in err
+    assert err.count("Licences of the data being fetched") == 1 and "CC-BY-4.0" in err      # printed once
+    assert "orpha2omim" in (cache / "LICENSES.md").read_text()
     card = json.loads((tmp_path / "run" / "real_data" / "real.card.json").read_text())
     assert card["pools"]["medmcqa"]["written"] > 0
 

@@ -179,6 +179,18 @@ def test_megatron_parity_padded_vocabulary(one_process, two_processes):
         assert case["logprobs_max_abs_diff"] < 1e-5, _label(case)
 
 
+def test_memory_plan_counts_the_largest_megatron_shard(one_process, two_processes, checkpoints):
+    """The memory plan's parameters per GPU (launch/memory.py) equal the largest shard of the
+    megatron model actually built, at TP1, TP2 and PP2, tied and untied."""
+    from medssr_nemo.launch.memory import architecture_of, parameters_per_gpu
+
+    for case in _parity_cases(one_process, two_processes):
+        if "vocab_multiple" in case or case["model"] == "qwen2":  # the plan assumes 128 and no q/k/v bias
+            continue
+        arch = architecture_of(checkpoints[case["model"]])
+        assert parameters_per_gpu(arch, case["tp"], case["pp"]) == max(case["local_parameters"]), _label(case)
+
+
 def test_megatron_parity_hf_export_round_trip_is_bit_exact(one_process, two_processes):
     for case in _parity_cases(one_process, two_processes):
         assert case["export_names_equal"], _label(case)

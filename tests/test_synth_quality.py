@@ -264,3 +264,24 @@ def test_synth_audit_command_reports_per_type_shares(tmp_path, monkeypatch, caps
     assert report["by_question_type"]["not_expected"]["contradicted_share"] == 1.0
     assert report["by_question_type"]["seed"]["checkable"] == 0 and report["mix"]["rare_share"] == 0.5
     assert "not_expected" in capsys.readouterr().out
+
+
+# -- non-rare slots: the stage-1 seed reserve is disjoint from the stage-2 pool -------------------
+def test_stage1_seed_reserve_is_disjoint_from_the_stage2_pool(tmp_path):
+    from medssr_nemo.cli.data import main as data_main
+    from medssr_nemo.data.seed_split import in_stage1_reserve, reserve_position
+    from medssr_nemo.records import read_records
+    from medssr_nemo.synthesis.seeds import load_seed_pool
+
+    assert reserve_position("medmcqa-1") == reserve_position("medmcqa-1")
+    share = sum(in_stage1_reserve(f"x-{i}", 0.3) for i in range(5000)) / 5000
+    assert abs(share - 0.3) < 0.03 and not in_stage1_reserve("x-1", 0.0)
+    assert data_main(["real", f"output_dir={tmp_path}", "data.pools=[mmlu]", "data.stage1_seed_share=0.5"]) == 0
+    stage2 = {r.id for r in read_records(tmp_path / "real.jsonl")}
+    seeds, summary = load_seed_pool(["mmlu"], reserve_share=0.5)
+    whole, _ = load_seed_pool(["mmlu"])
+    assert summary["disjoint_from_stage2_pool"] and seeds
+    assert not stage2 & {r.id for r in seeds}
+    assert stage2 | {r.id for r in seeds} == {r.id for r in whole}
+    card = json.loads((tmp_path / "real.card.json").read_text())
+    assert card["reserved_for_stage1_seeds"]["per_pool"]["mmlu"] == len(seeds)

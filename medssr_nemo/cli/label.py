@@ -99,7 +99,9 @@ def _build_engine(cfg: MedSSRConfig) -> tuple[Any, Any]:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, tokenizer = load_causal_lm(cfg.model.path, dtype=getattr(torch, cfg.model.dtype), device=device)
     factory = registry.get("rollout_engine", cfg.rollout.engine)
-    return factory(cfg.rollout, model=model, tokenizer=tokenizer), tokenizer
+    from medssr_nemo.rollout import rank_split
+
+    return rank_split.split(factory(cfg.rollout, model=model, tokenizer=tokenizer)), tokenizer  # every rank samples
 
 
 if __name__ == "__main__":

@@ -162,7 +162,11 @@ def _fetch_once(url: str, part: Path, *, label: str, progress: bool, timeout_s: 
         part.parent.mkdir(parents=True, exist_ok=True)     # only once there are bytes to keep
         if have and response.status == 206:
             mode, start = "ab", have
-            total = _total_from_range(response.headers.get("Content-Range"), have)
+            try:
+                total = _total_from_range(response.headers.get("Content-Range"), have)
+            except ValueError as err:                        # cannot append: start over on the next try
+                part.unlink()
+                raise _Short(str(err)) from None
         else:                                                # no range support: from the start
             mode, start = "wb", 0
             length = response.headers.get("Content-Length")
@@ -191,7 +195,7 @@ def _total_from_range(header: str | None, start: int) -> int | None:
         return None
     span, total = header.split(" ", 1)[-1].split("/")
     if not span.startswith(f"{start}-"):
-        raise _Short(f"server resumed at {span}, not at byte {start}")
+        raise ValueError(f"server resumed at {span}, not at byte {start}")
     return int(total) if total.isdigit() else None
 
 
@@ -214,7 +218,8 @@ def _from_source(entry: FileEntry, source: Source, root: Path, work: Path, *, mi
         _verify(entry, tmp, source, url)
     except (ChecksumError, ValueError, OSError):
         tmp.unlink(missing_ok=True)
-        raw.unlink(missing_ok=True)          # bad bytes: never reuse them
+        if not source.extract:               # bad bytes: never reuse them (an archive's other members may
+            raw.unlink(missing_ok=True)      # still verify; it goes at the end of the run either way)
         raise
     os.replace(tmp, target)
     if not (source.extract or source.convert):
@@ -286,7 +291,7 @@ def _locked(root: Path) -> Iterator[None]:
 
 def download(entries: Sequence[FileEntry], root: Path, *, manifest: Manifest | None = None, mirror: str | None = None,
              progress: bool = True, retries: int = 3, backoff_s: float = 1.0, timeout_s: float = 60.0,
-             echo=print) -> DownloadReport:
+             echo=print, show_licences: bool = True) -> DownloadReport:
     """Fetch every missing or corrupt file of ``entries`` into ``root``; a required file no
     source can give raises ``DownloadError``, an optional one is reported and skipped."""
     manifest = manifest or load_manifest()
@@ -310,7 +315,8 @@ def download(entries: Sequence[FileEntry], root: Path, *, manifest: Manifest | N
         except OSError as err:
             raise DownloadError(f"cannot write the data root {root} ({err.strerror}); set MEDSSR_DATA to a "
                                 "writable directory, or use `medssr data download --dest DIR`") from None
-    echo(licence_summary(manifest, {e.dataset for e in todo}))
+    if show_licences:
+        echo(licence_summary(manifest, {e.dataset for e in todo}))
     with _locked(root):
         try:
             for entry in todo:

@@ -169,7 +169,9 @@ def default_policy_loader(cfg: Any) -> PolicyLoader:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         model, tokenizer = load_causal_lm(reference, dtype=getattr(torch, cfg.model.dtype), device=device)
         factory = registry.get("rollout_engine", cfg.eval.engine or cfg.rollout.engine)
-        return factory(cfg.rollout, model=model, tokenizer=tokenizer), tokenizer
+        from medssr_nemo.rollout import rank_split
+
+        return rank_split.split(factory(cfg.rollout, model=model, tokenizer=tokenizer)), tokenizer  # every rank samples
     return load
 
 

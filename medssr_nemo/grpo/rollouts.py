@@ -113,7 +113,10 @@ def response_metrics(groups: Sequence[Sequence[Completion]]) -> dict[str, float]
 def logprob_mismatch(engine_logprobs: torch.Tensor, policy_logprobs: torch.Tensor,
                      mask: torch.Tensor) -> dict[str, float]:
     """How far the engine's sampling logprobs are from the trainer's on the same tokens
-    (should be ~0 for the in-process engine in float32; grows with bf16/other kernels)."""
+    (should be ~0 for the in-process engine in float32; grows with bf16/other kernels). Tokens the
+    engine gave no logprob for (NaN) are left out."""
+    mask = mask * (~torch.isnan(engine_logprobs)).to(mask.dtype)
+    engine_logprobs = torch.nan_to_num(engine_logprobs)
     diff = (engine_logprobs - policy_logprobs) * mask
     count = mask.sum().clamp(min=1)
     log_ratio = policy_logprobs - engine_logprobs

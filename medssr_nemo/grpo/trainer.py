@@ -31,6 +31,7 @@ from medssr_nemo.grpo.rollouts import (build_token_batch, generate_groups, logpr
 from medssr_nemo.policy.interfaces import PolicyBackend
 from medssr_nemo.prompts import resolve_prompt_style
 from medssr_nemo.records import QuestionRecord
+from medssr_nemo.grpo.collapse import CollapseMonitor
 from medssr_nemo.rewards.composite import RewardRouter
 from medssr_nemo.rollout.interfaces import RolloutEngine, SamplingParams
 from medssr_nemo.timing import PhaseTimer
@@ -80,6 +81,9 @@ class GRPOTrainer:
             build_engine = registry.get("rollout_engine", cfg.rollout.engine)
             self.engine = build_engine(cfg.rollout, model=getattr(self.policy, "model", None),
                                        tokenizer=self.policy.tokenizer, model_path=cfg.model.path)
+        attach = getattr(self.engine, "attach_trainer_memory", None)
+        if attach is not None:  # colocated engines move optimizer state aside around refits
+            attach(self.policy)
         style = resolve_prompt_style(cfg.model.prompt_style, cfg.model.path, self.policy.tokenizer)
         self.questions, report = prepare_questions(records, self.policy.tokenizer, style, cfg.model.max_prompt_tokens)
         self.answer_reader = AnswerReader(answer_extraction(cfg, "reward"), cfg.model.path)
@@ -96,6 +100,8 @@ class GRPOTrainer:
         self.checkpoints = CheckpointManager(self.output_dir, cfg.train.keep_checkpoints)
         self.logger = MetricsLogger.for_run(cfg, self.output_dir, enabled=self.is_main)
         self.timer = PhaseTimer()
+        monitor = CollapseMonitor()   # stage 1: pseudo-label reward vs the knowledge-base key
+        self.collapse = monitor if monitor.enabled_for([q.record for q in self.questions]) else None
         self._resume()
         return self
 
@@ -175,8 +181,7 @@ class GRPOTrainer:
         with timer.phase("update"):
             for _epoch in range(cfg.grpo.ppo_epochs):
                 update_metrics = self.policy.train_step(batch, self.loss_fn)
-        with timer.phase("refit"):
-            self.engine.wake()
+        with timer.phase("refit"):  # the engine wakes its weights, refits, then wakes its KV cache
             weight_version = self.engine.update_weights(self.policy.export_hf_weights()) + self._version_offset
         metrics: dict[str, Any] = {
             "reward/mean": float(scored.rewards.mean()),
@@ -189,6 +194,8 @@ class GRPOTrainer:
             **(logprob_mismatch(engine_logprobs, batch["old_logprobs"], batch["response_mask"])
                if "old_logprobs" in batch else {}),
             **{f"train/{k}": v for k, v in update_metrics.items()},
+            **(self.collapse.update([q.record for q in questions], [[c.text for c in g] for g in groups])
+               if self.collapse is not None else {}),
         }
         metrics = distributed.mean_metrics(metrics)
         metrics.update(timer.pop())

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import sys
 from typing import Any, Sequence
@@ -388,7 +389,8 @@ def describe(p: MemoryPlan) -> str:
             lines.append(f"  phase {phase:<16}{g(total)}")
     verdict = "fits" if p.fits else "does NOT fit"
     lines.append(f"  peak {g(p.peak)} ({p.peak_phase}) {verdict} in {g(p.budget)} "
-                 f"(launch.gpu_memory_gib={s.gpu_bytes / GIB:g} minus launch.memory_reserve_gib={s.reserve_bytes / GIB:g})")
+                 f"(launch.gpu_memory_gib={s.gpu_bytes / GIB:g} minus "
+                 f"launch.memory_reserve_gib={s.reserve_bytes / GIB:g})")
     return "\n".join(lines)
 
 
@@ -424,7 +426,8 @@ def preflight_this_process(cfg: MedSSRConfig) -> MemoryPlan | None:
 
 def markdown_table(plans: Sequence[MemoryPlan]) -> str:
     head = ("| model | params | TP x PP x DP | micro-batch tokens | weights | grads | optimizer | reference "
-            "| activations | logits | engine weights | KV cache | generation | reference pass | update | peak / budget |")
+            "| activations | logits | engine weights | KV cache | generation | reference pass | update "
+            "| peak / budget |")
     rows = [head, "|" + "---|" * 16]
     g = lambda b: f"{b / GIB:.1f}"  # noqa: E731
     for p in plans:
@@ -436,8 +439,9 @@ def markdown_table(plans: Sequence[MemoryPlan]) -> str:
     return "\n".join(rows)
 
 
+@functools.lru_cache(maxsize=None)
 def shipped(size: str) -> MedSSRConfig:
-    """The config a ``conf/model`` file ships (``medssr run model=<size>``)."""
+    """The config a ``conf/model`` file ships (``medssr run model=<size>``); cached, do not mutate."""
     return load_config("base", [f"model={size}"])
 
 

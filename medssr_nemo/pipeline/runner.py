@@ -23,6 +23,7 @@ from medssr_nemo.config import MedSSRConfig
 from medssr_nemo.pipeline.manifest import (Manifest, changed_settings, fingerprint, identify_files, now, read_stamp,
                                            remove_tree, versions, write_stamp)
 from medssr_nemo.pipeline.steps import STEPS, PipelineContext, Step, StepCallback, dependents
+from medssr_nemo.rollout import rank_split
 
 Echo = Callable[[str], None]
 
@@ -179,7 +180,11 @@ def _run_step(step: Step, ctx: PipelineContext, out: Path, fp: str, settings: di
         return
     started = time.perf_counter()
     try:
-        summary = step.run(ctx, out)
+        if step.every_rank_generates:  # labelling/evaluation: each rank samples its share
+            with rank_split.every_rank_generates(), rank_split.rank_scratch(out, main) as where:
+                summary = step.run(ctx, where)
+        else:
+            summary = step.run(ctx, out)
     except Exception as err:
         if main:   # the stamp keeps the fingerprint: the next run resumes this step
             error = f"{type(err).__name__}: {err}"

@@ -108,6 +108,10 @@ def scenario_parity(spec, models):
         on_disk = load_file(os.path.join(path, "model.safetensors"))
         exported = dict(backend.export_hf_weights())
         mismatched = sorted(n for n in on_disk if n not in exported or not torch.equal(exported[n], on_disk[n]))
+        import torch.distributed as dist
+
+        local_parameters = [None] * world  # each rank's shard of the megatron model (the memory plan's n)
+        dist.all_gather_object(local_parameters, sum(p.numel() for p in backend.megatron_model.parameters()))
         results.append({
             **case,
             "padded_vocab_size": backend.arch.padded_vocab_size,
@@ -119,6 +123,7 @@ def scenario_parity(spec, models):
             "logprobs_t07_max_abs_diff": float((lp_hot - _share({"x": hot}, rank, world)["x"]).abs().max()),
             "export_names_equal": sorted(exported) == sorted(on_disk),
             "export_mismatched": mismatched,
+            "local_parameters": local_parameters,
             "seconds": time.time() - started,
         })
     return results
