@@ -131,6 +131,8 @@ def test_every_step_runs_and_leaves_its_artifacts(finished_run):
 
 
 def test_report_numbers_are_the_artifacts_numbers(finished_run):
+    from statsmodels.stats.proportion import proportion_confint
+
     _, run_dir, _, _ = finished_run
     summary = json.loads((run_dir / "report" / "summary.json").read_text())
     # pseudo-label accuracy worked out from the vote log and the synthetic questions' keys
@@ -138,7 +140,8 @@ def test_report_numbers_are_the_artifacts_numbers(finished_run):
     kept = [v for v in votes if v["kept"]]
     correct = sum(v["label"] == v["gold"] for v in kept)
     assert summary["pseudo_labels"]["accuracy_vs_key"]["all kept"] == {
-        "with_gold": len(kept), "correct": correct, "accuracy": correct / len(kept)}
+        "with_gold": len(kept), "correct": correct, "accuracy": correct / len(kept),
+        "ci95": [pytest.approx(x) for x in proportion_confint(correct, len(kept), method="wilson")]}
     hist = summary["pseudo_labels"]["agreement_histogram"]
     assert sum(v["kept"] + v["dropped"] for v in hist.values()) == len(votes)
     # achieved rare share = rare questions written / questions written

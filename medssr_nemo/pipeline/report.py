@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from medssr_nemo.config import MedSSRConfig
 from medssr_nemo.data.cards import write_json_atomic
+from medssr_nemo.eval.stats import wilson_interval
 from medssr_nemo.eval.store import write_text_atomic
 from medssr_nemo.pipeline import figures
 from medssr_nemo.pipeline.manifest import MANIFEST_FILE
@@ -132,7 +133,8 @@ def pseudo_label_section(run_dir: Path) -> dict[str, Any]:
             if record is not None:
                 groups["knowledge-generated (rare)" if is_kg_question(record) else "seed-based"].append(correct)
             groups[f"agreement {vote['agreement']:.2f}"].append(correct)
-    accuracy = {name: {"with_gold": len(v), "correct": sum(v), "accuracy": sum(v) / len(v) if v else None}
+    accuracy = {name: {"with_gold": len(v), "correct": sum(v), "accuracy": sum(v) / len(v) if v else None,
+                       "ci95": list(wilson_interval(sum(v), len(v))) if v else None}   # Wilson, over questions
                 for name, v in sorted(groups.items(), key=lambda kv: (kv[0].startswith("agreement"), kv[0]))}
     report = card.get("report", {})
     return {"questions": report.get("questions"), "labelled": report.get("labelled"),
@@ -295,9 +297,11 @@ def render_markdown(summary: Mapping[str, Any], eval_table: str | None) -> str:
                   f"{labels['labelled']} of {labels['questions']} questions labelled ({_pct(labels['fraction_kept'])}); "
                   f"dropped: {labels['dropped'] or 'none'}. Of all samples, {_pct(rates.get('follows_format'))} stated "
                   f"'The answer is X' and {_pct(rates.get('recovered'))} needed the constrained re-decode.", "",
-                  "| questions | labels equal to the known key |", "|---|---:|"]
+                  "| questions | labels equal to the known key [95% Wilson interval] |", "|---|---:|"]
         for name, acc in labels["accuracy_vs_key"].items():
-            lines.append(f"| {name} | {acc['correct']}/{acc['with_gold']} = {_pct(acc['accuracy'])} |")
+            interval = acc.get("ci95")
+            lines.append(f"| {name} | {acc['correct']}/{acc['with_gold']} = {_pct(acc['accuracy'])}"
+                         + (f" [{_pct(interval[0])}, {_pct(interval[1])}]" if interval else "") + " |")
         for key, alt in (("agreement", "agreement histogram"), ("label_accuracy", "pseudo-label accuracy")):
             if key in fig:
                 lines += ["", f"![{alt}]({fig[key]})"]
