@@ -150,3 +150,13 @@ def test_other_settings_in_the_same_directory_are_still_refused(tmp_path, bench_
     _generations(_cfg(tmp_path / "eval", [ckpt], bench_file))
     with pytest.raises(ValueError, match=r"other settings \(differs in \['protocol'\]\)"):
         run_eval(_cfg(tmp_path / "eval", [ckpt], bench_file, "eval.top_k=5"), progress=False)
+
+
+def test_the_same_benchmark_file_elsewhere_is_reused(tmp_path, bench_file):
+    """The identity holds file contents, not locations: a moved data root re-runs nothing."""
+    ckpt = _save(tmp_path / "ckpt")
+    assert _generations(_cfg(tmp_path / "eval", [ckpt], bench_file))
+    moved = tmp_path / "elsewhere" / bench_file.name
+    moved.parent.mkdir()
+    moved.write_bytes(bench_file.read_bytes())
+    assert not _generations(_cfg(tmp_path / "eval", [ckpt], moved))

@@ -146,15 +146,18 @@ def load_benchmarks(eval_cfg: Any) -> list[LoadedBenchmark]:
 
 
 def _files_sha256(benchmark: Any) -> dict[str, str]:
-    """sha256 of each file behind a benchmark (``{}`` for one that is not file-backed)."""
+    """sha256 of each file behind a benchmark (``{}`` for one that is not file-backed), named by
+    file name (inside a directory: the path below it), so moving the data root changes nothing."""
     from medssr_nemo.data.cards import file_sha256
 
-    paths = benchmark.paths() if hasattr(benchmark, "paths") else []
+    paths = [Path(p) for p in benchmark.paths()] if hasattr(benchmark, "paths") else []
     hashes = {}
     for path in paths:
-        files = sorted(p for p in Path(path).rglob("*") if p.is_file()) if Path(path).is_dir() else [Path(path)]
-        for file in files:
-            hashes[str(file)] = file_sha256(file)
+        if path.is_dir():
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                hashes[f"{path.name}/{file.relative_to(path).as_posix()}"] = file_sha256(file)
+        else:
+            hashes[path.name] = file_sha256(path)
     return hashes
 
 
