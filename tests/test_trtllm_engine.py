@@ -97,6 +97,19 @@ def test_absent_tensorrt_llm_names_the_container(monkeypatch):
         get("rollout_engine", "tensorrt_llm")(cfg.rollout, tokenizer=object())
 
 
+def test_probe_reads_the_workers_sleep_and_the_unpickler_keyword(fake_trtllm, monkeypatch):
+    caps = api.probe(fake_trtllm)
+    assert caps.worker_has_sleep and caps.unpickler_keyword == "disallowed_imports"
+    assert caps.missing(colocated=True, need_allowed_tokens=True) == []
+    from tensorrt_llm import serialization
+    from tensorrt_llm.executor.ray_gpu_worker import RayGPUWorker
+
+    monkeypatch.setattr(serialization, "loads", serialization.loads_allowlist)
+    assert api.probe(fake_trtllm).unpickler_keyword == "approved_imports"
+    monkeypatch.delattr(RayGPUWorker, "sleep")
+    assert any("RayGPUWorker has no sleep" in p for p in api.probe(fake_trtllm).missing(colocated=True))
+
+
 def test_old_version_without_refit_hook_is_refused(fake_trtllm, monkeypatch):
     monkeypatch.setattr(fake_trtllm, "__version__", "1.1.0")
     monkeypatch.delattr(fake_trtllm.LLM, "_collective_rpc")
@@ -373,6 +386,12 @@ def test_engine_groups_cut_the_job_into_one_engine_per_tp_block():
     assert refit_address(groups[1], None, {"MASTER_ADDR": "gpu01"}) == socket.gethostname()
     assert refit_address(groups[1], "10.0.0.7", {}) == "10.0.0.7"
     assert TrtllmOptions().refit_master_addr is None
+    from medssr_nemo.rollout.trtllm.engine_groups import engine_visible_devices
+
+    assert engine_visible_devices(groups[2], 4, 4, None) == "4,5"
+    assert engine_visible_devices(groups[1], 2, 2, "GPU-a,GPU-b,GPU-c,GPU-d") == "GPU-c,GPU-d"
+    with pytest.raises(ValueError, match="needs local GPUs"):
+        engine_visible_devices(groups[3], 6, 6, "0,1")
 
 
 @pytest.mark.distributed
@@ -394,6 +413,9 @@ def test_each_engine_serves_its_own_groups_prompts(tiny_dir, tmp_path):
     # ranks 0 and 2 sent the same first prompt and seed to different engines: same tokens
     assert ranks[0]["before"][0] == ranks[2]["before"][0] and ranks[0]["after"][0] == ranks[2]["after"][0]
     assert all(r["version"] == 1 and set(r["after_versions"]) == {1} for r in ranks)
+    # each engine's workers were started seeing only their block's GPUs; the trainer's env is unchanged
+    assert [r["engine_devices"] for r in ranks] == ["0,1", None, "2,3", None]
+    assert all(r["own_devices"] is None for r in ranks)
 
 
 def test_engine_workers_start_without_the_srun_tasks_pmi_and_slurm_variables(fake_trtllm, tiny_dir, monkeypatch):

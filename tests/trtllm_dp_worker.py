@@ -39,6 +39,8 @@ def main(out_dir: str, model_dir: str) -> None:
     record = {"rank": rank, "group": engine.group.index, "leader": engine.is_leader, "version": version,
               "before": [c.token_ids for c in before], "after": [c.token_ids for c in after],
               "after_versions": [c.weight_version for c in after],
+              "engine_devices": engine.llm.spawn_env.get("CUDA_VISIBLE_DEVICES") if engine.llm else None,
+              "own_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
               "generated": [e for e in engine.llm.events if e.startswith("generate")] if engine.llm else None}
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(record))
     engine.shutdown()

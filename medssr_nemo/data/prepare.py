@@ -19,6 +19,7 @@ from medssr_nemo.artifacts import file_sha256, fingerprint, is_finished, make_ca
 from medssr_nemo.config import MedSSRConfig
 from medssr_nemo.data.eval_suite import load_eval_suite
 from medssr_nemo.data.real import load_pool, pool_inputs, real_decontaminator
+from medssr_nemo.data.seed_split import split_reserve
 from medssr_nemo.paths import data_root
 from medssr_nemo.records import write_records
 
@@ -48,14 +49,22 @@ def prepare_real_data(cfg: MedSSRConfig, root: str | None = None) -> int:
     for pool in tqdm(data_cfg.pools, desc="real pools", unit="pool"):
         results[pool] = load_pool(pool, index, root=base, max_records=data_cfg.max_per_pool,
                                   seed=data_cfg.seed, pubmedqa_context=data_cfg.pubmedqa_context)
+    reserved, reserve = {}, []
+    for pool, result in results.items():   # the stage-1 seed reserve never reaches stage 2
+        kept_out, result.records = split_reserve(result.records, data_cfg.stage1_seed_share)
+        reserved[pool] = len(kept_out)
+        reserve += kept_out
     records = [r for result in results.values() for r in result.records]
+    write_records(reserve, out_dir / f"{data_cfg.output_name}.stage1_seeds.jsonl")
     write_records(records, records_path)
     write_jsonl_atomic(removed_path, [d.to_dict() for result in results.values()
                                       for d in (*result.contaminated, *result.invalid)])
     card = make_card("medssr data real", run_fingerprint, records_path, outputs={"removed": removed_path.name},
                      **identity, eval_suite_items=suite.counts(),
                      pools={pool: result.summary() for pool, result in results.items()},
-                     total_written=len(records))
+                     total_written=len(records),
+                     reserved_for_stage1_seeds={"share": data_cfg.stage1_seed_share, "per_pool": reserved,
+                                                "records": f"{data_cfg.output_name}.stage1_seeds.jsonl"})
     write_json_atomic(card_path, card)
     for pool, result in results.items():
         s = result.summary()

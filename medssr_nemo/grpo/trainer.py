@@ -17,16 +17,20 @@ import torch
 from tqdm import tqdm
 
 from medssr_nemo import distributed, registry
+from medssr_nemo.answers import AnswerReader
 from medssr_nemo.artifacts import write_text_atomic
 from medssr_nemo.config import MedSSRConfig, to_yaml
+from medssr_nemo.config.schema.answer import answer_extraction
 from medssr_nemo.grpo.advantages import get_advantage_estimator, zero_std_fraction
 from medssr_nemo.grpo.checkpoint import CheckpointManager
+from medssr_nemo.grpo.collapse import CollapseMonitor
 from medssr_nemo.grpo.data import QuestionSampler, TrainingQuestion, load_training_records, prepare_questions
 from medssr_nemo.grpo.losses import make_grpo_loss
 from medssr_nemo.grpo.metrics_log import MetricsLogger
 from medssr_nemo.grpo.rollouts import (build_token_batch, generate_groups, logprob_mismatch,
                                        response_metrics, score_groups)
 from medssr_nemo.policy.interfaces import Colocatable, PolicyBackend
+from medssr_nemo.prompts import resolve_prompt_style
 from medssr_nemo.records import QuestionRecord
 from medssr_nemo.rewards.composite import RewardRouter
 from medssr_nemo.rollout.interfaces import RolloutEngine, SamplingParams
@@ -64,6 +68,12 @@ class GRPOTrainer:
         if self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             (self.output_dir / "config.yaml").write_text(to_yaml(cfg))
+        records = self._records
+        if records is None:   # before the model loads: a missing or bad train.data fails in seconds
+            if not cfg.train.data:
+                raise ValueError("train.data is not set: give a JSONL/Parquet file of question records "
+                                 "(from `medssr data real` or `medssr label`) or real:<pool>, e.g. real:medmcqa")
+            records = load_training_records(cfg.train.data)
         if self.policy is None:
             build_policy = registry.get("policy_backend", cfg.policy.backend)
             self.policy = build_policy(cfg, reference=cfg.grpo.kl_coef > 0)
@@ -75,14 +85,9 @@ class GRPOTrainer:
             self.engine = build_engine(cfg.rollout, model=module, tokenizer=self.policy.tokenizer,
                                        model_path=cfg.model.path)
         self.engine.attach_trainer_memory(self.policy)  # a colocated engine may move optimizer state aside
-        records = self._records
-        if records is None:
-            if not cfg.train.data:
-                raise ValueError("train.data is not set: give a JSONL/Parquet file of question records "
-                                 "(from `medssr data real` or `medssr label`) or real:<pool>, e.g. real:medmcqa")
-            records = load_training_records(cfg.train.data)
-        self.questions, report = prepare_questions(records, self.policy.tokenizer, cfg.model.prompt_style,
-                                                   cfg.model.max_prompt_tokens)
+        style = resolve_prompt_style(cfg.model.prompt_style, cfg.model.path, self.policy.tokenizer)
+        self.questions, report = prepare_questions(records, self.policy.tokenizer, style, cfg.model.max_prompt_tokens)
+        self.answer_reader = AnswerReader(answer_extraction(cfg, "reward"), cfg.model.path)
         log.info("training questions: %d kept of %d (%d without a label, %d prompts too long)",
                  report.kept, report.loaded, report.without_label, report.too_long)
         self.sampler = QuestionSampler(len(self.questions), cfg.seed, cfg.train.shuffle)
@@ -97,6 +102,8 @@ class GRPOTrainer:
         self.checkpoints = CheckpointManager(self.output_dir, cfg.train.keep_checkpoints)
         self.logger = MetricsLogger.for_run(cfg, self.output_dir, enabled=self.is_main)
         self.timer = PhaseTimer()
+        monitor = CollapseMonitor(self.answer_reader)   # stage 1: pseudo-label reward vs the knowledge-base key
+        self.collapse = monitor if monitor.enabled_for([q.record for q in self.questions]) else None
         self._resume()
         return self
 
@@ -161,7 +168,7 @@ class GRPOTrainer:
             if self.colocated is not None:
                 self.colocated.onload_after_generation()
         with timer.phase("reward"):
-            scored = score_groups(self.rewards, questions, groups)
+            scored = score_groups(self.rewards, questions, groups, self.answer_reader)
             advantages = self.advantage_estimator(scored.rewards, scored.group_ids, cfg.grpo)
         batch, engine_logprobs = build_token_batch(questions, groups, self._pad_id())
         batch["advantages"] = advantages
@@ -192,6 +199,8 @@ class GRPOTrainer:
             **(logprob_mismatch(engine_logprobs, batch["old_logprobs"], batch["response_mask"])
                if "old_logprobs" in batch else {}),
             **{f"train/{k}": v for k, v in update_metrics.items()},
+            **(self.collapse.update([q.record for q in questions], [[c.text for c in g] for g in groups])
+               if self.collapse is not None else {}),
         }
         metrics = distributed.mean_metrics(metrics)
         metrics.update(timer.pop())

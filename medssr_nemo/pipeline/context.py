@@ -38,6 +38,9 @@ class Step(ABC):
     title: str = ""
     shared: bool = False
     collective: bool = False        # every rank runs it (training); else the main rank does
+    # every rank runs it on a private copy of its directory, splitting generation over the ranks
+    # (rollout/rank_split.py); the main rank's files are the step's
+    every_rank_generates: bool = False
     kept_on_rerun: tuple[str, ...] = ()   # files a re-run keeps (the step checks they still fit)
 
     def disabled_reason(self, cfg: MedSSRConfig) -> str | None:

@@ -30,9 +30,11 @@ NEVER RUN against a real TensorRT-LLM (see ``api.py``): the tests run it on the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from typing import Any, Iterable, Sequence
+import os
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
@@ -41,8 +43,8 @@ from medssr_nemo.rollout.interfaces import Completion, RolloutEngine, SamplingPa
 from medssr_nemo.rollout.trtllm.api import (WORKER_EXTENSION, Capabilities, check_capabilities,
                                             import_trtllm, probe)
 from medssr_nemo.rollout.trtllm.colocation import MemoryLedger, TorchTrainerMemory, TrainerMemory
-from medssr_nemo.rollout.trtllm.engine_groups import (EngineGroup, GroupCollective, engine_groups, group_of,
-                                                      refit_address)
+from medssr_nemo.rollout.trtllm.engine_groups import (EngineGroup, GroupCollective, engine_groups,
+                                                      engine_visible_devices, group_of, refit_address)
 from medssr_nemo.rollout.trtllm.fused_names import check_architecture
 from medssr_nemo.rollout.trtllm.logits import AllowedTokensProcessor
 from medssr_nemo.rollout.trtllm.options import KV_CACHE_TAG, TrtllmOptions
@@ -114,7 +116,7 @@ class TensorRTLLMEngine(RolloutEngine):
         if self.is_leader:
             # TensorRT-LLM spawns its workers now: they must not inherit this srun task's PMI/Slurm
             # variables (their MPI would try to join the training job's world)
-            with launcher_env_cleared() as removed:
+            with launcher_env_cleared() as removed, self._engine_devices():
                 if removed:
                     log.info("starting tensorrt_llm workers without %d Slurm/PMI variables", len(removed))
                 self.llm = self.trtllm.LLM(**self.llm_kwargs(model_path))
@@ -123,6 +125,27 @@ class TensorRTLLMEngine(RolloutEngine):
                                  verify_tensors=options.verify_tensors, engine_dtype=self.engine_dtype,
                                  device=self._refit_device(), collective=self.collective,
                                  model_type=self.model_type, engine_tp=options.tensor_parallel_size)
+
+    @contextlib.contextmanager
+    def _engine_devices(self) -> Iterator[None]:
+        """While the ``LLM`` starts its workers, ``CUDA_VISIBLE_DEVICES`` shows only this engine
+        group's GPUs (colocated, several engines per node), so each engine's Ray workers land on its
+        own block. This process's CUDA context is already made: only the workers see the change."""
+        if not (self.options.colocated and len(self.groups) > 1):
+            yield
+            return
+        previous = os.environ.get("CUDA_VISIBLE_DEVICES")
+        local = int(os.environ.get("LOCAL_RANK", self.device_index))
+        os.environ["CUDA_VISIBLE_DEVICES"] = engine_visible_devices(self.group, self.rank, local, previous)
+        log.info("tensorrt_llm engine %d starts on CUDA_VISIBLE_DEVICES=%s", self.group.index,
+                 os.environ["CUDA_VISIBLE_DEVICES"])
+        try:
+            yield
+        finally:
+            if previous is None:
+                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+            else:
+                os.environ["CUDA_VISIBLE_DEVICES"] = previous
 
     def attach_trainer_memory(self, policy_or_memory: Any) -> None:
         """Let a colocated engine move the trainer's optimizer state and gradients out of the way

@@ -57,6 +57,21 @@ def refit_address(group: EngineGroup, configured: str | None, env: Mapping[str, 
     return socket.gethostname()
 
 
+def engine_visible_devices(group: EngineGroup, rank: int, local_rank: int, visible: str | None) -> str:
+    """``CUDA_VISIBLE_DEVICES`` for the workers of a colocated engine: the GPUs of its block's
+    ranks (one GPU per rank, consecutive on one node, rank ``r`` on local GPU ``local_rank``),
+    written in the terms of the task's own ``CUDA_VISIBLE_DEVICES`` when Slurm set one."""
+    first_local = local_rank - (rank - group.leader)
+    locals_ = [first_local + i for i in range(len(group.ranks))]
+    if visible:
+        ids = [v.strip() for v in visible.split(",") if v.strip()]
+        if max(locals_) >= len(ids):
+            raise ValueError(f"engine group {group.index} needs local GPUs {locals_} but CUDA_VISIBLE_DEVICES="
+                             f"{visible!r} shows {len(ids)}")
+        return ",".join(ids[i] for i in locals_)
+    return ",".join(str(i) for i in locals_)
+
+
 class GroupCollective:
     """The refit/generation collective restricted to one engine group's ranks (gloo, objects).
     Every rank must construct it at the same point: it creates every group's process group."""
