@@ -50,7 +50,8 @@ def markdown_table(summary: Summary) -> str:
         cells += [_with_interval(ckpt["macro_accuracy_pct"], ckpt.get("macro_ci95_pct")),
                   _with_interval(ckpt["rare_accuracy_pct"], ckpt.get("rare_ci95_pct"))]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"Intervals: {_method_note(summary)}; Avg and Rare: bootstrap over each benchmark's questions.",
+    lines += ["", f"Intervals: {_method_note(summary)}; Avg and Rare: bootstrap redrawing each benchmark's questions "
+                  "(one sample per question: square-and-add of the benchmarks' Wilson intervals).",
               "", "As the paper reports it, mean ± std over samples (%; the std is 0 with one sample):", "",
               "| " + " | ".join(header) + " |", rule]
     for ckpt in summary["checkpoints"]:
