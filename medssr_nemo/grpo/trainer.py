@@ -100,7 +100,7 @@ class GRPOTrainer:
         self.checkpoints = CheckpointManager(self.output_dir, cfg.train.keep_checkpoints)
         self.logger = MetricsLogger.for_run(cfg, self.output_dir, enabled=self.is_main)
         self.timer = PhaseTimer()
-        monitor = CollapseMonitor()   # stage 1: pseudo-label reward vs the knowledge-base key
+        monitor = CollapseMonitor(self.answer_reader)   # stage 1: pseudo-label reward vs the knowledge-base key
         self.collapse = monitor if monitor.enabled_for([q.record for q in self.questions]) else None
         self._resume()
         return self
