@@ -17,10 +17,10 @@ from medssr_nemo.launch.memory import ARCHITECTURES
 from medssr_nemo.launch.slurm_env import first_host, rank_env
 
 SIZES = {  # name: (hub id, TP, PP, nodes), from DESIGN.md's layouts for 8xH100 nodes
-    "qwen3_1_7b": ("Qwen/Qwen3-1.7B", 1, 1, 1),
-    "qwen3_4b": ("Qwen/Qwen3-4B", 1, 1, 1),
-    "qwen3_8b": ("Qwen/Qwen3-8B", 2, 1, 1),
-    "qwen3_14b": ("Qwen/Qwen3-14B", 4, 1, 1),
+    "qwen3_1_7b": ("Qwen/Qwen3-1.7B-Base", 1, 1, 1),
+    "qwen3_4b": ("Qwen/Qwen3-4B-Base", 1, 1, 1),
+    "qwen3_8b": ("Qwen/Qwen3-8B-Base", 2, 1, 1),
+    "qwen3_14b": ("Qwen/Qwen3-14B-Base", 4, 1, 1),
     "qwen3_32b": ("Qwen/Qwen3-32B", 8, 2, 2),
     "llama3_1_8b": ("meta-llama/Llama-3.1-8B-Instruct", 2, 1, 1),
 }

@@ -317,8 +317,9 @@ def test_seed_pools_outside_the_prepared_data_are_a_clear_error(tiny_model, tmp_
 
 @pytest.mark.distributed
 def test_two_ranks_under_torchrun_give_the_single_process_result(finished_run, tiny_model, tmp_path):
-    """SPMD: both ranks train, the main rank alone prepares data, labels and evaluates while the
-    other waits; data-parallel GRPO must land on the single-process weights."""
+    """SPMD: both ranks train, label and evaluate (each sampling its share), the main rank alone
+    prepares data while the other waits; the pseudo-labels are the single process's bytes and
+    data-parallel GRPO must land on the single-process weights."""
     import os
     import subprocess
     import sys

@@ -3,6 +3,7 @@ prompts split over two gloo ranks write the same tokens and files as one process
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -36,8 +37,12 @@ def runs(tmp_path_factory):
     questions = root / "questions.jsonl"
     write_records(read_paper_eval_file(paper_eval_path("medmcqa"))[:4], questions)
     one, two = root / "one", root / "two"
-    _run(1, model, questions, one)
     _run(2, model, questions, two)
+    # the reference: one process, this one (no process group: the engine is not split)
+    spec = importlib.util.spec_from_file_location("rank_split_job", JOB)
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    job.run_job(str(model), str(questions), one)
     return one, two
 
 

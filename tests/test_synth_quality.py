@@ -285,3 +285,29 @@ def test_stage1_seed_reserve_is_disjoint_from_the_stage2_pool(tmp_path):
     assert stage2 | {r.id for r in seeds} == {r.id for r in whole}
     card = json.loads((tmp_path / "real.card.json").read_text())
     assert card["reserved_for_stage1_seeds"]["per_pool"]["mmlu"] == len(seeds)
+
+
+def test_the_builder_refuses_a_question_whose_stem_names_its_key(builder, monkeypatch):
+    from medssr_nemo.synthesis.kg_questions import BuiltQuestion, Unbuildable
+
+    row = builder.eligible["diagnosis"][0]
+    name = builder.profiles[row].name
+    leaky = BuiltQuestion(stem=f"A 30-year-old man with known {name} presents. What is the diagnosis?",
+                          key=name, distractors=["a", "b", "c", "d"], knowledge_ids=[])
+    monkeypatch.setattr(builder, "diagnosis", lambda *args: leaky)
+    with pytest.raises(Unbuildable, match="leakage"):
+        builder.build("diagnosis", "easy", row, random.Random(0))
+
+
+def test_audit_flags_a_not_expected_distractor_that_is_absent_too(auditor, hpo):
+    merged = merged_knowledge(hpo)
+    profile = merged.profile_of("ORPHA:681")
+    present = [option_phrase(p.name) for p in profile.phenotypes][:3]
+    absent_key = "Cleft palate"
+    question = _record("two-absent", "not_expected", "Which of the following findings is NOT a feature of "
+                       "Hypokalemic periodic paralysis?", [absent_key, *present, "Polydactyly"], disease_id="ORPHA:681")
+    verdict = auditor.audit(question)
+    assert "Polydactyly" in verdict.problems["ambiguous"] and "contradicted" not in verdict.problems
+    fixed = _record("one-absent", "not_expected", question.question, [absent_key, *present],
+                    disease_id="ORPHA:681")
+    assert "ambiguous" not in auditor.audit(fixed).problems

@@ -19,7 +19,7 @@ Only the accuracy view of the reward is monitored (format terms are the same for
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -36,7 +36,10 @@ def has_knowledge_key(record: QuestionRecord) -> bool:
 
 
 class CollapseMonitor:
-    def __init__(self) -> None:
+    """``reader`` reads answers exactly as the reward does (the trainer's ``AnswerReader``)."""
+
+    def __init__(self, reader: Callable[[str, Sequence[str]], str | None] = extract_answer) -> None:
+        self.reader = reader
         self.first_self_agreement: float | None = None
 
     def enabled_for(self, records: Sequence[QuestionRecord]) -> bool:
@@ -51,7 +54,7 @@ class CollapseMonitor:
                 continue
             questions += 1
             for text in completions:
-                answer = extract_answer(text, record.letters)
+                answer = self.reader(text, record.letters)
                 pseudo_reward, key_reward = answer == record.label, answer == record.gold
                 agree += pseudo_reward == key_reward
                 same_as_label += pseudo_reward

@@ -18,7 +18,9 @@ import torch
 from tqdm import tqdm
 
 from medssr_nemo import distributed, registry
+from medssr_nemo.answers import AnswerReader
 from medssr_nemo.config import MedSSRConfig, to_yaml
+from medssr_nemo.config.schema.answer import answer_extraction
 from medssr_nemo.grpo.advantages import group_advantages, zero_std_fraction
 from medssr_nemo.grpo.checkpoint import CheckpointManager
 from medssr_nemo.grpo.data import QuestionSampler, TrainingQuestion, load_training_records, prepare_questions
@@ -27,6 +29,7 @@ from medssr_nemo.grpo.metrics_log import MetricsLogger
 from medssr_nemo.grpo.rollouts import (build_token_batch, generate_groups, logprob_mismatch,
                                        response_metrics, score_groups)
 from medssr_nemo.policy.interfaces import PolicyBackend
+from medssr_nemo.prompts import resolve_prompt_style
 from medssr_nemo.records import QuestionRecord
 from medssr_nemo.grpo.collapse import CollapseMonitor
 from medssr_nemo.rewards.composite import RewardRouter
@@ -65,6 +68,12 @@ class GRPOTrainer:
         if self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             (self.output_dir / "config.yaml").write_text(to_yaml(cfg))
+        records = self._records
+        if records is None:   # before the model loads: a missing or bad train.data fails in seconds
+            if not cfg.train.data:
+                raise ValueError("train.data is not set: give a JSONL/Parquet file of question records "
+                                 "(from `medssr data real` or `medssr label`) or real:<pool>, e.g. real:medmcqa")
+            records = load_training_records(cfg.train.data)
         if self.policy is None:
             build_policy = registry.get("policy_backend", cfg.policy.backend)
             self.policy = build_policy(cfg, reference=cfg.grpo.kl_coef > 0)
@@ -75,14 +84,9 @@ class GRPOTrainer:
         attach = getattr(self.engine, "attach_trainer_memory", None)
         if attach is not None:  # colocated engines move optimizer state aside around refits
             attach(self.policy)
-        records = self._records
-        if records is None:
-            if not cfg.train.data:
-                raise ValueError("train.data is not set: give a JSONL/Parquet file of question records "
-                                 "(from `medssr data real` or `medssr label`) or real:<pool>, e.g. real:medmcqa")
-            records = load_training_records(cfg.train.data)
-        self.questions, report = prepare_questions(records, self.policy.tokenizer, cfg.model.prompt_style,
-                                                   cfg.model.max_prompt_tokens)
+        style = resolve_prompt_style(cfg.model.prompt_style, cfg.model.path, self.policy.tokenizer)
+        self.questions, report = prepare_questions(records, self.policy.tokenizer, style, cfg.model.max_prompt_tokens)
+        self.answer_reader = AnswerReader(answer_extraction(cfg, "reward"), cfg.model.path)
         log.info("training questions: %d kept of %d (%d without a label, %d prompts too long)",
                  report.kept, report.loaded, report.without_label, report.too_long)
         self.sampler = QuestionSampler(len(self.questions), cfg.seed, cfg.train.shuffle)
@@ -96,7 +100,7 @@ class GRPOTrainer:
         self.checkpoints = CheckpointManager(self.output_dir, cfg.train.keep_checkpoints)
         self.logger = MetricsLogger.for_run(cfg, self.output_dir, enabled=self.is_main)
         self.timer = PhaseTimer()
-        monitor = CollapseMonitor()   # stage 1: pseudo-label reward vs the knowledge-base key
+        monitor = CollapseMonitor(self.answer_reader)   # stage 1: pseudo-label reward vs the knowledge-base key
         self.collapse = monitor if monitor.enabled_for([q.record for q in self.questions]) else None
         self._resume()
         return self
@@ -158,7 +162,7 @@ class GRPOTrainer:
             groups = generate_groups(self.engine, questions, cfg.grpo.group_size, self.sampling,
                                      cfg.seed, self.step, cfg.rollout.batch_size)
         with timer.phase("reward"):
-            scored = score_groups(self.rewards, questions, groups)
+            scored = score_groups(self.rewards, questions, groups, self.answer_reader)
             advantages = group_advantages(scored.rewards, scored.group_ids, normalize_std=cfg.grpo.normalize_std,
                                           unbiased=cfg.grpo.std_unbiased, eps=cfg.grpo.advantage_eps)
         batch, engine_logprobs = build_token_batch(questions, groups, self._pad_id())

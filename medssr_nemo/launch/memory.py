@@ -90,6 +90,11 @@ ARCHITECTURES: dict[str, Architecture] = {
     "Qwen/Qwen3-8B": Architecture("qwen3", 4096, 36, 32, 8, 128, 12288, 151936, False, True),
     "Qwen/Qwen3-14B": Architecture("qwen3", 5120, 40, 40, 8, 128, 17408, 151936, False, True),
     "Qwen/Qwen3-32B": Architecture("qwen3", 5120, 64, 64, 8, 128, 25600, 151936, False, True),
+    # the base models the paper trains: the same shapes as their post-trained releases
+    "Qwen/Qwen3-1.7B-Base": Architecture("qwen3", 2048, 28, 16, 8, 128, 6144, 151936, True, True),
+    "Qwen/Qwen3-4B-Base": Architecture("qwen3", 2560, 36, 32, 8, 128, 9728, 151936, True, True),
+    "Qwen/Qwen3-8B-Base": Architecture("qwen3", 4096, 36, 32, 8, 128, 12288, 151936, False, True),
+    "Qwen/Qwen3-14B-Base": Architecture("qwen3", 5120, 40, 40, 8, 128, 17408, 151936, False, True),
     "meta-llama/Llama-3.1-8B-Instruct": Architecture("llama", 4096, 32, 32, 8, 128, 14336, 128256, False, False),
 }
 

@@ -3,9 +3,11 @@ fingerprint and intact outputs), resume (interrupted with the same fingerprint: 
 resume state is kept), or run afresh (new, or something it depends on changed: its directory is
 cleared first, and the run says what changed). Every decision is printed and kept in the manifest.
 
-Under torchrun/srun every rank runs this loop: training stages on every rank, the other steps on
-the main rank while the rest wait for the step's stamp (a file poll, not a collective, so a long
-labelling or evaluation step cannot hit a process-group timeout).
+Under torchrun/srun every rank runs this loop: training stages on every rank; labelling and
+evaluation on every rank too, each sampling its share (``every_rank_generates``, rollout/rank_split.py:
+one collective per engine call, so no long wait between collectives); the other steps on the main
+rank while the rest wait for the step's stamp (a file poll, not a collective, so a long step cannot
+hit a process-group timeout).
 """
 
 from __future__ import annotations

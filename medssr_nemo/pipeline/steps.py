@@ -355,7 +355,12 @@ class Evaluate(Step):
     def run(self, ctx: PipelineContext, out: Path) -> dict[str, Any]:
         from medssr_nemo.eval.runner import run_eval
 
+        from medssr_nemo.eval.runner import Checkpoint, checkpoint_prompt_style
+
+        # a trained checkpoint is prompted as its training was: model.prompt_style resolved on model.path
+        style = checkpoint_prompt_style(Checkpoint("policy", ctx.cfg.model.path, ctx.cfg.model.prompt_style))
         step_cfg = _derived(ctx.cfg, eval={"checkpoints": [self.reference(ctx)], "checkpoint_labels": [self.label],
+                                           "checkpoint_prompt_styles": [ctx.cfg.eval.prompt_style or style],
                                            "output_dir": str(out), "chart": False})
         summary = run_eval(step_cfg, progress=ctx.progress)
         checkpoint = summary["checkpoints"][0]

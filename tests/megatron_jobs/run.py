@@ -258,6 +258,41 @@ def scenario_checkpoint(spec, models):
     return {"first": first, "later": later, "resumed": resumed, "checkpoint_files": files, "save_hf": save_hf}
 
 
+def scenario_offload(spec, models):
+    """What leaves the GPU when, with CUDA simulated (a CPU has nothing to free): megatron-core's
+    own offload calls and the parking of the reference and the rollout copy are recorded, in
+    order, through one reference pass, one update and one refit."""
+    from megatron.core.distributed import DistributedDataParallel
+    from megatron.core.optimizer import ChainedOptimizer, MegatronOptimizer
+
+    from medssr_nemo.policy.megatron import offload
+
+    events = []
+    offload._cuda = lambda: True
+    patches = {(DistributedDataParallel, "offload_grad_buffers"): "grads off",
+               (DistributedDataParallel, "restore_grad_buffers"): "grads on",
+               (MegatronOptimizer, "offload_to_cpu"): "optimizer off",
+               (MegatronOptimizer, "restore_from_cpu"): "optimizer on",
+               (ChainedOptimizer, "offload_to_cpu"): "optimizer off",
+               (ChainedOptimizer, "restore_from_cpu"): "optimizer on"}
+    for (cls, name), event in patches.items():
+        setattr(cls, name, lambda self, *a, _event=event, **k: events.append(_event))
+    offload.park = lambda module: module is not None and events.append(("park", module))
+    offload.unpark = lambda module, device: module is not None and events.append(("unpark", module))
+    path = models[spec["model"]]
+    backend = _backend(path, 1, 1, reference=True)
+    events.append("-- built")
+    names = {id(backend.reference_model): "reference", id(backend.model): "rollout copy"}
+    batch = _grpo_batch(_load_hf(path))
+    events.append("-- reference pass")
+    backend.reference_logprobs(batch)
+    events.append("-- update")
+    backend.train_step(batch, _loss_fn())
+    events.append("-- refit")
+    list(backend.export_hf_weights())
+    return {"events": [e if isinstance(e, str) else f"{e[0]} {names.get(id(e[1]), '?')}" for e in events]}
+
+
 def shorter_is_better(prompts, completions, **columns):
     """A reward a random tiny model can learn from: short completions are better."""
     return [max(0.0, 1.0 - len(text) / 40) for text in completions]
@@ -312,7 +347,7 @@ def main() -> None:
         spec = json.load(handle)
     _setup()
     scenarios = {"parity": scenario_parity, "grpo": scenario_grpo, "checkpoint": scenario_checkpoint,
-                 "trainer": scenario_trainer}
+                 "trainer": scenario_trainer, "offload": scenario_offload}
     rank, world = _rank_world()
     output = {"world": world, "seconds": {}}
     for name, run in scenarios.items():

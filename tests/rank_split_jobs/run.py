@@ -17,13 +17,14 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
+    run_job(sys.argv[1], sys.argv[2], Path(sys.argv[3]))
+
+
+def run_job(model_dir: str, questions: str, out: Path) -> None:
+    """Label and evaluate into ``out``; also called in-process (one rank) by the test."""
     from medssr_nemo import distributed
-    from medssr_nemo.cli.label import label
-    from medssr_nemo.config import load_config
-    from medssr_nemo.eval.runner import run_eval
     from medssr_nemo.rollout import rank_split
 
-    model_dir, questions, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     distributed.init_distributed()
     rank = distributed.rank()
     sampled = {"prompts": 0}
@@ -34,6 +35,20 @@ def main() -> None:
         return inner(self, prompts, sampling, seeds)
 
     rank_split.RankSplitEngine.generate = counting
+    try:
+        _label_and_eval(model_dir, questions, out, rank)
+    finally:
+        rank_split.RankSplitEngine.generate = inner
+    (out / f"sampled.rank{rank}.json").write_text(json.dumps(sampled))
+    distributed.barrier()
+
+
+def _label_and_eval(model_dir: str, questions: str, out: Path, rank: int) -> None:
+    from medssr_nemo.cli.label import label
+    from medssr_nemo.config import load_config
+    from medssr_nemo.eval.runner import run_eval
+    from medssr_nemo.rollout import rank_split
+
     common = [f"model.path={model_dir}", "model.prompt_style=base", "rollout.batch_size=6",
               "rollout.max_new_tokens=6"]
     label_dir, eval_dir = out / "label", out / "eval"
@@ -49,8 +64,6 @@ def main() -> None:
                                           "eval.checkpoint_labels=[base]", "eval.benchmarks=[medqa]",
                                           "eval.limit=2", "eval.num_samples=2", "eval.max_new_tokens=8",
                                           "eval.batch_size=5", "eval.chart=false"]), progress=False)
-    (out / f"sampled.rank{rank}.json").write_text(json.dumps(sampled))
-    distributed.barrier()
 
 
 if __name__ == "__main__":
