@@ -410,9 +410,10 @@ PAIRS = {
 def test_each_setting_changes_the_computation_as_its_formula_says(run_with, setting):
     """Catches: a trainer that ignores (or mis-routes) this one setting. Both values are checked
     against the hand computation, and the quantity the setting acts on must differ between them.
-    Planted by hand: the trainer passing ``normalize_std=True`` always fails the
-    ``grpo.normalize_std`` case; ``clip_low`` swapped for ``clip_high`` in the loss fails
-    ``grpo.clip_low``; the KL estimator fixed to k3 fails ``grpo.kl_estimator``."""
+    Planted by hand (scripts/mutation_check.py): the trainer passing ``normalize_std=True``
+    always fails the ``grpo.normalize_std`` case; the loss's KL estimator fixed to k3 fails
+    ``grpo.kl_estimator=k1``; one PPO epoch whatever ``grpo.ppo_epochs`` fails that case; no old
+    logprobs for two epochs (ratio 1 again) fails ``grpo.clip_low``."""
     first, second, differs = PAIRS[setting]
     a, b = check_run(run_with(*first)), check_run(run_with(*second))
     if differs == "rows":
