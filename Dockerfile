@@ -22,9 +22,12 @@ COPY medssr_nemo ./medssr_nemo
 COPY plugins ./plugins
 COPY conf ./conf
 
-# Keep the image's own torch and TensorRT-LLM: pin them to the installed builds as constraints,
-# so resolving the megatron and trtllm extras can never replace them.
-RUN pip freeze | grep -iE '^(torch|tensorrt[-_]llm|tensorrt)==' > /tmp/image-constraints.txt \
+# One consistent dependency set: every package the base image holds (its torch, TensorRT-LLM,
+# transformers 4.57.1, numpy 1.x, datasets 3.1.0, ...) becomes a constraint, so resolving the
+# megatron and trtllm extras can never replace one of them; a requirement that cannot fit fails the
+# build. scripts/check_image_deps.py checks the same against docker/tensorrt_llm-1.2.0-image.txt
+# offline (tests/test_docker.py), so a conflict shows up before any build.
+RUN pip list --format=freeze | grep -viE '^medssr[-_]nemo==' > /tmp/image-constraints.txt \
     && pip install --no-cache-dir -c /tmp/image-constraints.txt ".[megatron,trtllm]" \
     && python -c "import medssr_nemo, tensorrt_llm; print('medssr_nemo on tensorrt_llm', tensorrt_llm.__version__)"
 

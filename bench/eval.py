@@ -15,6 +15,7 @@ generated token of the free generations.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -25,9 +26,13 @@ from pathlib import Path
 import torch
 
 from medssr_nemo.cli.common import config_parser, parse_config
+from medssr_nemo.config.schema.answer import answer_extraction
 from medssr_nemo.eval.answering import WorkItem, answer_items
-from medssr_nemo.eval.protocol import EvalProtocol, recovery_tokens, sample_seed
-from medssr_nemo.eval.runner import LazyPolicy, default_policy_loader, evaluate_benchmark, load_benchmarks
+from medssr_nemo.eval.protocol import EvalProtocol, sample_seed
+from medssr_nemo.eval.redecode import make_redecoder
+from medssr_nemo.eval.runner import (LazyPolicy, checkpoint_prompt_style, checkpoints_from_config,
+                                     default_policy_loader, evaluate_benchmark, load_benchmarks)
+from medssr_nemo.models.loading import model_type_of
 from medssr_nemo.prompts import encode_prompt
 
 CPU_DEFAULTS = ["eval.limit=2", "eval.max_new_tokens=128"]
@@ -43,14 +48,16 @@ def main(argv: list[str]) -> int:
     _, cfg = parse_config(config_parser("bench/eval.py", __doc__.split("\n\n")[0]), [*rest, *defaults])
     if args.threads:
         torch.set_num_threads(args.threads)
-    protocol = EvalProtocol.from_config(cfg.eval, cfg.model.prompt_style)
-    reference = (list(cfg.eval.checkpoints) or [cfg.model.path])[0]
+    checkpoint = checkpoints_from_config(cfg)[0]
+    reference = checkpoint.reference
+    protocol = dataclasses.replace(EvalProtocol.from_config(cfg.eval, cfg.model.prompt_style, answer_extraction(cfg, "eval")),
+                                   prompt_style=checkpoint_prompt_style(checkpoint))
 
     benchmarks = load_benchmarks(cfg.eval)
     started = time.perf_counter()
     engine, tokenizer = default_policy_loader(cfg)(reference)
     load_s = time.perf_counter() - started
-    _warm_up(engine, tokenizer, protocol, benchmarks[0].records[0])
+    _warm_up(engine, tokenizer, protocol, benchmarks[0].records[0], reference)
 
     policy = LazyPolicy(lambda _: (engine, tokenizer), reference)
     per_benchmark, total_q, total_s, total_tokens, total_cpu = {}, 0, 0.0, 0, 0.0
@@ -68,7 +75,7 @@ def main(argv: list[str]) -> int:
                 "cpu_seconds": round(cpu_seconds, 2),   # this process only: robust on a shared machine
                 "questions_per_cpu_s": round(len(bench.records) / cpu_seconds, 4),
                 "new_tokens_per_s": round(tokens / seconds, 1), "mean_new_tokens": round(tokens / len(rows), 1),
-                "recovered": metrics["recovered"], "accuracy_pct": round(metrics["accuracy_pct_mean"], 2),
+                "recovered_by_redecode": metrics["recovered_by_redecode"], "accuracy_pct": round(metrics["accuracy_pct_mean"], 2),
             }
             total_q, total_s, total_tokens = total_q + len(bench.records), total_s + seconds, total_tokens + tokens
             total_cpu += cpu_seconds
@@ -99,15 +106,14 @@ def engine_device(engine: object) -> str:
     return str(device) if device is not None else "unknown"
 
 
-def _warm_up(engine, tokenizer, protocol: EvalProtocol, record) -> None:
+def _warm_up(engine, tokenizer, protocol: EvalProtocol, record, reference: str) -> None:
     """One short generation and one re-decode, so first-call costs (allocations, compiled
     graphs) are not timed."""
-    import dataclasses
-
     short = dataclasses.replace(protocol, max_new_tokens=min(8, protocol.max_new_tokens), num_samples=1)
     item = WorkItem("warmup", record, tuple(encode_prompt(record, tokenizer, protocol.prompt_style)), 0,
                     sample_seed(protocol.seed, record.id, 0))
-    answer_items(engine, [item], short, recovery_tokens(tokenizer, record.letters))
+    redecoder = make_redecoder(tokenizer, protocol.prompt_style, reference, model_type_of(reference))  # type: ignore[arg-type]
+    answer_items(engine, [item], short, redecoder, reference)
 
 
 if __name__ == "__main__":

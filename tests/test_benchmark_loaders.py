@@ -158,7 +158,7 @@ def test_a_malformed_row_names_the_file_and_line(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps({"id": "ok", "question": "Q?", "options": ["x", "y"], "answer": "A"}) + "\n"
                     + json.dumps({"id": "bad", "question": "Q?", "options": ["x", "y"], "answer": "C"}) + "\n")
-    with pytest.raises(RecordError, match=rf"{path}:2: .*'C' is not one of the option letters"):
+    with pytest.raises(RecordError, match=rf"{path}:2: no answer key: .* letters A, B, .*got answer='C'"):
         get_benchmark("bad", {"bad": {"path": str(path), "format": "mcq_jsonl"}}).load()
     path.write_text('{"id": "x", "question": "Q?"\n')
     with pytest.raises(RecordError, match=rf"{path}:1: not valid JSON"):

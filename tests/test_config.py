@@ -57,7 +57,43 @@ def test_bad_values_name_the_key(override, expected):
 def test_unknown_key_error_lists_allowed_keys():
     with pytest.raises(ConfigError) as err:
         load_config("base", ["+train.stepz=3"])
-    assert "allowed keys here" in str(err.value) and "steps" in str(err.value)
+    assert "allowed keys in train:" in str(err.value) and "steps" in str(err.value)
+
+
+def test_a_misspelled_key_lists_the_allowed_keys_without_needing_plus():
+    """On main a misspelled key without ``+`` only said 'To append to your config use +...'."""
+    with pytest.raises(ConfigError) as err:
+        load_config("base", ["eval.temprature=0.5"])
+    text = str(err.value)
+    assert "unknown config key 'eval.temprature' (did you mean eval.temperature?)" in text
+    assert "allowed keys in eval:" in text and "num_samples" in text and "+eval" not in text
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("eval.temperature=abc", "config key 'eval.temperature' expects a number (float); got 'abc'"),
+    ("eval.num_samples=1.5", "config key 'eval.num_samples' expects an integer; got '1.5'"),
+    ("eval.limit=abc", "config key 'eval.limit' expects an integer or null; got 'abc'"),
+    ("eval.greedy=maybe", "config key 'eval.greedy' expects true or false; got 'maybe'"),
+    ("eval.benchmarks=medqa", "config key 'eval.benchmarks' expects a list of strings such as [a,b]"),
+])
+def test_a_wrong_type_override_names_the_expected_type(override, expected):
+    """On main these said only 'Error merging override <key>=<value>'."""
+    with pytest.raises(ConfigError) as err:
+        load_config("base", [override])
+    assert expected in str(err.value)
+
+
+def test_answer_extraction_is_one_setting_overridable_per_stage():
+    from medssr_nemo.config.schema.answer import answer_extraction
+
+    cfg = load_config("base", [])
+    assert [answer_extraction(cfg, s) for s in ("eval", "reward", "label")] == ["paper"] * 3
+    cfg = load_config("base", ["answer.extraction=lenient", "eval.answer_extraction=paper"])
+    assert [answer_extraction(cfg, s) for s in ("eval", "reward", "label")] == ["paper", "lenient", "lenient"]
+    with pytest.raises(ConfigError, match="answer.extraction='strict' is not allowed"):
+        load_config("base", ["answer.extraction=strict"])
+    with pytest.raises(ConfigError, match="label.answer_extraction='x' is not allowed"):
+        load_config("base", ["label.answer_extraction=x"])
 
 
 def test_unknown_config_name_lists_builtins():
@@ -84,8 +120,8 @@ def test_yaml_round_trip_is_stable():
 
 # conf/model file -> (hub id, tensor parallel size); TP from DESIGN.md's layouts
 PAPER_SCALE_MODELS = {
-    "qwen3_1_7b": ("Qwen/Qwen3-1.7B", 1), "qwen3_4b": ("Qwen/Qwen3-4B", 1), "qwen3_8b": ("Qwen/Qwen3-8B", 2),
-    "qwen3_14b": ("Qwen/Qwen3-14B", 4), "llama3_1_8b": ("meta-llama/Llama-3.1-8B-Instruct", 2),
+    "qwen3_1_7b": ("Qwen/Qwen3-1.7B-Base", 1), "qwen3_4b": ("Qwen/Qwen3-4B-Base", 1), "qwen3_8b": ("Qwen/Qwen3-8B-Base", 2),
+    "qwen3_14b": ("Qwen/Qwen3-14B-Base", 4), "llama3_1_8b": ("meta-llama/Llama-3.1-8B-Instruct", 2),
 }
 
 

@@ -21,7 +21,7 @@ DATA = data_root()
 def real_run(tmp_path_factory):
     """One full ``medssr data real`` run (all pools, no limit), shared by the tests below."""
     out = tmp_path_factory.mktemp("real")
-    assert data_main(["real", f"output_dir={out}"]) == 0
+    assert data_main(["real", f"output_dir={out}", "data.stage1_seed_share=0"]) == 0
     card = json.loads((out / "real.card.json").read_text())
     removed = [json.loads(line) for line in (out / "real.removed.jsonl").read_text().splitlines()]
     return out, read_records(out / "real.jsonl"), card, removed
@@ -107,7 +107,7 @@ def test_records_carry_gold_labels_from_the_source_keys(real_run):
 def test_rerun_with_same_config_and_inputs_does_nothing(real_run, capsys):
     out, _, _, _ = real_run
     before = (out / "real.jsonl").stat().st_mtime_ns
-    assert data_main(["real", f"output_dir={out}"]) == 0
+    assert data_main(["real", f"output_dir={out}", "data.stage1_seed_share=0"]) == 0
     assert "up to date" in capsys.readouterr().out
     assert (out / "real.jsonl").stat().st_mtime_ns == before
 

@@ -144,3 +144,10 @@ def test_checkpoints_in_order_are_compared_pairwise_and_last_against_first(tmp_p
     assert "prompt style differs" in results[2]["error"]
     text = markdown_many(results)
     assert "### stage1 → stage2" in text and "### stage2 → other\n\nNot compared: cannot compare" in text
+
+
+def test_checkpoints_with_the_same_label_are_named_by_their_directories(tmp_path):
+    a = write_results(tmp_path / "seed0", "smollm2", "medqa", [[1]] * 6, EvalProtocol(num_samples=1, seed=0))
+    b = write_results(tmp_path / "seed1", "smollm2", "medqa", [[1]] * 6, EvalProtocol(num_samples=1, seed=1))
+    result = compare(load_checkpoint(a), load_checkpoint(b))
+    assert (result["a"]["label"], result["b"]["label"]) == ("seed0/smollm2", "seed1/smollm2")

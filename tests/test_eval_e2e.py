@@ -39,10 +39,16 @@ def test_cli_compares_two_checkpoints_and_writes_every_output(two_tiny_checkpoin
         for name in ("medqa", "rarebench_mme"):
             rows = [json.loads(line) for line in (out / ckpt["label"] / name / "generations.jsonl").read_text().splitlines()]
             assert len(rows) == 4 and {r["sample"] for r in rows} == {0, 1}
-            # a random model states no answer: every sample was re-decoded to a valid letter
-            assert all(r["recovered"] and r["answer"] in "ABCD" for r in rows)
+            # a random model states no answer: every sample was re-decoded, to one of the
+            # benchmark's letters or (two tokens for a Llama-family model, e.g. "AB") to none
+            assert all(r["free_answer"] is None and r["redecode_text"] is not None for r in rows)
+            assert all(r["answer"] is None or r["answer"] in "ABCDE" for r in rows)
             metrics = json.loads((out / ckpt["label"] / name / "metrics.json").read_text())
-            assert metrics["invalid_answers"] == 4 and metrics["recovered"] == 4 and metrics["unanswered"] == 0
+            assert metrics["no_answer_before_redecode"] == 4
+            assert metrics["recovered_by_redecode"] + metrics["unknown_after_redecode"] == 4
+            assert metrics["prompt_style"] == ckpt["prompt_style"]
+    # the directory named "base" gets the base template; the other has a chat template
+    assert [c["prompt_style"] for c in summary["checkpoints"]] == ["base", "chat"]
 
     import matplotlib.image
 
@@ -56,7 +62,8 @@ def test_summary_intervals_and_paired_comparison_from_a_real_run(two_tiny_checkp
     out = tmp_path / "eval"
     assert medssr(["eval", "--no-progress", f"eval.output_dir={out}", f"eval.checkpoints=[{base},{stage1}]",
                    "eval.checkpoint_labels=[base,stage1]", "eval.benchmarks=[pubmedqa,rarebench_mme]",
-                   "eval.limit=3", "eval.num_samples=2", "eval.max_new_tokens=4", "eval.chart=false"]) == 0
+                   "eval.limit=3", "eval.num_samples=2", "eval.max_new_tokens=4", "eval.chart=false",
+                   "eval.prompt_style=chat"]) == 0   # one template for both: compare refuses mixed styles
     summary = json.loads((out / "summary.json").read_text())
     for ckpt in summary["checkpoints"]:
         for metrics in ckpt["benchmarks"].values():
@@ -97,5 +104,5 @@ def test_embedded_smollm2_on_a_subsample_of_every_benchmark(tmp_path):
     results = summary["checkpoints"][0]["benchmarks"]
     assert len(results) == 10
     for name, metrics in results.items():
-        assert metrics["num_generations"] == 1 and metrics["unanswered"] == 0, name
+        assert metrics["num_generations"] == 1, name
     assert summary["checkpoints"][0]["label"] == "smollm2-135m-instruct"

@@ -10,10 +10,11 @@ import pytest
 
 from medssr_nemo.answers import extract_answer
 from medssr_nemo.config import load_config
-from medssr_nemo.eval.answering import WorkItem, answer_items, recover_letters
+from medssr_nemo.eval.answering import WorkItem, answer_items, redecode
 from medssr_nemo.eval.metrics import benchmark_metrics, summarize
-from medssr_nemo.eval.protocol import EvalProtocol, recovery_prompt, recovery_tokens, sample_seed
-from medssr_nemo.prompts import RECOVERY_SUFFIX, encode_prompt
+from medssr_nemo.eval.protocol import EvalProtocol, sample_seed
+from medssr_nemo.eval.redecode import make_redecoder
+from medssr_nemo.prompts import encode_prompt
 from medssr_nemo.records import QuestionRecord
 from medssr_nemo.rollout.interfaces import Completion
 
@@ -26,6 +27,7 @@ def test_defaults_are_the_papers_protocol():
     assert (protocol.temperature, protocol.top_p, protocol.top_k) == (0.6, 0.95, 20)
     assert (protocol.max_new_tokens, protocol.num_samples, protocol.recovery) == (2048, 4, True)
     assert protocol.prompt_style == "chat"          # from the model config (SmolLM2-Instruct)
+    assert protocol.answer_extraction == "paper"
     assert cfg.eval.benchmarks == ["medqa", "medmcqa", "pubmedqa", "bioasq", "mmlu", "lancet", "nejm",
                                    "medbullets", "medxpertqa", "rarebench"]
 
@@ -64,11 +66,11 @@ def test_prompts_are_the_papers_templates():
     ]
 
 
-# ---- extraction: the paper's rules --------------------------------------------------------------
+# ---- extraction: the paper's rules (the full battery is in test_answers.py) -------------------
 
 def paper_extract(prediction: str) -> str | None:
-    """The paper's rule as its evaluation script states it (tdlhl/MedSSR), as an independent
-    reference: exact-case forms first (last match of the first form found), then any case."""
+    """The paper's rule as its evaluation script states it, as an independent reference:
+    exact-case forms first (last match of the first form found), then any case."""
     for pattern in (r"The answer is ([A-Z])", r"The answer is \$\\boxed{([A-Z])}\$", r"The answer is \[([A-Z])\]"):
         matches = list(re.finditer(pattern, prediction.strip()))
         if matches:
@@ -77,42 +79,26 @@ def paper_extract(prediction: str) -> str | None:
     return matches[-1].group(1).upper() if matches else None
 
 
-AGREED = [  # outputs where our extractor and the paper's script must agree
+AGREED = [
     "Reasoning... The answer is B.",
-    "The answer is A. On reflection the PTT points elsewhere. The answer is D",      # last match wins
-    "The answer is $\\boxed{C}$",                                                   # boxed form
-    "So: The answer is [B].",                                                       # bracketed form
-    "the answer is c",                                                              # lower case
+    "The answer is A. On reflection the PTT points elsewhere. The answer is D",
+    "The answer is $\\boxed{C}$",
+    "So: The answer is [B].",
+    "the answer is c",
     "THE ANSWER IS D",
     "The answer is b, because the enzyme...",
-    "I cannot decide between the options.",                                         # no answer
+    "The answer is E",
+    "The answer is Bacteria",
+    "The answer is [B]. Then The answer is C",
+    "I cannot decide between the options.",
     "The answer is\nunclear",
     "",
 ]
 
 
 @pytest.mark.parametrize("text", AGREED)
-def test_extractor_agrees_with_the_papers_script(text):
+def test_default_extractor_agrees_with_the_papers_script(text):
     assert extract_answer(text, ABCD) == paper_extract(text)
-
-
-@pytest.mark.parametrize("text, expected", [
-    ("The answer is E", None),                       # a letter outside the options is rejected ...
-    ("The answer is C. No wait: The answer is F", "C"),   # ... so the last valid statement stands
-    ("The answer is a rare metabolic disease", None),     # the article 'a' is not the letter A
-    ("The answer is option B", None),                 # 'o' of 'option' is not a letter
-    ("The answer is (B)", "B"),
-    ("The answer is **C**", "C"),
-    ("\\boxed{A}", "A"),
-    ("The answer is [C]. Double-check: \\boxed{D}", "D"),   # last match over every form
-])
-def test_extractor_rules_beyond_the_papers_script(text, expected):
-    assert extract_answer(text, ABCD) == expected
-
-
-def test_ten_option_letters():
-    assert extract_answer("The answer is J", list("ABCDEFGHIJ")) == "J"
-    assert extract_answer("The answer is J", ABCD) is None
 
 
 # ---- seeds ------------------------------------------------------------------------------------
@@ -123,7 +109,7 @@ def test_sample_seeds_depend_only_on_seed_question_and_sample():
     assert len(seeds) == 16 and all(0 <= s < 2 ** 63 for s in seeds)
 
 
-# ---- constrained re-decode --------------------------------------------------------------------
+# ---- constrained re-decode (prompts and token ids: test_redecode.py) ---------------------------
 
 @pytest.fixture(scope="module")
 def tiny():
@@ -132,22 +118,6 @@ def tiny():
 
     model, tokenizer = make_tiny_model("llama", seed=3)
     return InProcessEngine(model, tokenizer, max_batch_size=16), tokenizer
-
-
-def test_recovery_uses_the_letter_tokens_the_model_would_write(tiny):
-    _, tokenizer = tiny
-    tokens = recovery_tokens(tokenizer, list("ABCDEFGHIJ"))
-    # "\nThe answer is" then the merged " A" token: exactly how the tokenizer splits the phrase
-    for letter in "ABCDEFGHIJ":
-        full = tokenizer.encode(RECOVERY_SUFFIX + letter, add_special_tokens=False)
-        assert full == [*tokens.suffix_ids, next(t for t, l in tokens.letter_of_token.items() if l == letter)]
-    assert len(tokens.allowed_ids(ABCD)) == 4
-    assert tokenizer.decode(list(tokens.suffix_ids)) + " " == RECOVERY_SUFFIX
-
-
-def test_recovery_prompt_drops_the_stop_token_and_appends_the_suffix():
-    assert recovery_prompt([1, 2], [7, 8, 2], [50, 51], stopped=True) == [1, 2, 7, 8, 50, 51]
-    assert recovery_prompt([1, 2], [7, 8], [50, 51], stopped=False) == [1, 2, 7, 8, 50, 51]
 
 
 def _records(n_options_cycle=(2, 3, 4, 5, 10), count=20):
@@ -160,41 +130,49 @@ def _records(n_options_cycle=(2, 3, 4, 5, 10), count=20):
     return out
 
 
-def test_recovery_always_yields_an_allowed_letter(tiny):
-    """A random tiny model never states an answer, so every sample goes through the re-decode;
-    each must come back with one of its own question's letters (2, 3, 4, 5 or 10 options)."""
+@pytest.mark.parametrize("model_type, new_tokens", [("qwen3", 1), ("llama", 2)])
+def test_redecode_answers_are_the_benchmarks_letters_or_unknown(tiny, model_type, new_tokens):
+    """A random tiny model never states an answer, so every sample is re-decoded; with one new
+    token (Qwen family) each gives one of the benchmark's letters, with two (others) the output
+    is a letter, a letter and '.', or two letters (still unknown), as in the paper's script."""
     engine, tokenizer = tiny
-    protocol = EvalProtocol(max_new_tokens=4, num_samples=1)
+    protocol = EvalProtocol(max_new_tokens=4, num_samples=1, prompt_style="chat")
     records = _records(count=10)
-    items = [WorkItem("toy", r, tuple(encode_prompt(r, tokenizer, "chat")), 0, sample_seed(0, r.id, 0))
+    benchmark_letters = tuple("ABCDEFGHIJ")
+    items = [WorkItem("toy", r, tuple(encode_prompt(r, tokenizer, "chat")), 0, sample_seed(0, r.id, 0), benchmark_letters)
              for r in records]
-    rows = answer_items(engine, items, protocol, recovery_tokens(tokenizer, list("ABCDEFGHIJ")))
+    redecoder = make_redecoder(tokenizer, "chat", "tiny", model_type)
+    rows = answer_items(engine, items, protocol, redecoder)
     assert len(rows) == len(items)
     for item, row in zip(items, rows):
-        assert row["free_answer"] is None and row["recovered"]
-        assert row["answer"] in item.record.letters
+        assert row["free_answer"] is None
+        text = row["redecode_text"].strip().rstrip(".").upper()
+        assert len(tokenizer.encode(row["redecode_text"], add_special_tokens=False)) <= new_tokens
+        assert row["answer"] == (text if text in benchmark_letters else None)
+        assert row["recovered"] == (row["answer"] is not None)
         assert row["correct"] == (row["answer"] == item.record.gold)
+    if new_tokens == 1:
+        assert all(row["recovered"] for row in rows)
 
 
-def test_recovery_follows_the_models_preference_among_allowed_letters(tiny):
+def test_redecode_follows_the_models_preference_among_allowed_letters(tiny):
     """The re-decode is greedy over the allowed letters: it must pick the allowed letter token
-    with the highest logit after prompt + completion + suffix (checked with a full forward)."""
+    with the highest logit after the re-decode prompt (checked with a full forward)."""
     import torch
 
     engine, tokenizer = tiny
     record = _records(count=1)[0]
-    prompt = encode_prompt(record, tokenizer, "chat")
     completion = Completion(token_ids=[300, 301], text="xy", logprobs=[0.0, 0.0], finish_reason="length",
                             weight_version=0)
-    tokens = recovery_tokens(tokenizer, record.letters)
-    item = WorkItem("toy", record, tuple(prompt), 0, 1)
-    letter = recover_letters(engine, [item], [completion], [0], tokens)[0]
-    ids = torch.tensor([recovery_prompt(prompt, completion.token_ids, tokens.suffix_ids, stopped=False)])
+    redecoder = make_redecoder(tokenizer, "chat", "Qwen3-tiny", None)
+    item = WorkItem("toy", record, tuple(encode_prompt(record, tokenizer, "chat")), 0, 1)
+    got = redecode(engine, [item], [completion], [0], redecoder)[0]
+    ids = torch.tensor([redecoder.prompt_ids(record, "xy")])
     with torch.no_grad():
         logits = engine.model(ids).logits[0, -1]
-    allowed = tokens.allowed_ids(record.letters)
+    allowed = redecoder.allowed_ids(record.letters)
     best = max(allowed, key=lambda t: float(logits[t]))
-    assert letter == tokens.letter_of_token[best]
+    assert got.letter == tokenizer.decode([best])
 
 
 def test_an_engine_that_ignores_allowed_ids_is_an_error():
@@ -202,13 +180,13 @@ def test_an_engine_that_ignores_allowed_ids_is_an_error():
         def generate(self, prompts, sampling, seeds):
             return [Completion([999], "zz", [0.0], "length", 0) for _ in prompts]
 
-    from medssr_nemo.eval.protocol import RecoveryTokens
+    from medssr_nemo.models.tiny import make_tiny_tokenizer
 
     record = _records(count=1)[0]
-    tokens = RecoveryTokens((5,), {10: "A", 11: "B"})
+    redecoder = make_redecoder(make_tiny_tokenizer("qwen3"), "base", "Qwen3-tiny", None)
     completion = Completion([1], "x", [0.0], "length", 0)
     with pytest.raises(RuntimeError, match="ignored allowed_token_ids"):
-        recover_letters(Careless(), [WorkItem("toy", record, (1,), 0, 0)], [completion], [0], tokens)
+        redecode(Careless(), [WorkItem("toy", record, (1,), 0, 0)], [completion], [0], redecoder)
 
 
 # ---- accuracy ---------------------------------------------------------------------------------
@@ -229,7 +207,7 @@ def test_accuracy_is_the_mean_and_population_std_over_samples():
     assert metrics["accuracy_pct_per_sample"] == [75.0, 50.0, 25.0]
     assert metrics["accuracy_pct_mean"] == pytest.approx(50.0)
     assert metrics["accuracy_pct_std"] == pytest.approx(float(np.std([75.0, 50.0, 25.0])))   # 20.41
-    assert (metrics["invalid_answers"], metrics["recovered"], metrics["unanswered"]) == (2, 1, 1)
+    assert (metrics["no_answer_before_redecode"], metrics["recovered_by_redecode"], metrics["unknown_after_redecode"]) == (2, 1, 1)
     assert metrics["num_questions"] == 4 and metrics["num_generations"] == 12
 
 

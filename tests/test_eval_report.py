@@ -7,7 +7,7 @@ from medssr_nemo.eval.report import markdown_table, write_chart
 
 def _summary():
     def m(mean, std, invalid):
-        return {"accuracy_pct_mean": mean, "accuracy_pct_std": std, "invalid_answers": invalid, "num_generations": 8}
+        return {"accuracy_pct_mean": mean, "accuracy_pct_std": std, "no_answer_before_redecode": invalid, "num_generations": 8}
     return {
         "benchmarks": ["medqa", "rarebench"], "rare": {"medqa": False, "rarebench": True}, "limit": 2,
         "protocol": {"prompt_style": "chat", "temperature": 0.6, "top_p": 0.95, "top_k": 20,

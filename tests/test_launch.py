@@ -17,10 +17,10 @@ from medssr_nemo.launch.memory import ARCHITECTURES
 from medssr_nemo.launch.slurm_env import first_host, rank_env
 
 SIZES = {  # name: (hub id, TP, PP, nodes), from DESIGN.md's layouts for 8xH100 nodes
-    "qwen3_1_7b": ("Qwen/Qwen3-1.7B", 1, 1, 1),
-    "qwen3_4b": ("Qwen/Qwen3-4B", 1, 1, 1),
-    "qwen3_8b": ("Qwen/Qwen3-8B", 2, 1, 1),
-    "qwen3_14b": ("Qwen/Qwen3-14B", 4, 1, 1),
+    "qwen3_1_7b": ("Qwen/Qwen3-1.7B-Base", 1, 1, 1),
+    "qwen3_4b": ("Qwen/Qwen3-4B-Base", 1, 1, 1),
+    "qwen3_8b": ("Qwen/Qwen3-8B-Base", 2, 1, 1),
+    "qwen3_14b": ("Qwen/Qwen3-14B-Base", 4, 1, 1),
     "qwen3_32b": ("Qwen/Qwen3-32B", 8, 2, 2),
     "llama3_1_8b": ("meta-llama/Llama-3.1-8B-Instruct", 2, 1, 1),
 }
@@ -49,8 +49,11 @@ def test_dry_run_prints_the_srun_command(capsys):
                    "launch.container_mounts=[/data:/data]"]) == 0
     summary, command = capsys.readouterr().out.strip().splitlines()
     assert summary == "# 16 processes = 2 node(s) x 8 GPUs; TP 8 x PP 2 x DP 1"
-    assert command == ("MASTER_PORT=29500 srun --nodes=2 --ntasks-per-node=8 --gpus-per-node=8 --kill-on-bad-exit=1 "
+    assert command == ("CUDA_DEVICE_MAX_CONNECTIONS=1 MASTER_PORT=29500 NCCL_DEBUG=WARN NCCL_IB_DISABLE=0 "
+                       "TORCH_NCCL_ASYNC_ERROR_HANDLING=1 "
+                       "srun --nodes=2 --ntasks-per-node=8 --gpus-per-node=8 --kill-on-bad-exit=1 --mpi=pmix "
                        "--container-image=nvcr.io/nv/img:1 --container-mounts=/data:/data "
+                       "--container-workdir=/workspace/run --no-container-mount-home "
                        "python -m medssr_nemo.launch.slurm_env medssr run --config base model=qwen3_32b "
                        "launch.container_image=nvcr.io/nv/img:1 'launch.container_mounts=[/data:/data]'")
 
@@ -58,10 +61,32 @@ def test_dry_run_prints_the_srun_command(capsys):
 def test_dry_run_torchrun_and_bad_layout(capsys):
     assert medssr(["launch", "--dry-run", "model=qwen3_8b", "launch.launcher=torchrun", "launch.gpus_per_node=4"]) == 0
     assert capsys.readouterr().out.splitlines()[1] == (
-        "MASTER_PORT=29500 torchrun --standalone --nproc-per-node=4 -m medssr_nemo.cli.main run --config base "
+        "CUDA_DEVICE_MAX_CONNECTIONS=1 MASTER_PORT=29500 NCCL_DEBUG=WARN NCCL_IB_DISABLE=0 "
+        "TORCH_NCCL_ASYNC_ERROR_HANDLING=1 torchrun --standalone --nproc-per-node=4 -m medssr_nemo.cli.main run --config base "
         "model=qwen3_8b launch.launcher=torchrun launch.gpus_per_node=4")
     assert medssr(["launch", "--dry-run", "model=qwen3_14b", "launch.gpus_per_node=2"]) == 1
     assert "does not divide" in capsys.readouterr().err
+
+
+def test_dry_run_without_an_image_has_no_container_flags_and_mpi_can_be_left_to_the_cluster(capsys):
+    assert medssr(["launch", "--dry-run", "model=qwen3_8b", "launch.mpi=", "launch.container_mount_home=true"]) == 0
+    command = capsys.readouterr().out.splitlines()[1]
+    assert "--container" not in command and "--mpi" not in command
+    cfg = load_config("base", ["launch.container_image=img.sqsh", "launch.container_mount_home=true",
+                               "launch.container_workdir=/work"])
+    argv = build_plan(cfg).argv
+    assert "--container-workdir=/work" in argv and "--no-container-mount-home" not in argv
+
+
+def test_launcher_variables_are_cleared_for_the_block_and_restored():
+    from medssr_nemo.launch.slurm_env import launcher_env_cleared
+
+    env = {"SLURM_PROCID": "3", "PMI_RANK": "3", "PMIX_RANK": "3", "OMPI_COMM_WORLD_RANK": "3", "RANK": "3",
+           "MASTER_ADDR": "gpu01", "NCCL_DEBUG": "WARN"}
+    with launcher_env_cleared(env) as removed:
+        assert env == {"RANK": "3", "MASTER_ADDR": "gpu01", "NCCL_DEBUG": "WARN"}
+        assert set(removed) == {"SLURM_PROCID", "PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK"}
+    assert env["SLURM_PROCID"] == "3" and env["PMIX_RANK"] == "3"
 
 
 def test_first_host_of_slurm_node_lists():

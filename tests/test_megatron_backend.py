@@ -116,7 +116,8 @@ def one_process(checkpoints, tmp_path_factory) -> dict:
             "grpo": {"model": "qwen3", "steps": 3, "hf_backend": True,
                      "layouts": [{"name": "tp1", "tp": 1, "pp": 1},
                                  {"name": "tp1_entropy_only", "tp": 1, "pp": 1, "entropy_only": True},
-                                 {"name": "tp1_packed", "tp": 1, "pp": 1, "pack_tokens": PACK_TOKENS}]}}
+                                 {"name": "tp1_packed", "tp": 1, "pp": 1, "pack_tokens": PACK_TOKENS}]},
+            "offload": {"model": "llama"}}
     return _run_job(spec, 1, tmp_path_factory.mktemp("megatron_world1"))
 
 
@@ -177,6 +178,18 @@ def test_megatron_parity_padded_vocabulary(one_process, two_processes):
         assert case["logits_shape"][-1] == case["vocab_size"], _label(case)
         assert case["logits_max_abs_diff"] < 1e-5 * max(1.0, case["logits_scale"]), _label(case)
         assert case["logprobs_max_abs_diff"] < 1e-5, _label(case)
+
+
+def test_memory_plan_counts_the_largest_megatron_shard(one_process, two_processes, checkpoints):
+    """The memory plan's parameters per GPU (launch/memory.py) equal the largest shard of the
+    megatron model actually built, at TP1, TP2 and PP2, tied and untied."""
+    from medssr_nemo.launch.memory import architecture_of, parameters_per_gpu
+
+    for case in _parity_cases(one_process, two_processes):
+        if "vocab_multiple" in case or case["model"] == "qwen2":  # the plan assumes 128 and no q/k/v bias
+            continue
+        arch = architecture_of(checkpoints[case["model"]])
+        assert parameters_per_gpu(arch, case["tp"], case["pp"]) == max(case["local_parameters"]), _label(case)
 
 
 def test_megatron_parity_hf_export_round_trip_is_bit_exact(one_process, two_processes):
@@ -252,6 +265,17 @@ def test_megatron_packed_sequences_give_the_padded_logprobs(one_process, two_pro
     tokens = run["micro_batch_tokens"]
     assert max(tokens) <= PACK_TOKENS
     assert len(tokens) == 3 and sum(tokens) == sum([7, 12, 5, 10, 9, 6])
+
+
+def test_megatron_gpu_memory_is_freed_between_phases(one_process):
+    """With CUDA simulated: the optimizer state and gradient buffer are on the GPU only inside the
+    update; the reference visits for its pass; the rollout copy leaves for the logprob passes and
+    the update and is back for the refit (policy/megatron/offload.py; the memory plan counts on it)."""
+    assert one_process["offload"]["events"] == [
+        "optimizer off", "grads off", "park reference", "-- built",
+        "-- reference pass", "park rollout copy", "unpark reference", "park reference",
+        "-- update", "park rollout copy", "optimizer on", "grads on", "optimizer off", "grads off",
+        "-- refit", "unpark rollout copy"]
 
 
 def test_megatron_checkpoint_written_with_dist_checkpointing(two_processes):

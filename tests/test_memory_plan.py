@@ -95,7 +95,8 @@ def test_activation_formula_reduces_to_korthikanti_for_a_gpt_layer():
 
 def test_recompute_and_sequence_parallel_shrink_activations():
     base = ["model=qwen3_8b", "policy.options.pack_tokens=16384"]
-    full = plan(load_config("base", [*base, "policy.gradient_checkpointing=false", "+policy.options.sequence_parallel=off"]))
+    full = plan(load_config("base", [*base, "policy.gradient_checkpointing=false",
+                                     "+policy.options.sequence_parallel=off"]))
     sp = plan(load_config("base", [*base, "policy.gradient_checkpointing=false"]))
     recompute = plan(load_config("base", base))
     assert full.activations > sp.activations > recompute.activations
@@ -116,7 +117,8 @@ def test_oversized_rollout_batch_is_refused_naming_the_engine_batch():
     with pytest.raises(MemoryPlanError, match="generation phase") as err:
         preflight(cfg)
     assert "rollout.batch_size=64" in str(err.value)
-    assert preflight(load_config("base", ["model=qwen3_32b", "rollout.batch_size=64", "launch.preflight=false"])) is None
+    off = load_config("base", ["model=qwen3_32b", "rollout.batch_size=64", "launch.preflight=false"])
+    assert preflight(off) is None
 
 
 def test_train_refuses_at_start_on_a_gpu_and_not_on_a_cpu(monkeypatch, capsys, tmp_path):

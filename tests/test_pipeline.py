@@ -88,9 +88,10 @@ def test_every_step_runs_and_leaves_its_artifacts(finished_run):
     synthetic = read_records(run_dir / "synthesis" / "synthetic.jsonl")
     assert len(synthetic) == 10
     real_ids = {r.id for r in real}
-    # non-rare synthetic questions are seeds drawn from the prepared real data
+    # non-rare synthetic questions are seeds from the stage-1 reserve, never stage 2's questions
     seeds = [r for r in synthetic if r.meta.get("origin") == "seed"]
-    assert seeds and all(r.meta["seed_id"] in real_ids for r in seeds)
+    reserve_ids = {r.id for r in read_records(run_dir / "real_data" / "real.stage1_seeds.jsonl")}
+    assert seeds and all(r.meta["seed_id"] in reserve_ids and r.meta["seed_id"] not in real_ids for r in seeds)
     labelled = read_records(run_dir / "pseudo_labels" / "pseudo_labels.jsonl")
     assert labelled and all(r.label_source == "pseudo" and r.label in r.letters for r in labelled)
     votes = [json.loads(line) for line in (run_dir / "pseudo_labels" / "pseudo_labels.votes.jsonl").read_text().splitlines()]
@@ -99,6 +100,11 @@ def test_every_step_runs_and_leaves_its_artifacts(finished_run):
         assert len(_metrics_without_timing(run_dir / stage / "metrics.jsonl")) == steps
         assert (run_dir / stage / "hf_model" / "model.safetensors").exists()
     assert read_records(run_dir / "stage1" / "train.jsonl") == labelled
+    # the collapse monitor runs on stage 1's knowledge-keyed questions, and only there
+    knowledge_keyed = [r for r in labelled if r.meta.get("origin") == "knowledge" and r.gold is not None]
+    stage1_rows = _metrics_without_timing(run_dir / "stage1" / "metrics.jsonl")
+    assert any("collapse/reward_agreement" in row for row in stage1_rows) == bool(knowledge_keyed)
+    assert not any("collapse/reward_agreement" in row for row in _metrics_without_timing(run_dir / "stage2" / "metrics.jsonl"))
     # stage 2 starts from stage 1's weights, on the real questions
     stage2_cfg = (run_dir / "stage2" / "config.yaml").read_text()
     assert f"path: {run_dir / 'stage1' / 'hf_model'}" in stage2_cfg
@@ -112,6 +118,7 @@ def test_every_step_runs_and_leaves_its_artifacts(finished_run):
     for heading in ("## Setting", "**Scale.**", "## 1. Real data", "## 2. Synthetic questions", "## 3. Pseudo-labels",
                     "## 4-5. GRPO stages", "## 6. Evaluation", "rarebench (rare)", "tiny-llama"):
         assert heading in text, heading
+    assert ("**Collapse monitor**" in text) == bool(knowledge_keyed)
     # every accuracy with its interval, and the stages tested against each other on the same questions
     assert "[95% interval over questions]" in text and "none (too few questions)" in text
     for pair in ("### base → stage1", "### stage1 → stage2", "### base → stage2"):
@@ -124,6 +131,8 @@ def test_every_step_runs_and_leaves_its_artifacts(finished_run):
 
 
 def test_report_numbers_are_the_artifacts_numbers(finished_run):
+    from statsmodels.stats.proportion import proportion_confint
+
     _, run_dir, _, _ = finished_run
     summary = json.loads((run_dir / "report" / "summary.json").read_text())
     # pseudo-label accuracy worked out from the vote log and the synthetic questions' keys
@@ -131,7 +140,8 @@ def test_report_numbers_are_the_artifacts_numbers(finished_run):
     kept = [v for v in votes if v["kept"]]
     correct = sum(v["label"] == v["gold"] for v in kept)
     assert summary["pseudo_labels"]["accuracy_vs_key"]["all kept"] == {
-        "with_gold": len(kept), "correct": correct, "accuracy": correct / len(kept)}
+        "with_gold": len(kept), "correct": correct, "accuracy": correct / len(kept),
+        "ci95": [pytest.approx(x) for x in proportion_confint(correct, len(kept), method="wilson")]}
     hist = summary["pseudo_labels"]["agreement_histogram"]
     assert sum(v["kept"] + v["dropped"] for v in hist.values()) == len(votes)
     # achieved rare share = rare questions written / questions written
@@ -307,8 +317,9 @@ def test_seed_pools_outside_the_prepared_data_are_a_clear_error(tiny_model, tmp_
 
 @pytest.mark.distributed
 def test_two_ranks_under_torchrun_give_the_single_process_result(finished_run, tiny_model, tmp_path):
-    """SPMD: both ranks train, the main rank alone prepares data, labels and evaluates while the
-    other waits; data-parallel GRPO must land on the single-process weights."""
+    """SPMD: both ranks train, label and evaluate (each sampling its share), the main rank alone
+    prepares data while the other waits; the pseudo-labels are the single process's bytes and
+    data-parallel GRPO must land on the single-process weights."""
     import os
     import subprocess
     import sys

@@ -14,11 +14,15 @@ import pytest
 
 from medssr_nemo.config import load_config
 from medssr_nemo.launch.command import build_plan
+from medssr_nemo.launch.sbatch import SIZES
+from medssr_nemo.launch.sbatch import main as sbatch_generator
+from medssr_nemo.launch.sbatch import sbatch_script
 
 ROOT = Path(__file__).resolve().parent.parent
 SLURM = ROOT / "examples" / "slurm"
 SCRIPTS = sorted(SLURM.glob("*.sbatch"))
-EXPECTED = {"qwen3_1_7b": (1, 1), "qwen3_8b": (1, 2), "llama3_1_8b": (1, 2), "qwen3_14b": (2, 4)}  # nodes, TP
+EXPECTED = {"qwen3_1_7b": (1, 1), "qwen3_4b": (1, 1), "qwen3_8b": (1, 2), "llama3_1_8b": (1, 2),
+            "qwen3_14b": (1, 4), "qwen3_32b": (2, 8)}  # nodes, TP
 
 FAKE_SBATCH = """\
 #!{python}
@@ -64,8 +68,9 @@ for proc in (0, nodes * per_node - 1):
     run[0] = "{python}" if run[0] == "python" else run[0]
     tasks.append(json.loads(subprocess.run(run, env=env, capture_output=True, text=True, check=True).stdout))
 with open(os.environ["FAKE_SLURM_LOG"], "a") as log:
-    log.write(json.dumps({{"argv": argv, "MASTER_ADDR": os.environ.get("MASTER_ADDR"),
-                          "MASTER_PORT": os.environ.get("MASTER_PORT"), "tasks": tasks}}) + "\\n")
+    log.write(json.dumps({{"argv": argv, "env": {{k: v for k, v in os.environ.items()
+                                                if k.startswith(("MASTER_", "NCCL_", "TORCH_NCCL_", "CUDA_DEVICE_"))}},
+                          "tasks": tasks}}) + "\\n")
 """
 
 
@@ -84,7 +89,7 @@ def fake_slurm(tmp_path):
 
 
 def test_scripts_exist_for_every_size_and_parse():
-    assert {p.stem for p in SCRIPTS} == set(EXPECTED)
+    assert {p.stem for p in SCRIPTS} == set(EXPECTED) == set(SIZES)
     subprocess.run(["bash", "-n", str(SLURM / "common.sh"), *map(str, SCRIPTS)], check=True)
 
 
@@ -114,12 +119,21 @@ def test_script_runs_the_command_medssr_launch_prints(script, fake_slurm):
     assert (cfg.launch.nodes, cfg.model.tensor_parallel_size, cfg.rollout.max_new_tokens) == (nodes, tp, 2048)
     plan = build_plan(cfg, "base", overrides)
     assert ["srun", *argv] == plan.argv                                  # same command as the dry run
-    assert record["MASTER_ADDR"] == "gpu01" and record["MASTER_PORT"] == plan.env["MASTER_PORT"]
+    assert record["env"]["MASTER_ADDR"] == "gpu01"
+    assert {k: record["env"].get(k) for k in plan.env} == plan.env        # NCCL/IB env as the dry run prints it
+    assert {"--mpi=pmix", "--container-image=nvcr.io/example/medssr:test", "--container-workdir=/workspace/run",
+            "--no-container-mount-home"} <= set(argv)
+    assert any(a.startswith("--container-mounts=/lustre/me:/workspace/run,") for a in argv)
     first, last = record["tasks"]
     world = str(8 * nodes)
     assert first == {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": world, "LOCAL_WORLD_SIZE": "8",
                      "MASTER_ADDR": "gpu01", "MASTER_PORT": "29500"}
     assert last["RANK"] == str(8 * nodes - 1) and last["LOCAL_RANK"] == "7" and last["MASTER_ADDR"] == "gpu01"
+
+
+def test_committed_scripts_are_the_generated_ones():
+    assert sbatch_generator(["--check"]) == 0, "examples/slurm is stale: python -m medssr_nemo.launch.sbatch"
+    assert "#SBATCH --nodes=2" in sbatch_script("qwen3_32b") and "TP 8 x PP 2, DP 1" in sbatch_script("qwen3_32b")
 
 
 def test_script_without_image_fails_clearly(fake_slurm):

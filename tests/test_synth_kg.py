@@ -150,8 +150,11 @@ def test_planted_near_duplicate_seeds_are_dropped(tmp_path, hpo, decontaminator,
     out = _run(_cfg(tmp_path, "synthesis.alpha=0", "synthesis.num_questions=4"), hpo, decontaminator, pool,
                synthesizer=synthesizer)
     assert out.card["filters"]["dropped"]["near_duplicate"] == {"near duplicate of a kept question": 1}
-    # slot 1 drew the reworded copy, was dropped, and its retry took pool position 1 + 1 * 4 = 5
-    expected = [original.id, pool[5].id, pool[2].id, pool[3].id]
+    # slot 1 drew the reworded copy, was dropped, and its retry took a spare seed past the 4
+    # planned ones, so it cannot collide with another slot's first seed
+    retry = synthesizer._seed_position(1, 1)
+    assert 4 <= retry < len(pool)
+    expected = [original.id, pool[retry].id, pool[2].id, pool[3].id]
     assert [r.meta["seed_id"] for r in read_records(out.records_path)] == expected
 
 
@@ -220,7 +223,9 @@ def test_vignette_age_follows_the_onset(builder):
     assert onset_of(DiseaseProfile("X:3", "Lethal infantile mitochondrial myopathy")) == "Infantile onset"
     # no onset anywhere: an age is still stated
     unknown = person(DiseaseProfile("X:4", "Some disease"), "female", rng)
-    assert unknown.patient.age_years is not None and "-year-old" in unknown.text
+    assert unknown.patient.age_years >= 18 and "-year-old woman" in unknown.text
+    developmental = person(DiseaseProfile("X:5", "Some disease"), "female", rng, childlike=True)
+    assert developmental.patient.age_years <= 12 and "-year-old girl" in developmental.text
 
 
 def test_x_linked_recessive_vignettes_are_male(builder):

@@ -197,20 +197,43 @@ def test_generator_config_errors_name_the_key():
 
 # ---- a whole llm synthesis run through the local server --------------------------------------
 
-def _scripted_reply(body: dict, n: int) -> tuple[int, dict, bytes, float]:
-    """Deterministic per generation seed: most replies are good questions written from the
-    prompt, some are malformed text, some a 500."""
+def _scripted_reply(body: dict, n: int, keys: dict | None = None) -> tuple[int, dict, bytes, float]:
+    """Deterministic per generation seed. Grounded (rare) prompts: most replies keep the given
+    options and key; some pick another answer (key not verified) or write the forbidden disease
+    name into the stem (leakage). Seed rewrites: most are new, some copy the seed verbatim. Some
+    replies are malformed text or a 500. Blind-solve prompts answer from ``keys`` (the questions
+    written so far), wrongly for every third question."""
     seed, prompt = body["seed"], body["messages"][1]["content"]
+    if body["messages"][0]["content"].startswith("You are a physician"):
+        stem = prompt.split("\n", 1)[0]
+        key = (keys or {}).get(stem, "A")
+        wrong = "ABCDE"[("ABCDE".index(key) + 1) % 5]
+        return 200, {}, completion(f"<think>hmm</think>Reasoning... Answer: {wrong if hash(stem) % 3 == 0 else key}"), 0.0
     if seed % 11 == 0:
         return 500, {}, b"internal error", 0.0
     if seed % 7 == 0:
         return 200, {}, completion("As an AI I would rather not."), 0.0
     if seed % 5 == 0:
         return 200, {}, completion("Question: Too few?\nA. one\nB. two\nC. three\nAnswer: B"), 0.0
-    topic = re.search(r"Disease: (.+)", prompt)
+    if "Options (use exactly these texts" in prompt:
+        options = [line[2:] for line in prompt.split("in any order):\n", 1)[1].split("\n\n", 1)[0].splitlines()]
+        key = prompt.split("The correct answer is: ", 1)[1].split("\n", 1)[0]
+        draft = prompt.split("Draft question:\n", 1)[1].split("\n\n", 1)[0]
+        letter = "ABCDE"[options.index(key)]
+        if seed % 13 == 0:
+            letter = "ABCDE"[(options.index(key) + 1) % 5]
+        stem = f"<think>plan the rewrite</think>Question: In this case (variant {seed}), {draft}"
+        if seed % 17 == 0 and "Do NOT write any of these" in prompt:
+            forbidden = prompt.split("Do NOT write any of these in the question: ", 1)[1].split(";")[0].strip(" .\n")
+            stem += f" The family mentions {forbidden}."
+        text = stem + "\n" + "\n".join(f"{'ABCDE'[i]}. {o}" for i, o in enumerate(options)) + f"\nAnswer: {letter}"
+        if keys is not None:
+            keys[stem.split("Question: ", 1)[1]] = letter
+        return 200, {}, completion(text), 0.0
     seed_stem = prompt.split("Seed question:\n", 1)[1].split("\n", 1)[0]
-    subject = f"the rare disease {topic.group(1)}" if topic else f"this topic: {seed_stem}"
-    text = (f"Question: Regarding {subject}, which statement (variant {seed}) is correct?\n"
+    if seed % 3 == 0:
+        return 200, {}, completion(f"Question: {seed_stem}\n" + "\n".join(f"{l}. opt {l}" for l in "ABCDE") + "\nAnswer: C"), 0.0
+    text = (f"Question: Considering a fresh clinical angle number {seed}, which statement is correct?\n"
             + "\n".join(f"{letter}. Statement {letter} {seed}" for letter in "ABCDE") + "\nAnswer: C")
     return 200, {}, completion(text), 0.0
 
@@ -222,32 +245,62 @@ def hpo():
     return HPOKnowledge.load()
 
 
-def test_llm_synthesis_through_an_http_endpoint(tmp_path, server_factory, hpo, shared_data):
+def _llm_cfg(tmp_path, server, *extra):
+    return load_config("base", [
+        f"output_dir={tmp_path}", "synthesis.synthesizer=llm", "synthesis.alpha=0.5", "synthesis.num_questions=40",
+        "synthesis.seed=1", "synthesis.show_progress=false", "synthesis.filters.decontaminate=false",
+        f"synthesis.generator.base_url={server.base_url}", "synthesis.generator.model=test-model",
+        "synthesis.generator.backoff_s=0", "synthesis.generator.max_retries=0", "synthesis.chunk_size=20", *extra])
+
+
+def test_llm_synthesis_is_grounded_in_merged_profiles_and_verified(tmp_path, server_factory, hpo, shared_data):
     from medssr_nemo.data.real import read_mmlu_dir
     from medssr_nemo.synthesis.run import run_synthesis
 
     server = server_factory(_scripted_reply)
     seeds = read_mmlu_dir(shared_data / "train" / "mmlu_medical")[:60]
-    cfg = load_config("base", [
-        f"output_dir={tmp_path}", "synthesis.synthesizer=llm", "synthesis.alpha=0.5", "synthesis.num_questions=40",
-        "synthesis.seed=1", "synthesis.show_progress=false", "synthesis.filters.decontaminate=false",
-        f"synthesis.generator.base_url={server.base_url}", "synthesis.generator.model=test-model",
-        "synthesis.generator.backoff_s=0", "synthesis.generator.max_retries=0", "synthesis.chunk_size=20"])
-    out = run_synthesis(cfg, knowledge=hpo, seeds=seeds)
+    out = run_synthesis(_llm_cfg(tmp_path, server,
+                                 "+synthesis.generator.extra_body.chat_template_kwargs={enable_thinking: false}"), knowledge=hpo, seeds=seeds)
     records = read_records(out.records_path)
     failures = out.card["generation_failures"]["counts"]
     assert failures["unparseable: no 'Question:' line"] > 0
     assert failures["unparseable: wrong number of options"] > 0
     assert failures["generator: http 500"] > 0
+    assert failures["key not verified"] > 0 and failures["copy of the seed"] > 0
     assert len(records) + out.card["counts"]["given_up"] == 40
     rare = [r for r in records if r.rare]
-    assert rare and all("the rare disease" in r.question and r.meta["disease_id"] in r.knowledge_ids for r in rare)
-    assert all(r.knowledge_ids[0] in {s.id for s in seeds} for r in records)
-    assert all(r.source == "llm" and r.gold == "C" and r.difficulty for r in records)
-    assert out.card["distribution"]["difficulty"]["scope"] == "all"
-    # rare prompts carry the disease fact sheet, common prompts do not
-    rare_prompts = [b for b in server.requests if "Knowledge:" in b["messages"][1]["content"]]
-    assert rare_prompts and all("Phenotypes:" in b["messages"][1]["content"] for b in rare_prompts)
+    assert rare and all(r.meta["key_source"] == "knowledge base" and r.meta["disease_id"] in r.knowledge_ids
+                        for r in rare)
+    assert all("<think>" not in r.question for r in records)
+    common = [r for r in records if not r.rare]
+    assert common and all(r.knowledge_ids[0] in {s.id for s in seeds} and r.gold == "C" for r in common)
+    assert all(r.source == "llm" and r.difficulty for r in records)
+    # every request carried the extra body options
+    assert all(b.get("chat_template_kwargs") == {"enable_thinking": False} for b in server.requests)
+    # rare prompts carry the fact sheet and the knowledge base's options; diagnosis prompts hide the name
+    rare_prompts = [b["messages"][1]["content"] for b in server.requests if "Facts:" in b["messages"][1]["content"]]
+    assert rare_prompts and all("Options (use exactly these texts" in p for p in rare_prompts)
+    assert any("Do NOT write any of these" in p and "Disease:" not in p for p in rare_prompts)
+    # the card's audit checks the llm-made set too: the kept keys are the knowledge base's
+    audit = out.card["audit"]
+    assert audit["checkable"] == len(rare) and audit["overall"]["contradicted"] == 0
+    assert audit["overall"]["leakage"] == 0
+
+
+def test_blind_solve_drops_questions_a_second_model_answers_differently(tmp_path, server_factory, hpo, shared_data):
+    from medssr_nemo.data.real import read_mmlu_dir
+    from medssr_nemo.synthesis.run import run_synthesis
+
+    keys: dict[str, str] = {}
+    server = server_factory(lambda body, n: _scripted_reply(body, n, keys))
+    seeds = read_mmlu_dir(shared_data / "train" / "mmlu_medical")[:60]
+    out = run_synthesis(_llm_cfg(tmp_path, server, "synthesis.blind_solve=true", "synthesis.blind_solver_model=judge",
+                                 "synthesis.alpha=1.0"), knowledge=hpo, seeds=seeds)
+    assert out.card["generation_failures"]["counts"]["blind solve disagrees"] > 0
+    judged = [b for b in server.requests if b["model"] == "judge"]
+    assert judged and all(b["temperature"] == 0.0 for b in judged)
+    records = read_records(out.records_path)
+    assert records and all(r.meta.get("blind_solve") == "agrees" for r in records)
 
 
 # ---- rollout-engine generator on a tiny real model --------------------------------------------

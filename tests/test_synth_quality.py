@@ -264,3 +264,50 @@ def test_synth_audit_command_reports_per_type_shares(tmp_path, monkeypatch, caps
     assert report["by_question_type"]["not_expected"]["contradicted_share"] == 1.0
     assert report["by_question_type"]["seed"]["checkable"] == 0 and report["mix"]["rare_share"] == 0.5
     assert "not_expected" in capsys.readouterr().out
+
+
+# -- non-rare slots: the stage-1 seed reserve is disjoint from the stage-2 pool -------------------
+def test_stage1_seed_reserve_is_disjoint_from_the_stage2_pool(tmp_path):
+    from medssr_nemo.cli.data import main as data_main
+    from medssr_nemo.data.seed_split import in_stage1_reserve, reserve_position
+    from medssr_nemo.records import read_records
+    from medssr_nemo.synthesis.seeds import load_seed_pool
+
+    assert reserve_position("medmcqa-1") == reserve_position("medmcqa-1")
+    share = sum(in_stage1_reserve(f"x-{i}", 0.3) for i in range(5000)) / 5000
+    assert abs(share - 0.3) < 0.03 and not in_stage1_reserve("x-1", 0.0)
+    assert data_main(["real", f"output_dir={tmp_path}", "data.pools=[mmlu]", "data.stage1_seed_share=0.5"]) == 0
+    stage2 = {r.id for r in read_records(tmp_path / "real.jsonl")}
+    seeds, summary = load_seed_pool(["mmlu"], reserve_share=0.5)
+    whole, _ = load_seed_pool(["mmlu"])
+    assert summary["disjoint_from_stage2_pool"] and seeds
+    assert not stage2 & {r.id for r in seeds}
+    assert stage2 | {r.id for r in seeds} == {r.id for r in whole}
+    card = json.loads((tmp_path / "real.card.json").read_text())
+    assert card["reserved_for_stage1_seeds"]["per_pool"]["mmlu"] == len(seeds)
+
+
+def test_the_builder_refuses_a_question_whose_stem_names_its_key(builder, monkeypatch):
+    from medssr_nemo.synthesis.kg_questions import BuiltQuestion, Unbuildable
+
+    row = builder.eligible["diagnosis"][0]
+    name = builder.profiles[row].name
+    leaky = BuiltQuestion(stem=f"A 30-year-old man with known {name} presents. What is the diagnosis?",
+                          key=name, distractors=["a", "b", "c", "d"], knowledge_ids=[])
+    monkeypatch.setattr(builder, "diagnosis", lambda *args: leaky)
+    with pytest.raises(Unbuildable, match="leakage"):
+        builder.build("diagnosis", "easy", row, random.Random(0))
+
+
+def test_audit_flags_a_not_expected_distractor_that_is_absent_too(auditor, hpo):
+    merged = merged_knowledge(hpo)
+    profile = merged.profile_of("ORPHA:681")
+    present = [option_phrase(p.name) for p in profile.phenotypes][:3]
+    absent_key = "Cleft palate"
+    question = _record("two-absent", "not_expected", "Which of the following findings is NOT a feature of "
+                       "Hypokalemic periodic paralysis?", [absent_key, *present, "Polydactyly"], disease_id="ORPHA:681")
+    verdict = auditor.audit(question)
+    assert "Polydactyly" in verdict.problems["ambiguous"] and "contradicted" not in verdict.problems
+    fixed = _record("one-absent", "not_expected", question.question, [absent_key, *present],
+                    disease_id="ORPHA:681")
+    assert "ambiguous" not in auditor.audit(fixed).problems

@@ -133,6 +133,18 @@ def test_training_logs_config_and_every_step_to_wandb_offline_and_mlflow_file_st
     assert "config.yaml" in [a.path for a in client.list_artifacts(run.info.run_id)]
 
 
+def test_tensorboard_gets_every_step(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "tb" / "stage1"
+    logged = _train(out, 2, "train.loggers=[jsonl,tensorboard]")
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    scalars = events.Scalars("reward/mean")
+    assert [(e.step, e.value) for e in scalars] == [(r["step"], pytest.approx(r["reward/mean"])) for r in logged]
+    assert "config/text_summary" in events.Tags()["tensors"]          # the resolved config, as text
+
+
 def test_a_resumed_run_continues_the_same_tracker_runs(tmp_path):
     out = tmp_path / "r" / "stage2"
     _train(out, 2, "train.loggers=[wandb,mlflow]", "train.save_every=1")

@@ -57,6 +57,11 @@ def policy_model():
     return model
 
 
+def hf_state(worker):
+    """The fake engine worker's full Hugging Face copy (its registered parameters are fused shards)."""
+    return worker.engine.model_engine.model.hf.state_dict()
+
+
 def make_engine(fake, tiny_dir, **options):
     from transformers import AutoTokenizer
 
@@ -92,10 +97,17 @@ def test_absent_tensorrt_llm_names_the_container(monkeypatch):
         get("rollout_engine", "tensorrt_llm")(cfg.rollout, tokenizer=object())
 
 
-def test_fake_has_every_capability(fake_trtllm):
+def test_probe_reads_the_workers_sleep_and_the_unpickler_keyword(fake_trtllm, monkeypatch):
     caps = api.probe(fake_trtllm)
-    assert caps.version == "1.2.0" and caps.sleep_kwarg == "sleep_config"
+    assert caps.worker_has_sleep and caps.unpickler_keyword == "disallowed_imports"
     assert caps.missing(colocated=True, need_allowed_tokens=True) == []
+    from tensorrt_llm import serialization
+    from tensorrt_llm.executor.ray_gpu_worker import RayGPUWorker
+
+    monkeypatch.setattr(serialization, "loads", serialization.loads_allowlist)
+    assert api.probe(fake_trtllm).unpickler_keyword == "approved_imports"
+    monkeypatch.delattr(RayGPUWorker, "sleep")
+    assert any("RayGPUWorker has no sleep" in p for p in api.probe(fake_trtllm).missing(colocated=True))
 
 
 def test_old_version_without_refit_hook_is_refused(fake_trtllm, monkeypatch):
@@ -126,7 +138,9 @@ def test_llm_receives_the_1_2_argument_names(fake_trtllm, tiny_dir):
     args = engine.llm.args  # the fake's typed TorchLlmArgs: a wrong name or type would have raised
     assert args.orchestrator_type == "ray" and args.ray_worker_extension_cls == api.WORKER_EXTENSION
     assert args.skip_tokenizer_init is True and args.sleep_config is not None
-    assert type(engine.llm.workers[0]).__name__ == "MedSSRWorkerExtension"
+    worker_cls = type(engine.llm.workers[0])   # composed the way RayWorkerWrapper does it
+    assert worker_cls.__name__ == "RayGPUWorkerWithMedSSRWorkerExtension"
+    assert [c.__name__ for c in worker_cls.__mro__[1:3]] == ["RayGPUWorker", "MedSSRWorkerExtension"]
 
 
 def test_generate_batches_and_seeds_decide_the_tokens(fake_trtllm, tiny_dir):
@@ -186,7 +200,7 @@ def test_colocated_refit_loads_every_tensor_then_resets_the_cache(fake_trtllm, t
     named = hf_named(policy_model)
     assert engine.update_weights(named) == 1 and engine.weight_version == 1
     for worker in engine.llm.workers:
-        state = worker.engine.model_engine.model.state_dict()
+        state = hf_state(worker)
         assert all(torch.equal(state[name], tensor) for name, tensor in named)
     sizes = [t.numel() * t.element_size() for _, t in named]
     n_buckets = len(plan_buckets(sizes, 2**20))
@@ -211,7 +225,7 @@ def test_colocated_refit_loads_every_tensor_then_resets_the_cache(fake_trtllm, t
 def test_refit_casts_to_the_engine_dtype_and_checks_it(fake_trtllm, tiny_dir, policy_model):
     engine = make_engine(fake_trtllm, tiny_dir, dtype="bfloat16")
     engine.update_weights(hf_named(policy_model))  # the fake keeps float32; bf16 values fit exactly
-    norm = engine.llm.workers[0].engine.model_engine.model.state_dict()["model.norm.weight"]
+    norm = hf_state(engine.llm.workers[0])["model.norm.weight"]
     assert torch.equal(norm, policy_model.state_dict()["model.norm.weight"].bfloat16().float())
 
 
@@ -240,9 +254,14 @@ def test_failed_finalise_leaves_the_engine_stale(fake_trtllm, tiny_dir, policy_m
 
 
 def test_verify_tensor_missing_from_export_is_an_error(fake_trtllm, tiny_dir, policy_model):
-    engine = make_engine(fake_trtllm, tiny_dir, verify_tensors=("model.final_norm.weight",))
+    engine = make_engine(fake_trtllm, tiny_dir, verify_tensors=("model.layers.7.input_layernorm.weight",))
     with pytest.raises(StaleWeightsError, match="exported no tensor named"):
         engine.update_weights(hf_named(policy_model))
+
+
+def test_verify_tensor_the_engine_does_not_know_is_refused_at_construction(fake_trtllm, tiny_dir):
+    with pytest.raises(KeyError, match="no engine parameter known for 'model.final_norm.weight'"):
+        make_engine(fake_trtllm, tiny_dir, verify_tensors=("model.final_norm.weight",))
 
 
 def test_dummy_load_format_refuses_to_generate_before_the_first_refit(fake_trtllm, tiny_dir, policy_model):
@@ -265,21 +284,169 @@ def test_separate_gpus_refit_by_broadcast_over_a_real_gloo_group(fake_trtllm, ti
     named = hf_named(policy_model)
     engine.update_weights(named)
     for worker in engine.llm.workers:
-        state = worker.engine.model_engine.model.state_dict()
+        state = hf_state(worker)
         assert all(torch.equal(state[name], tensor) for name, tensor in named)
     n_buckets = len(plan_buckets([t.numel() * t.element_size() for _, t in named], 2**20))
     assert engine.llm.events.count("rpc:medssr_receive_bucket") == n_buckets
 
 
-# ---------------------------------------------------------------- sleep / wake
-def test_sleep_releases_memory_and_refit_wakes_weights_first(fake_trtllm, tiny_dir, policy_model):
+# ---------------------------------------------------------------- sleep / wake / colocated memory
+def _trainer_with_adam_state():
+    from medssr_nemo.rollout.trtllm.colocation import TorchTrainerMemory
+
+    model = torch.nn.Linear(16, 16)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(torch.ones(2, 16)).sum().backward()
+    optimizer.step()
+    return model, optimizer, TorchTrainerMemory(optimizer, model)
+
+
+def test_colocated_refit_moves_memory_in_order_and_logs_a_ledger(fake_trtllm, tiny_dir, policy_model, caplog):
     engine = make_engine(fake_trtllm, tiny_dir)
     executor = engine.llm.workers[0].engine
-    engine.sleep()
+    model, optimizer, memory = _trainer_with_adam_state()
+    engine.attach_trainer_memory(memory)
+    adam_bytes = 2 * sum(p.numel() * 4 for p in model.parameters())   # exp_avg + exp_avg_sq, float32
+    caplog.set_level("INFO", logger="medssr_nemo.rollout.trtllm.colocation")
+    engine.sleep()                                   # after rollouts: the engine hands over its memory
     assert {t.value for t in executor.released} == set(engine.options.sleep_tags)
+    model(torch.ones(2, 16)).sum().backward()        # the update: gradients exist again
     engine.update_weights(hf_named(policy_model))
-    assert {t.value for t in executor.released} == {"kv_cache"}  # weights back, KV cache still free
-    engine.generate([PROMPTS[0]], SamplingParams(max_new_tokens=1), seeds=[0])  # wakes the rest
     assert executor.released == set()
-    sleeps = [e for e in engine.llm.events if e in ("rpc:sleep", "rpc:wakeup")]
-    assert sleeps == ["rpc:sleep", "rpc:wakeup", "rpc:wakeup"]
+    rows = {row.phase: row for row in engine.ledger.rows}
+    assert engine.ledger.phases() == ["engine asleep", "trainer state on GPU", "trainer state offloaded",
+                                      "engine weights awake", "refit done", "engine KV cache awake"]
+    assert rows["trainer state on GPU"].trainer["optimizer"] == adam_bytes and rows["engine asleep"].engine_awake == ()
+    offloaded = rows["trainer state offloaded"]
+    assert offloaded.trainer["optimizer"] == 0 and offloaded.trainer["grads"] == 0 and offloaded.engine_awake == ()
+    assert "kv_cache" not in rows["engine weights awake"].engine_awake and "model" in rows["engine weights awake"].engine_awake
+    assert "kv_cache" not in rows["refit done"].engine_awake
+    assert set(rows["engine KV cache awake"].engine_awake) == set(engine.options.sleep_tags)
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("memory ledger")]
+    assert len(logged) == 6 and "trainer state offloaded" in logged[2] and "optimizer=0.0MiB" in logged[2]
+    # on the engine side: weights woken before the first bucket, the KV cache after the check
+    events = engine.llm.events
+    wakes = [i for i, e in enumerate(events) if e == "rpc:wakeup"]
+    assert len(wakes) == 2 and wakes[0] < events.index("rpc:medssr_begin_refit")
+    assert wakes[1] > events.index("rpc:medssr_finish_refit")
+    engine.sleep()                                   # the next update gets its optimizer state back
+    assert not memory.offloaded and memory.held()["optimizer"] == adam_bytes
+    engine.generate([PROMPTS[0]], SamplingParams(max_new_tokens=1), seeds=[0])   # wakes everything
+    assert executor.released == set()
+
+
+def test_sleep_is_refused_by_an_engine_built_without_sleep_settings(fake_trtllm, tiny_dir):
+    engine = make_engine(fake_trtllm, tiny_dir, placement="separate", refit_backend="gloo",
+                         refit_master_addr="127.0.0.1", refit_master_port=_free_port())
+    with pytest.raises(ValueError, match="Sleep feature is not enabled"):
+        engine.rpc.call("sleep", ["kv_cache"])   # RayGPUWorker.sleep checks the LLM's sleep settings
+
+
+def test_refit_runs_the_weight_hooks_in_the_real_order(fake_trtllm, tiny_dir, policy_model):
+    engine = make_engine(fake_trtllm, tiny_dir, bucket_mb=1)
+    from tensorrt_llm import _fake_ipc
+
+    _fake_ipc.REBUILT_ON.clear()     # byte_handle leaves argument 6 None: update_weights must fill it
+    engine.update_weights(hf_named(policy_model))
+    events = [e for e in engine.llm.events if e.startswith(("hook:", "reload:", "reset_prefix", "control:update"))]
+    first_reload = next(i for i, e in enumerate(events) if e.startswith("reload:"))
+    assert events[:2] == ["control:update_weights", "hook:pre_reload_weights"] and first_reload == 2
+    assert events.count("hook:pre_reload_weights") == 1        # once per reload cycle, not per bucket
+    tail = events[events.index("hook:process_weights_after_loading"):]
+    assert tail[:3] == ["hook:process_weights_after_loading", "hook:post_load_weights", "reset_prefix_cache"]
+    assert _fake_ipc.REBUILT_ON and set(_fake_ipc.REBUILT_ON) == {engine.llm.workers[0].device_id}
+
+
+def test_release_without_the_sampled_token_in_logprobs_gives_nan(fake_trtllm, tiny_dir, monkeypatch):
+    import math
+
+    from tensorrt_llm.llmapi import llm as fake_llm
+
+    monkeypatch.setattr(fake_llm, "SAMPLED_TOKEN_IN_LOGPROBS", False)
+    engine = make_engine(fake_trtllm, tiny_dir)
+    out = engine.generate([PROMPTS[0]] * 4, SamplingParams(temperature=1.0, max_new_tokens=8), seeds=[1, 2, 3, 4])
+    nan = sum(math.isnan(v) for c in out for v in c.logprobs)
+    assert nan == engine.missing_logprobs and nan > 0          # random sampling leaves the top-1 now and then
+    assert all(len(c.logprobs) == len(c.token_ids) for c in out)
+
+
+# ---------------------------------------------------------------- data-parallel engines
+def test_engine_groups_cut_the_job_into_one_engine_per_tp_block():
+    from medssr_nemo.rollout.trtllm.engine import job_groups
+    from medssr_nemo.rollout.trtllm.engine_groups import refit_address
+
+    groups = job_groups(TrtllmOptions(tensor_parallel_size=2), 8)   # TP 2 on an 8-GPU node: four engines
+    assert [g.ranks for g in groups] == [(0, 1), (2, 3), (4, 5), (6, 7)] and [g.leader for g in groups] == [0, 2, 4, 6]
+    separate = job_groups(TrtllmOptions(placement="separate", engine_replicas=2), 16)
+    assert [g.ranks for g in separate] == [tuple(range(8)), tuple(range(8, 16))]
+    with pytest.raises(ValueError, match="cannot be split"):
+        job_groups(TrtllmOptions(tensor_parallel_size=4, pipeline_parallel_size=2), 12)
+    # the refit store of the group led by rank 0 listens on the job's rendezvous address
+    assert refit_address(groups[0], None, {"MASTER_ADDR": "gpu01"}) == "gpu01"
+    assert refit_address(groups[1], None, {"MASTER_ADDR": "gpu01"}) == socket.gethostname()
+    assert refit_address(groups[1], "10.0.0.7", {}) == "10.0.0.7"
+    assert TrtllmOptions().refit_master_addr is None
+    from medssr_nemo.rollout.trtllm.engine_groups import engine_visible_devices
+
+    assert engine_visible_devices(groups[2], 4, 4, None) == "4,5"
+    assert engine_visible_devices(groups[1], 2, 2, "GPU-a,GPU-b,GPU-c,GPU-d") == "GPU-c,GPU-d"
+    with pytest.raises(ValueError, match="needs local GPUs"):
+        engine_visible_devices(groups[3], 6, 6, "0,1")
+
+
+@pytest.mark.distributed
+def test_each_engine_serves_its_own_groups_prompts(tiny_dir, tmp_path):
+    import json
+    import os
+    import subprocess
+
+    worker = Path(__file__).with_name("trtllm_dp_worker.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "4",
+                          str(worker), str(tmp_path), tiny_dir], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(4)]
+    assert [(r["group"], r["leader"]) for r in ranks] == [(0, True), (0, False), (1, True), (1, False)]
+    # each leader's engine generated exactly its group's prompts: 2 + 1, twice (before and after the refit)
+    assert ranks[0]["generated"] == ["generate:3", "generate:3"] and ranks[2]["generated"] == ["generate:3", "generate:3"]
+    assert ranks[1]["generated"] is None and ranks[3]["generated"] is None   # no LLM off the leaders
+    # ranks 0 and 2 sent the same first prompt and seed to different engines: same tokens
+    assert ranks[0]["before"][0] == ranks[2]["before"][0] and ranks[0]["after"][0] == ranks[2]["after"][0]
+    assert all(r["version"] == 1 and set(r["after_versions"]) == {1} for r in ranks)
+    # each engine's workers were started seeing only their block's GPUs; the trainer's env is unchanged
+    assert [r["engine_devices"] for r in ranks] == ["0,1", None, "2,3", None]
+    assert all(r["own_devices"] is None for r in ranks)
+
+
+def test_engine_workers_start_without_the_srun_tasks_pmi_and_slurm_variables(fake_trtllm, tiny_dir, monkeypatch):
+    import os
+
+    for key in ("SLURM_PROCID", "SLURM_JOB_ID", "PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE"):
+        monkeypatch.setenv(key, "7")
+    monkeypatch.setenv("NCCL_DEBUG", "WARN")
+    engine = make_engine(fake_trtllm, tiny_dir)
+    spawned = engine.llm.spawn_env
+    assert not [k for k in spawned if k.startswith(("SLURM_", "PMI_", "PMIX_", "OMPI_"))]
+    assert spawned["NCCL_DEBUG"] == "WARN"
+    assert os.environ["SLURM_PROCID"] == "7" and os.environ["PMIX_RANK"] == "7"   # the trainer keeps its own
+
+
+def test_a_backend_that_offloads_its_own_optimizer_is_driven_not_duplicated():
+    from medssr_nemo.rollout.trtllm.colocation import BackendTrainerMemory, TorchTrainerMemory
+
+    class State:                    # the megatron backend's training_state (policy/megatron/offload.py)
+        offloaded = False
+
+        def offload(self):
+            self.offloaded = True
+
+    class Policy:
+        training_state = State()
+        optimizer = torch.optim.AdamW(torch.nn.Linear(2, 2).parameters())
+
+    memory = TorchTrainerMemory.of_policy(Policy())
+    assert isinstance(memory, BackendTrainerMemory)
+    memory.release()
+    assert Policy.training_state.offloaded and memory.note() == "backend-managed, offloaded=True"
+    plain = TorchTrainerMemory.of_policy(type("P", (), {"optimizer": Policy.optimizer})())
+    assert isinstance(plain, TorchTrainerMemory)

@@ -72,7 +72,15 @@ def prepare_real_data(cfg: MedSSRConfig, root: str | None = None) -> int:
     for pool in tqdm(data_cfg.pools, desc="real pools", unit="pool"):
         results[pool] = load_pool(pool, index, root=base, max_records=data_cfg.max_per_pool,
                                   seed=data_cfg.seed, pubmedqa_context=data_cfg.pubmedqa_context)
+    from medssr_nemo.data.seed_split import split_reserve
+
+    reserved, reserve = {}, []
+    for pool, result in results.items():   # the stage-1 seed reserve never reaches stage 2
+        kept_out, result.records = split_reserve(result.records, data_cfg.stage1_seed_share)
+        reserved[pool] = len(kept_out)
+        reserve += kept_out
     records = [r for result in results.values() for r in result.records]
+    write_records(reserve, out_dir / f"{data_cfg.output_name}.stage1_seeds.jsonl")
     write_records(records, records_path)
     write_jsonl_atomic(removed_path, [d.to_dict() for result in results.values()
                                       for d in (*result.contaminated, *result.invalid)])
@@ -83,6 +91,8 @@ def prepare_real_data(cfg: MedSSRConfig, root: str | None = None) -> int:
         "eval_suite_items": suite.counts(),
         "pools": {pool: result.summary() for pool, result in results.items()},
         "total_written": len(records),
+        "reserved_for_stage1_seeds": {"share": data_cfg.stage1_seed_share, "per_pool": reserved,
+                                      "records": f"{data_cfg.output_name}.stage1_seeds.jsonl"},
         "outputs": {"records": records_path.name, "records_sha256": file_sha256(records_path),
                     "removed": removed_path.name},
     }

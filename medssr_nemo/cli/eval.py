@@ -20,10 +20,12 @@ from typing import Any
 from medssr_nemo.cli.common import config_parser, parse_config, run_guarded
 
 
-def list_benchmarks(custom: dict) -> int:
-    """Print every benchmark, one a line: name, item count (or why it cannot load), rare flag."""
+def list_benchmarks(custom: dict, configured: list[str] | None = None) -> int:
+    """Print every benchmark, one a line: name, item count (or why it cannot load), rare flag.
+    Exit status 1 when a benchmark the config evaluates (``configured``) cannot load."""
     from medssr_nemo.eval.benchmarks import benchmark_names, get_benchmark
 
+    unavailable = []
     for name in benchmark_names(custom):
         try:
             benchmark = get_benchmark(name, custom)
@@ -31,7 +33,13 @@ def list_benchmarks(custom: dict) -> int:
             flag = "rare" if benchmark.rare else ""
         except (FileNotFoundError, ValueError, LookupError) as err:
             count, flag = "unavailable", f"({str(err).splitlines()[0][:160]})"
+            unavailable.append(name)
         print(f"{name}\t{count}\t{flag}".rstrip())
+    missing = [n for n in (configured or []) if n in unavailable]
+    if missing:
+        print(f"medssr eval: configured benchmark(s) unavailable: {', '.join(missing)} "
+              "(eval.benchmarks / eval.custom_benchmarks); see the reasons above", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -61,7 +69,9 @@ def main(argv: list[str]) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.list:
         logging.getLogger("medssr_nemo.eval").setLevel(logging.WARNING)
-        return run_guarded(lambda: list_benchmarks(dict(cfg.eval.custom_benchmarks)), "medssr eval")
+        custom = dict(cfg.eval.custom_benchmarks)
+        configured = list(cfg.eval.benchmarks) + [n for n in custom if n not in cfg.eval.benchmarks]
+        return run_guarded(lambda: list_benchmarks(custom, configured), "medssr eval")
 
     def job() -> int:
         from medssr_nemo.eval.report import markdown_table

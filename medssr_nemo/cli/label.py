@@ -22,6 +22,7 @@ def main(argv: list[str]) -> int:
 
 
 def settings_from_config(cfg: MedSSRConfig) -> Any:
+    from medssr_nemo.config.schema.answer import answer_extraction
     from medssr_nemo.labelling.run import LabelSettings
 
     lab, roll = cfg.label, cfg.rollout
@@ -31,6 +32,7 @@ def settings_from_config(cfg: MedSSRConfig) -> Any:
         temperature=float(pick(lab.temperature, roll.temperature)), top_p=float(pick(lab.top_p, roll.top_p)),
         top_k=int(pick(lab.top_k, roll.top_k)), max_new_tokens=int(pick(lab.max_new_tokens, roll.max_new_tokens)),
         recovery=lab.recovery, seed=lab.seed, max_prompt_tokens=cfg.model.max_prompt_tokens,
+        answer_extraction=answer_extraction(cfg, "label"),
     )
 
 
@@ -53,7 +55,8 @@ def label(cfg: MedSSRConfig, engine: Any = None, tokenizer: Any = None, progress
                     tie_rule=cfg.label.tie_rule, seed=cfg.label.seed)  # type: ignore[arg-type]
     job = LabelJob(records, settings_from_config(cfg), rule, cfg.output_dir, cfg.label.output_name,
                    model_id=cfg.model.path, extra_identity={"engine": cfg.rollout.engine},
-                   inputs={str(cfg.label.input): file_sha256(cfg.label.input)})
+                   inputs={str(cfg.label.input): file_sha256(cfg.label.input)},
+                   model_type=_model_type(cfg.model.path) if engine is None else None)
     if job.finished():
         print(f"medssr label: {job.records_path} is up to date (same input, model and settings); nothing to do")
         return 0
@@ -78,6 +81,15 @@ def label(cfg: MedSSRConfig, engine: Any = None, tokenizer: Any = None, progress
     return 0
 
 
+def _model_type(reference: str) -> str | None:
+    from medssr_nemo.models.loading import model_type_of
+
+    try:
+        return model_type_of(reference)
+    except (OSError, ValueError):
+        return None
+
+
 def _build_engine(cfg: MedSSRConfig) -> tuple[Any, Any]:
     import torch
 
@@ -87,7 +99,9 @@ def _build_engine(cfg: MedSSRConfig) -> tuple[Any, Any]:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, tokenizer = load_causal_lm(cfg.model.path, dtype=getattr(torch, cfg.model.dtype), device=device)
     factory = registry.get("rollout_engine", cfg.rollout.engine)
-    return factory(cfg.rollout, model=model, tokenizer=tokenizer), tokenizer
+    from medssr_nemo.rollout import rank_split
+
+    return rank_split.split(factory(cfg.rollout, model=model, tokenizer=tokenizer)), tokenizer  # every rank samples
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ that names the key and says what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib.resources
+import typing
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -56,6 +58,9 @@ def compose(config: str = DEFAULT_CONFIG, overrides: Sequence[str] = ()) -> Dict
         with initialize_config_dir(config_dir=str(directory), version_base=None):
             composed = hydra_compose(config_name=name, overrides=[*extra, *overrides])
     except HydraException as err:
+        detail = _omegaconf_cause(err)
+        if detail is not None:
+            raise ConfigError(_explain(detail)) from None
         raise ConfigError(f"cannot compose config {config!r} with overrides {list(overrides)}: {err}") from None
     finally:
         GlobalHydra.instance().clear()
@@ -98,12 +103,58 @@ def to_yaml(cfg: MedSSRConfig | DictConfig) -> str:
     return OmegaConf.to_yaml(node, resolve=True)
 
 
+def _omegaconf_cause(err: BaseException) -> OmegaConfBaseException | None:
+    """The OmegaConf error behind a Hydra composition error (it names the key), if any."""
+    seen = err.__cause__ or err.__context__
+    while seen is not None:
+        if isinstance(seen, OmegaConfBaseException) and getattr(seen, "full_key", None):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _explain(err: OmegaConfBaseException) -> str:
+    """One line for the user: which key, what was wrong, what is allowed there."""
     key = getattr(err, "full_key", None) or "?"
     message = str(err).split("\n")[0]
-    text = f"config key {key!r}: {message}"
     parent_type = getattr(err, "object_type", None)
-    if parent_type is not None and dataclasses.is_dataclass(parent_type) and "not in" in message:
-        allowed = ", ".join(f.name for f in dataclasses.fields(parent_type))
-        text += f"; allowed keys here: {allowed} (use +{key}=... only for free-form sections)"
-    return text
+    section = parent_type if parent_type is not None and dataclasses.is_dataclass(parent_type) else None
+    if section is not None and "not in" in message:
+        allowed = [f.name for f in dataclasses.fields(section)]
+        leaf = key.rsplit(".", 1)[-1]
+        close = difflib.get_close_matches(leaf, allowed, n=1)
+        parent = key.rsplit(".", 1)[0] if "." in key else ""
+        hint = f" (did you mean {parent + '.' if parent else ''}{close[0]}?)" if close else ""
+        return f"unknown config key {key!r}{hint}; allowed keys in {parent or 'the top level'}: {', '.join(allowed)}"
+    if section is not None and any(t in message for t in ("could not be converted", "Invalid value assigned",
+                                                          "is not a valid")):
+        leaf = key.rsplit(".", 1)[-1]
+        expected = _type_name(_field_types(section).get(leaf))
+        value = message.split("'")[1] if message.startswith("Value '") else None
+        got = f"got {value!r}" if value is not None else message.rstrip(".")
+        return f"config key {key!r} expects {expected}; {got}"
+    return f"config key {key!r}: {message}"
+
+
+def _field_types(section: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(section)
+    except (NameError, TypeError):
+        return {}
+
+
+def _type_name(annotation: Any) -> str:
+    """A type as a user writes it on the command line."""
+    if annotation is None:
+        return "another type"
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Union and type(None) in args:
+        inner = [a for a in args if a is not type(None)]
+        return f"{_type_name(inner[0]) if len(inner) == 1 else 'a value'} or null"
+    if origin in (list, tuple):
+        item = {str: "strings", int: "integers", float: "numbers"}.get(args[0], "values") if args else "values"
+        return f"a list of {item} such as [a,b]"
+    if origin is dict:
+        return "a mapping such as {key: value}"
+    names = {float: "a number (float)", int: "an integer", bool: "true or false", str: "a string"}
+    return names.get(annotation, getattr(annotation, "__name__", str(annotation)))

@@ -129,8 +129,11 @@ def fetch_url(url: str, work: Path, *, label: str, progress: bool, retries: int,
             return final
         except _Permanent:
             raise
-        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError,
-                _Short) as err:
+        except urllib.error.URLError as err:
+            if isinstance(err.reason, socket.gaierror):      # no such host here: retrying will not help
+                raise _Permanent(f"cannot resolve the host ({err.reason})") from None
+            last = err
+        except (http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError, _Short) as err:
             last = err
     raise ConnectionError(f"{type(last).__name__}: {last} (after {retries + 1} tries)")
 
@@ -156,9 +159,14 @@ def _fetch_once(url: str, part: Path, *, label: str, progress: bool, timeout_s: 
             raise
         raise _Permanent(f"HTTP {err.code} {err.reason}") from None
     with response:
+        part.parent.mkdir(parents=True, exist_ok=True)     # only once there are bytes to keep
         if have and response.status == 206:
             mode, start = "ab", have
-            total = _total_from_range(response.headers.get("Content-Range"), have)
+            try:
+                total = _total_from_range(response.headers.get("Content-Range"), have)
+            except ValueError as err:                        # cannot append: start over on the next try
+                part.unlink()
+                raise _Short(str(err)) from None
         else:                                                # no range support: from the start
             mode, start = "wb", 0
             length = response.headers.get("Content-Length")
@@ -187,7 +195,7 @@ def _total_from_range(header: str | None, start: int) -> int | None:
         return None
     span, total = header.split(" ", 1)[-1].split("/")
     if not span.startswith(f"{start}-"):
-        raise _Short(f"server resumed at {span}, not at byte {start}")
+        raise ValueError(f"server resumed at {span}, not at byte {start}")
     return int(total) if total.isdigit() else None
 
 
@@ -210,7 +218,8 @@ def _from_source(entry: FileEntry, source: Source, root: Path, work: Path, *, mi
         _verify(entry, tmp, source, url)
     except (ChecksumError, ValueError, OSError):
         tmp.unlink(missing_ok=True)
-        raw.unlink(missing_ok=True)          # bad bytes: never reuse them
+        if not source.extract:               # bad bytes: never reuse them (an archive's other members may
+            raw.unlink(missing_ok=True)      # still verify; it goes at the end of the run either way)
         raise
     os.replace(tmp, target)
     if not (source.extract or source.convert):
@@ -258,9 +267,21 @@ def what_to_do(root: Path, mirror: str | None) -> str:
 
 # ------------------------------------------------------------------------------ many files
 @contextlib.contextmanager
-def _locked(work: Path) -> Iterator[None]:
-    """One download per data root at a time (ranks of one job, two shells)."""
-    with open(work / "lock", "w") as handle:
+def _locked(root: Path) -> Iterator[None]:
+    """One download per data root at a time on this machine (ranks of one job, two shells); the
+    lock lives in the user cache, so a data root nothing is fetched into stays untouched."""
+    from medssr_nemo.data.root import cache_root
+
+    key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+    locks = cache_root().parent / "locks"
+    try:
+        locks.mkdir(parents=True, exist_ok=True)
+        handle = open(locks / f"data-{key}.lock", "w")
+    except OSError as err:
+        log.warning("no download lock (%s): concurrent downloads into %s are not coordinated", err, root)
+        yield
+        return
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -270,7 +291,7 @@ def _locked(work: Path) -> Iterator[None]:
 
 def download(entries: Sequence[FileEntry], root: Path, *, manifest: Manifest | None = None, mirror: str | None = None,
              progress: bool = True, retries: int = 3, backoff_s: float = 1.0, timeout_s: float = 60.0,
-             echo=print) -> DownloadReport:
+             echo=print, show_licences: bool = True) -> DownloadReport:
     """Fetch every missing or corrupt file of ``entries`` into ``root``; a required file no
     source can give raises ``DownloadError``, an optional one is reported and skipped."""
     manifest = manifest or load_manifest()
@@ -287,14 +308,16 @@ def download(entries: Sequence[FileEntry], root: Path, *, manifest: Manifest | N
             todo.append(entry)
     if not todo:
         return report
-    try:
-        work = root / WORK_DIR
-        work.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise DownloadError(f"cannot write the data root {root} ({err.strerror}); set MEDSSR_DATA to a writable "
-                            "directory, or use `medssr data download --dest DIR`") from None
-    echo(licence_summary(manifest, {e.dataset for e in todo}))
-    with _locked(work):
+    work = root / WORK_DIR
+    if any(not e.optional for e in todo):        # an optional file's folder is made only once bytes arrive
+        try:
+            work.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise DownloadError(f"cannot write the data root {root} ({err.strerror}); set MEDSSR_DATA to a "
+                                "writable directory, or use `medssr data download --dest DIR`") from None
+    if show_licences:
+        echo(licence_summary(manifest, {e.dataset for e in todo}))
+    with _locked(root):
         try:
             for entry in todo:
                 if check_file(entry, root).state in ("verified", "present"):   # another process fetched it
@@ -313,6 +336,8 @@ def download(entries: Sequence[FileEntry], root: Path, *, manifest: Manifest | N
         finally:
             for raw in work.glob("*.raw"):        # archives: fetched once per run, then dropped
                 raw.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):   # gone when no partial download is left to resume
+                work.rmdir()
             if report.fetched:
                 write_licences(root, manifest)
     return report

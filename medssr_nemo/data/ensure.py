@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from medssr_nemo.data.download import DownloadError, download, status
+from medssr_nemo.data.download import DownloadError, download, licence_summary, status
 from medssr_nemo.data.manifest import load_manifest, required_for_run
 from medssr_nemo.data.root import resolve_data_root
 
@@ -34,14 +34,16 @@ def ensure_run_data(cfg: Any, *, fetch: bool = True, progress: bool = True, echo
                                 f"`medssr data download --only {names}` (or run without --no-download)")
         echo("data: RareDis-Sub is not in the data root; RareBench stands in for it (--no-download)")
         return chosen.path
+    echo(licence_summary(manifest, {s.entry.dataset for s in need}))     # once for the whole run
     if required:
         echo(f"data: fetching {len(required)} file(s) this run reads into {chosen.path} ({chosen.reason})")
-        download([s.entry for s in required], chosen.path, manifest=manifest, progress=progress, echo=echo)
+        download([s.entry for s in required], chosen.path, manifest=manifest, progress=progress, echo=echo,
+                 show_licences=False)
     optional = [s.entry for s in need if s.entry.optional]
     if optional:      # one quick try: the hub may be unreachable (then RareBench stands in)
         try:
             report = download(optional, chosen.path, manifest=manifest, progress=progress, echo=echo, retries=0,
-                              timeout_s=20.0)
+                              timeout_s=20.0, show_licences=False)
             missing = report.failed_optional
         except DownloadError as err:
             missing = [(e.path, str(err).splitlines()[0]) for e in optional]

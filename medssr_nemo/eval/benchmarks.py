@@ -64,6 +64,21 @@ def check_benchmark_records(name: str, records: list[QuestionRecord]) -> None:
         seen.add(record.id)
 
 
+# option texts that hold no option (a file padded to a fixed number of options); counted, kept
+PLACEHOLDER_OPTION_TEXTS = frozenset({"", "n/a", "na", "-", "null"})
+
+
+def is_placeholder_option(text: str) -> bool:
+    return text.strip().lower() in PLACEHOLDER_OPTION_TEXTS
+
+
+def load_report(records: list[QuestionRecord]) -> dict[str, int]:
+    """What a benchmark's load found: questions, and placeholder options (``n/a``, empty)."""
+    per_question = [sum(is_placeholder_option(o) for o in r.options) for r in records]
+    return {"questions": len(records), "placeholder_options": sum(per_question),
+            "questions_with_placeholder_options": sum(1 for n in per_question if n)}
+
+
 def data_file(relative: str) -> Callable[[], Path]:
     """A path under the data root, resolved when the benchmark loads."""
     def resolve() -> Path:

@@ -137,7 +137,10 @@ def compare(a: CheckpointResults, b: CheckpointResults, resamples: int = stats.D
                              "accuracy_b_pct": sum(per_benchmark[n]["accuracy_b_pct"] for n in names) / len(names),
                              **stats.paired_macro_comparison(pairs, resamples, seed=stats.seed_for("compare", key))}
     first = a.benchmarks[shared[0]].identity.get("protocol", {})
-    return {"a": {"label": a.label, "directory": str(a.directory)}, "b": {"label": b.label, "directory": str(b.directory)},
+    label_a, label_b = a.label, b.label
+    if label_a == label_b:   # e.g. the same policy evaluated in two output directories
+        label_a, label_b = f"{a.directory.parent.name}/{a.label}", f"{b.directory.parent.name}/{b.label}"
+    return {"a": {"label": label_a, "directory": str(a.directory)}, "b": {"label": label_b, "directory": str(b.directory)},
             "num_samples": first.get("num_samples"), "benchmarks": per_benchmark, **averages,
             "only_in_a": [n for n in a.benchmarks if n not in b.benchmarks],
             "only_in_b": [n for n in b.benchmarks if n not in a.benchmarks]}

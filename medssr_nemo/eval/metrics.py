@@ -40,10 +40,11 @@ def benchmark_metrics(rows: Iterable[Mapping[str, Any]], num_samples: int) -> di
         "accuracy_pct_per_sample": accuracies,
         **interval.as_dict(),
         "mdd_pct": stats.minimum_detectable_difference(len(per_sample[0])),
-        # outputs with no valid "The answer is X" before the re-decode
-        "invalid_answers": sum(1 for r in rows if r["free_answer"] is None),
-        "recovered": sum(1 for r in rows if r["recovered"]),
-        "unanswered": sum(1 for r in rows if r["answer"] is None),
+        # outputs the answer reader found nothing in (what the paper's script calls invalid before
+        # its recovery), those the re-decode gave a letter, and those still without one
+        "no_answer_before_redecode": sum(1 for r in rows if r["free_answer"] is None),
+        "recovered_by_redecode": sum(1 for r in rows if r["recovered"]),
+        "unknown_after_redecode": sum(1 for r in rows if r["answer"] is None),
         "follows_format": sum(1 for r in rows if r["follows_format"]),
         "truncated": sum(1 for r in rows if r["finish_reason"] == "length"),
         "num_generations": len(rows),

@@ -61,19 +61,23 @@ def markdown_table(summary: Summary) -> str:
         cells += [_fmt(ckpt["macro_accuracy_pct"]), _fmt(ckpt["rare_accuracy_pct"])]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", mdd_paragraph(summary)]
-    lines += ["", "Outputs without a valid `The answer is X` before the constrained re-decode (% of generations):", ""]
+    lines += ["", "Outputs with no answer before the constrained re-decode (% of generations):", ""]
     lines += ["| checkpoint | " + " | ".join(names) + " |", "|" + "|".join(["---"] + ["---:"] * len(names)) + "|"]
     for ckpt in summary["checkpoints"]:
         cells = [ckpt["label"]]
         for name in names:
             m = ckpt["benchmarks"].get(name)
-            cells.append("–" if m is None else f"{100.0 * m['invalid_answers'] / m['num_generations']:.1f}")
+            cells.append("–" if m is None else f"{100.0 * m['no_answer_before_redecode'] / m['num_generations']:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     p = summary["protocol"]
     lines += ["", f"Protocol: prompt style {p['prompt_style']}, temperature {p['temperature']}, top-p {p['top_p']}, "
                   f"top-k {p['top_k']}, {p['max_new_tokens']} new tokens, {p['num_samples']} sample(s) per question, "
+                  f"answer extraction {p.get('answer_extraction', 'paper')}, "
                   f"constrained re-decode {'on' if p['recovery'] else 'off'}, seed {p['seed']}"
                   + (f", subsample of {summary['limit']} per benchmark" if summary.get("limit") else "") + "."]
+    styles = [f"{c['label']} {c['prompt_style']}" for c in summary["checkpoints"] if c.get("prompt_style")]
+    if styles:
+        lines += [f"Prompt template per checkpoint: {', '.join(styles)}."]
     return "\n".join(lines) + "\n"
 
 

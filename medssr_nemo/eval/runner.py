@@ -2,7 +2,8 @@
 
 Layout of ``eval.output_dir`` (default ``<output_dir>/eval``)::
 
-    <checkpoint label>/<benchmark>/protocol.json         settings + question ids the results belong to
+    <checkpoint label>/<benchmark>/protocol.json         identity: settings, prompt style, question ids,
+                                                          benchmark file sha256, checkpoint weight fingerprint
     <checkpoint label>/<benchmark>/generations.partial.jsonl   append-only, one line per finished sample
     <checkpoint label>/<benchmark>/generations.jsonl     final: every generation, question order
     <checkpoint label>/<benchmark>/metrics.json          accuracy mean/std over samples, 95% interval over
@@ -14,24 +15,32 @@ into fixed chunks of ``eval.batch_size`` (question, sample) pairs; a chunk whose
 done (partial logs, finished benchmarks' generations) is skipped, any other chunk is generated
 whole (so every engine call sees exactly the batch an uninterrupted run would) and only its
 missing samples are appended. Seeds come from (seed, question id, sample). A rerun with other
-settings in the same directory is refused rather than mixed.
+settings in the same directory is refused rather than mixed; a rerun after the benchmark file or
+the checkpoint's weights changed moves the old results to ``superseded/`` and evaluates again,
+saying why.
+
+Prompt style per checkpoint (recorded in each result): ``eval.checkpoint_prompt_styles[i]``, else
+``eval.prompt_style``, else ``model.prompt_style`` for ``model.path`` itself, else ``auto`` (base
+when the name says Base or the tokenizer has no chat template, as the paper's script chooses).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from medssr_nemo.eval.answering import WorkItem, answer_items
-from medssr_nemo.eval.benchmarks import benchmark_names, get_benchmark, subsample
+from medssr_nemo.eval.benchmarks import benchmark_names, get_benchmark, load_report, subsample
 from medssr_nemo.eval.metrics import benchmark_metrics, summarize
-from medssr_nemo.eval.protocol import EvalProtocol, recovery_tokens, sample_seed
+from medssr_nemo.eval.protocol import EvalProtocol, sample_seed
 from medssr_nemo.eval.results import checkpoint_correctness
 from medssr_nemo.eval.store import PartialLog, read_json, row_key, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from medssr_nemo.records import QuestionRecord
@@ -47,6 +56,7 @@ ChunkHook = Callable[[str, int], None]                       # (benchmark, sampl
 class Checkpoint:
     label: str          # directory name and table row
     reference: str      # what load_causal_lm takes
+    prompt_style: str = "auto"   # chat | base | auto (resolved when evaluated)
 
 
 @dataclass
@@ -55,6 +65,10 @@ class LoadedBenchmark:
     rare: bool
     records: list[QuestionRecord]   # the questions evaluated (after eval.limit)
     total: int                      # questions in the benchmark
+    # the re-decode's letters: every gold letter of the whole benchmark (as the paper's script)
+    letters: tuple[str, ...] = ()
+    files_sha256: dict[str, str] = dataclasses.field(default_factory=dict)   # benchmark file -> sha256
+    report: dict[str, Any] = dataclasses.field(default_factory=dict)         # load report (placeholders, ...)
 
 
 def checkpoints_from_config(cfg: Any) -> list[Checkpoint]:
@@ -63,7 +77,27 @@ def checkpoints_from_config(cfg: Any) -> list[Checkpoint]:
     labels = list(cfg.eval.checkpoint_labels) or _derive_labels(references)
     if len(set(labels)) != len(labels):
         raise ValueError(f"checkpoint labels must be unique, got {labels}; set eval.checkpoint_labels")
-    return [Checkpoint(_safe(label), ref) for label, ref in zip(labels, references)]
+    styles = list(cfg.eval.checkpoint_prompt_styles) or [None] * len(references)
+    return [Checkpoint(_safe(label), ref, _style_setting(cfg, ref, style))
+            for label, ref, style in zip(labels, references, styles)]
+
+
+def _style_setting(cfg: Any, reference: str, own: str | None) -> str:
+    """The configured style of one checkpoint (see the module docstring), possibly ``auto``."""
+    for style in (own, cfg.eval.prompt_style, cfg.model.prompt_style if reference == cfg.model.path else None):
+        if style not in (None, "auto"):
+            return style
+    return "auto"
+
+
+def checkpoint_prompt_style(checkpoint: Checkpoint) -> str:
+    """``chat`` or ``base`` for ``checkpoint``; ``auto`` reads only its tokenizer."""
+    if checkpoint.prompt_style in ("chat", "base"):
+        return checkpoint.prompt_style
+    from medssr_nemo.models.loading import load_tokenizer
+    from medssr_nemo.prompts import resolve_prompt_style
+
+    return resolve_prompt_style("auto", checkpoint.reference, load_tokenizer(checkpoint.reference))
 
 
 def _derive_labels(references: Sequence[str]) -> list[str]:
@@ -100,10 +134,31 @@ def load_benchmarks(eval_cfg: Any) -> list[LoadedBenchmark]:
         benchmark = get_benchmark(name, custom)
         records = benchmark.load()
         chosen = subsample(records, eval_cfg.limit, eval_cfg.seed, name)
-        log.info("benchmark %-20s %5d questions%s", name, len(records),
-                 f" (evaluating a subsample of {len(chosen)})" if len(chosen) < len(records) else "")
-        loaded.append(LoadedBenchmark(name, bool(benchmark.rare), chosen, len(records)))
+        report = load_report(records)
+        log.info("benchmark %-20s %5d questions%s%s", name, len(records),
+                 f" (evaluating a subsample of {len(chosen)})" if len(chosen) < len(records) else "",
+                 f"; {report['placeholder_options']} placeholder options (n/a, empty) in "
+                 f"{report['questions_with_placeholder_options']} questions" if report["placeholder_options"] else "")
+        letters = tuple(sorted({r.gold for r in records if r.gold}))
+        loaded.append(LoadedBenchmark(name, bool(benchmark.rare), chosen, len(records), letters,
+                                      _files_sha256(benchmark), report))
     return loaded
+
+
+def _files_sha256(benchmark: Any) -> dict[str, str]:
+    """sha256 of each file behind a benchmark (``{}`` for one that is not file-backed), named by
+    file name (inside a directory: the path below it), so moving the data root changes nothing."""
+    from medssr_nemo.data.cards import file_sha256
+
+    paths = [Path(p) for p in benchmark.paths()] if hasattr(benchmark, "paths") else []
+    hashes = {}
+    for path in paths:
+        if path.is_dir():
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                hashes[f"{path.name}/{file.relative_to(path).as_posix()}"] = file_sha256(file)
+        else:
+            hashes[path.name] = file_sha256(path)
+    return hashes
 
 
 def default_policy_loader(cfg: Any) -> PolicyLoader:
@@ -117,15 +172,21 @@ def default_policy_loader(cfg: Any) -> PolicyLoader:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         model, tokenizer = load_causal_lm(reference, dtype=getattr(torch, cfg.model.dtype), device=device)
         factory = registry.get("rollout_engine", cfg.eval.engine or cfg.rollout.engine)
-        return factory(cfg.rollout, model=model, tokenizer=tokenizer), tokenizer
+        from medssr_nemo.rollout import rank_split
+
+        return rank_split.split(factory(cfg.rollout, model=model, tokenizer=tokenizer)), tokenizer  # every rank samples
     return load
 
 
 class LazyPolicy:
-    """Loads a checkpoint only when some benchmark still needs generations."""
+    """Loads a checkpoint only when some benchmark still needs generations; knows the weights'
+    fingerprint and the checkpoint's prompt style without loading it."""
 
-    def __init__(self, loader: PolicyLoader, reference: str) -> None:
+    def __init__(self, loader: PolicyLoader, reference: str, prompt_style: str | None = None,
+                 weights_fingerprint: str | None = None) -> None:
         self._loader, self.reference = loader, reference
+        self.prompt_style = prompt_style
+        self.weights_fingerprint = weights_fingerprint
         self._loaded: tuple[RolloutEngine, Any] | None = None
 
     def get(self) -> tuple[RolloutEngine, Any]:
@@ -154,19 +215,33 @@ class _BenchmarkState:
         return len(self.bench.records) * num_samples
 
 
-def _open_benchmark(bench: LoadedBenchmark, reference: str, protocol: EvalProtocol, out_dir: Path) -> _BenchmarkState:
-    """Check the directory holds this exact evaluation (or nothing yet) and load what is done."""
-    identity = {"benchmark": bench.name, "checkpoint": reference, "protocol": protocol.fingerprint(),
-                "num_questions": len(bench.records), "question_ids_sha256": _ids_digest(bench.records)}
+# what a result's identity records about its inputs: a change of these re-runs the benchmark
+_INPUT_KEYS = {"benchmark_files_sha256": "the benchmark file changed",
+               "checkpoint_weights_sha256": "the checkpoint's weights changed"}
+_RESULT_FILES = ("protocol.json", "generations.partial.jsonl", "generations.jsonl", "metrics.json")
+
+
+def _open_benchmark(bench: LoadedBenchmark, policy: LazyPolicy, protocol: EvalProtocol, out_dir: Path) -> _BenchmarkState:
+    """Check the directory holds this exact evaluation (or nothing yet) and load what is done;
+    results of an older benchmark file or older weights are moved aside and redone."""
+    identity = {"benchmark": bench.name, "checkpoint": policy.reference, "protocol": protocol.fingerprint(),
+                "num_questions": len(bench.records), "question_ids_sha256": _ids_digest(bench.records),
+                "benchmark_files_sha256": bench.files_sha256, "checkpoint_weights_sha256": policy.weights_fingerprint}
     identity_path, metrics_path = out_dir / "protocol.json", out_dir / "metrics.json"
     state = _BenchmarkState(bench, out_dir, PartialLog(out_dir / "generations.partial.jsonl"), {})
     if identity_path.exists():
         stored = read_json(identity_path)
         if stored != identity:
             changed = sorted(k for k in identity if stored.get(k) != identity[k])
-            raise ValueError(f"{out_dir} holds results made with other settings (differs in {changed}); "
-                             "set eval.output_dir to a new directory or delete that one")
-        if metrics_path.exists():
+            reasons = [_INPUT_KEYS[k] + ("" if k in stored else " (not recorded by the earlier run)")
+                       for k in changed if k in _INPUT_KEYS]
+            if not reasons:
+                raise ValueError(f"{out_dir} holds results made with other settings (differs in {changed}); "
+                                 "set eval.output_dir to a new directory or delete that one")
+            moved = _supersede(out_dir)
+            log.warning("%s: evaluating again: %s; the earlier results are in %s", bench.name, "; ".join(reasons), moved)
+            write_json_atomic(identity_path, identity)
+        elif metrics_path.exists():
             log.info("%s: already evaluated (%s)", bench.name, metrics_path)
             state.metrics = read_json(metrics_path)
             return state
@@ -176,11 +251,24 @@ def _open_benchmark(bench: LoadedBenchmark, reference: str, protocol: EvalProtoc
     return state
 
 
+def _supersede(out_dir: Path) -> Path:
+    """Move a benchmark's result files to ``out_dir/superseded/<n>/`` (kept, never mixed)."""
+    root = out_dir / "superseded"
+    number = 1 + max((int(p.name) for p in root.glob("*") if p.name.isdigit()), default=0)
+    target = root / str(number)
+    target.mkdir(parents=True)
+    for name in _RESULT_FILES:
+        if (out_dir / name).exists():
+            shutil.move(str(out_dir / name), target / name)
+    return target
+
+
 def _finish_benchmark(state: _BenchmarkState, protocol: EvalProtocol) -> dict[str, Any]:
     bench = state.bench
     rows = [state.done[(bench.name, r.id, s)] for r in bench.records for s in range(protocol.num_samples)]
     metrics = {"benchmark": bench.name, "rare": bench.rare, "benchmark_size": bench.total,
-               **benchmark_metrics(rows, protocol.num_samples)}
+               "prompt_style": protocol.prompt_style, "answer_extraction": protocol.answer_extraction,
+               "load_report": bench.report, **benchmark_metrics(rows, protocol.num_samples)}
     write_jsonl_atomic(state.out_dir / "generations.jsonl", rows)
     write_json_atomic(state.out_dir / "metrics.json", metrics)
     state.partial.path.unlink(missing_ok=True)   # the final file now holds every row
@@ -194,7 +282,9 @@ def evaluate_checkpoint(benchmarks: Sequence[LoadedBenchmark], policy: LazyPolic
     what the partial logs lack. Work is one list over all benchmarks (benchmark order, then
     prompt length), cut into chunks of ``batch_size``: a benchmark with a few questions shares
     engine calls with the next one instead of decoding a batch of its own."""
-    states = [_open_benchmark(b, policy.reference, protocol, out_root / b.name) for b in benchmarks]
+    if policy.prompt_style is not None:
+        protocol = dataclasses.replace(protocol, prompt_style=policy.prompt_style)
+    states = [_open_benchmark(b, policy, protocol, out_root / b.name) for b in benchmarks]
     for state in states:
         if state.metrics is None and len(state.done) == state.required(protocol.num_samples):
             state.metrics = _finish_benchmark(state, protocol)
@@ -205,7 +295,7 @@ def evaluate_checkpoint(benchmarks: Sequence[LoadedBenchmark], policy: LazyPolic
                 rows = [json.loads(line) for line in (state.out_dir / "generations.jsonl").read_text().splitlines()]
                 state.done = {row_key(r): r for r in rows}
         _generate_missing(states, engine, tokenizer, protocol, batch_size, progress, after_chunk,
-                          label=out_root.name)
+                          label=out_root.name, reference=policy.reference)
     return {state.bench.name: state.metrics for state in states}  # type: ignore[misc]
 
 
@@ -218,9 +308,12 @@ def evaluate_benchmark(bench: LoadedBenchmark, policy: LazyPolicy, protocol: Eva
 
 
 def _generate_missing(states: Sequence[_BenchmarkState], engine: RolloutEngine, tokenizer: Any, protocol: EvalProtocol,
-                      batch_size: int, progress: bool, after_chunk: ChunkHook | None, label: str) -> None:
+                      batch_size: int, progress: bool, after_chunk: ChunkHook | None, label: str,
+                      reference: str = "") -> None:
     from tqdm import tqdm
 
+    from medssr_nemo.eval.redecode import make_redecoder
+    from medssr_nemo.models.loading import model_type_of
     from medssr_nemo.prompts import encode_prompt
 
     work: list[tuple[_BenchmarkState, WorkItem]] = []
@@ -229,10 +322,12 @@ def _generate_missing(states: Sequence[_BenchmarkState], engine: RolloutEngine, 
         prompts = {r.id: tuple(encode_prompt(r, tokenizer, protocol.prompt_style)) for r in records}
         order = sorted(range(len(records)), key=lambda i: (len(prompts[records[i].id]), i))
         work += [(state, WorkItem(state.bench.name, records[i], prompts[records[i].id], s,
-                                  sample_seed(protocol.seed, records[i].id, s)))
+                                  sample_seed(protocol.seed, records[i].id, s), state.bench.letters))
                  for i in order for s in range(protocol.num_samples)]
-    letter_sets = sorted({tuple(r.letters) for state in states for r in state.bench.records}, key=len)
-    recovery = recovery_tokens(tokenizer, letter_sets[-1]) if protocol.recovery else None
+    redecoder = None
+    if protocol.recovery:
+        model_type = _safe_model_type(reference, model_type_of)
+        redecoder = make_redecoder(tokenizer, protocol.prompt_style, reference, model_type)  # type: ignore[arg-type]
 
     started, generated = time.perf_counter(), 0
     names = "+".join(state.bench.name for state in states if state.metrics is None)
@@ -242,7 +337,7 @@ def _generate_missing(states: Sequence[_BenchmarkState], engine: RolloutEngine, 
             chunk = work[start:start + batch_size]
             if all((w.benchmark, w.record.id, w.sample) in state.done for state, w in chunk):
                 continue
-            rows = answer_items(engine, [w for _, w in chunk], protocol, recovery)
+            rows = answer_items(engine, [w for _, w in chunk], protocol, redecoder, model_name=reference)
             touched: dict[str, _BenchmarkState] = {}
             for (state, _), row in zip(chunk, rows):
                 if row_key(row) not in state.done:
@@ -264,25 +359,56 @@ def _generate_missing(states: Sequence[_BenchmarkState], engine: RolloutEngine, 
              questions / elapsed if elapsed > 0 else 0.0)
 
 
+def _check_references(checkpoints: Sequence[Checkpoint]) -> None:
+    """Every checkpoint is loadable by name before the first one is evaluated: a path that does
+    not exist is one clear error, not a hub traceback an hour in."""
+    from medssr_nemo.models.loading import resolve_model_dir
+
+    for ckpt in checkpoints:
+        try:
+            resolve_model_dir(ckpt.reference)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"checkpoint {ckpt.label!r}: {err}") from None
+
+
+def _safe_model_type(reference: str, lookup: Callable[[str], str | None]) -> str | None:
+    try:
+        return lookup(reference)
+    except (OSError, ValueError):   # e.g. a test's in-memory policy: fall back to the name rules
+        return None
+
+
 def run_eval(cfg: Any, policy_loader: PolicyLoader | None = None, progress: bool = True,
              after_chunk: ChunkHook | None = None) -> dict[str, Any]:
     """Evaluate every checkpoint on every benchmark; write the summary files; return the summary."""
     eval_cfg = cfg.eval
     out_root = Path(eval_cfg.output_dir or Path(cfg.output_dir) / "eval")
-    protocol = EvalProtocol.from_config(eval_cfg, cfg.model.prompt_style)
+    from medssr_nemo.config.schema.answer import answer_extraction
+    from medssr_nemo.models.fingerprint import weights_fingerprint
+
+    protocol = EvalProtocol.from_config(eval_cfg, cfg.model.prompt_style, answer_extraction(cfg, "eval"))
+    checkpoints_cfg = checkpoints_from_config(cfg)
+    _check_references(checkpoints_cfg)
     benchmarks = load_benchmarks(eval_cfg)
     loader = policy_loader or default_policy_loader(cfg)
     checkpoints = []
-    for ckpt in checkpoints_from_config(cfg):
-        policy = LazyPolicy(loader, ckpt.reference)
+    for ckpt in checkpoints_cfg:
+        style = checkpoint_prompt_style(ckpt)
+        policy = LazyPolicy(loader, ckpt.reference, style, weights_fingerprint(ckpt.reference))
+        log.info("%s: %s prompts (%s), weights %s", ckpt.label, style,
+                 "as configured" if ckpt.prompt_style != "auto" else "chosen from its name and tokenizer",
+                 (policy.weights_fingerprint or "")[:12])
         per_benchmark = evaluate_checkpoint(benchmarks, policy, protocol, out_root / ckpt.label,
                                             eval_cfg.batch_size, progress, after_chunk)
         correctness = checkpoint_correctness(out_root / ckpt.label, per_benchmark)   # for the intervals
-        checkpoints.append({"label": ckpt.label, "reference": ckpt.reference, "benchmarks": per_benchmark,
+        checkpoints.append({"label": ckpt.label, "reference": ckpt.reference, "prompt_style": style,
+                            "weights_sha256": policy.weights_fingerprint, "benchmarks": per_benchmark,
                             **summarize(per_benchmark, {b.name: b.rare for b in benchmarks}, correctness)})
         del policy  # free the model before the next checkpoint loads
+    styles = sorted({c["prompt_style"] for c in checkpoints})
+    shared = {**protocol.fingerprint(), "prompt_style": styles[0] if len(styles) == 1 else "per checkpoint"}
     summary = {"benchmarks": [b.name for b in benchmarks], "rare": {b.name: b.rare for b in benchmarks},
-               "protocol": protocol.fingerprint(), "limit": eval_cfg.limit, "checkpoints": checkpoints}
+               "protocol": shared, "limit": eval_cfg.limit, "checkpoints": checkpoints}
     _write_reports(summary, out_root, chart=eval_cfg.chart)
     return summary
 

@@ -15,6 +15,7 @@ from typing import Callable, Mapping
 import torch
 
 from medssr_nemo.config.schema.grpo import GRPOConfig
+from medssr_nemo.grpo.rollout_correction import known_rollout_mask, truncated_is_weights
 
 # Keys of the global normalisers a backend passes to the loss (whole step, all DP ranks).
 NUM_TOKENS = "num_tokens"              # response tokens
@@ -195,6 +196,13 @@ class GRPOLoss:
         old = logprobs.detach() if old is None else old.to(logprobs.dtype)
         loss_mat, metrics = ppo_clip_loss(logprobs, old, batch["advantages"], mask,
                                           cfg.clip_low, cfg.clip_high, cfg.dual_clip)
+        rollout = batch.get("rollout_logprobs")
+        if cfg.rollout_is_cap > 0:   # engine/trainer mismatch: grpo/rollout_correction.py
+            if rollout is None:
+                raise KeyError("grpo.rollout_is_cap > 0 needs batch['rollout_logprobs'] (the engine's)")
+            weights = truncated_is_weights(old, rollout, mask, cfg.rollout_is_cap)
+            loss_mat = loss_mat * weights
+            metrics["rollout_is_weight_mean"] = float(masked_mean(weights, mask))
         metrics["pg_loss"] = float(masked_mean(loss_mat.detach(), mask))
         if cfg.kl_coef > 0:
             if "ref_logprobs" not in batch:
@@ -211,10 +219,11 @@ class GRPOLoss:
             metrics["entropy"] = float(masked_mean(batch["entropy"].detach(), mask))
             if cfg.entropy_coef > 0:
                 loss_mat = loss_mat - cfg.entropy_coef * batch["entropy"]
-        rollout = batch.get("rollout_logprobs")
         if rollout is not None:  # the engine's sampling logprobs: how far they are from ours
-            gap = torch.where(mask.to(torch.bool), (logprobs.detach() - rollout).abs(), torch.zeros_like(logprobs))
-            metrics["rollout_logprob_gap_mean"] = float(masked_mean(gap, mask))
+            known = known_rollout_mask(rollout, mask)
+            gap = torch.where(known.to(torch.bool), (logprobs.detach() - torch.nan_to_num(rollout)).abs(),
+                              torch.zeros_like(logprobs))
+            metrics["rollout_logprob_gap_mean"] = float(masked_mean(gap, known))
             metrics["rollout_logprob_gap_max"] = float(gap.max())
         norms = dict(global_norms)
         if self.max_response_len is not None:

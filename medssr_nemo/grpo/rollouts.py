@@ -11,7 +11,7 @@ from typing import Sequence
 
 import torch
 
-from medssr_nemo.answers import extract_answer, follows_format
+from medssr_nemo.answers import AnswerReader, follows_format
 from medssr_nemo.grpo.data import TrainingQuestion
 from medssr_nemo.policy.interfaces import TokenBatch
 from medssr_nemo.rewards.composite import RewardRouter
@@ -47,7 +47,9 @@ class ScoredRollouts:
 
 
 def score_groups(router: RewardRouter, questions: Sequence[TrainingQuestion],
-                 groups: Sequence[Sequence[Completion]]) -> ScoredRollouts:
+                 groups: Sequence[Sequence[Completion]], reader: AnswerReader = AnswerReader()) -> ScoredRollouts:
+    """Rewards of every completion; answers are read by ``reader`` (the ``reward`` stage's
+    extraction mode, ``docs/evaluation.md``)."""
     rewards: list[float] = []
     group_ids: list[int] = []
     per_source: dict[str, list[float]] = defaultdict(list)
@@ -56,7 +58,7 @@ def score_groups(router: RewardRouter, questions: Sequence[TrainingQuestion],
     for group_id, (question, completions) in enumerate(zip(questions, groups)):
         letters = question.record.letters
         texts = [c.text for c in completions]
-        answers = [extract_answer(text, letters) for text in texts]
+        answers = [reader(text, letters) for text in texts]
         valid += sum(a is not None for a in answers)
         formatted += sum(follows_format(text, letters) for text in texts)
         group = GroupCompletions(question.record, question.prompt, texts, answers,
@@ -111,7 +113,10 @@ def response_metrics(groups: Sequence[Sequence[Completion]]) -> dict[str, float]
 def logprob_mismatch(engine_logprobs: torch.Tensor, policy_logprobs: torch.Tensor,
                      mask: torch.Tensor) -> dict[str, float]:
     """How far the engine's sampling logprobs are from the trainer's on the same tokens
-    (should be ~0 for the in-process engine in float32; grows with bf16/other kernels)."""
+    (should be ~0 for the in-process engine in float32; grows with bf16/other kernels). Tokens the
+    engine gave no logprob for (NaN) are left out."""
+    mask = mask * (~torch.isnan(engine_logprobs)).to(mask.dtype)
+    engine_logprobs = torch.nan_to_num(engine_logprobs)
     diff = (engine_logprobs - policy_logprobs) * mask
     count = mask.sum().clamp(min=1)
     log_ratio = policy_logprobs - engine_logprobs

@@ -18,7 +18,9 @@ import torch
 from tqdm import tqdm
 
 from medssr_nemo import distributed, registry
+from medssr_nemo.answers import AnswerReader
 from medssr_nemo.config import MedSSRConfig, to_yaml
+from medssr_nemo.config.schema.answer import answer_extraction
 from medssr_nemo.grpo.advantages import group_advantages, zero_std_fraction
 from medssr_nemo.grpo.checkpoint import CheckpointManager
 from medssr_nemo.grpo.data import QuestionSampler, TrainingQuestion, load_training_records, prepare_questions
@@ -27,7 +29,9 @@ from medssr_nemo.grpo.metrics_log import MetricsLogger
 from medssr_nemo.grpo.rollouts import (build_token_batch, generate_groups, logprob_mismatch,
                                        response_metrics, score_groups)
 from medssr_nemo.policy.interfaces import PolicyBackend
+from medssr_nemo.prompts import resolve_prompt_style
 from medssr_nemo.records import QuestionRecord
+from medssr_nemo.grpo.collapse import CollapseMonitor
 from medssr_nemo.rewards.composite import RewardRouter
 from medssr_nemo.rollout.interfaces import RolloutEngine, SamplingParams
 from medssr_nemo.timing import PhaseTimer
@@ -64,6 +68,12 @@ class GRPOTrainer:
         if self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             (self.output_dir / "config.yaml").write_text(to_yaml(cfg))
+        records = self._records
+        if records is None:   # before the model loads: a missing or bad train.data fails in seconds
+            if not cfg.train.data:
+                raise ValueError("train.data is not set: give a JSONL/Parquet file of question records "
+                                 "(from `medssr data real` or `medssr label`) or real:<pool>, e.g. real:medmcqa")
+            records = load_training_records(cfg.train.data)
         if self.policy is None:
             build_policy = registry.get("policy_backend", cfg.policy.backend)
             self.policy = build_policy(cfg, reference=cfg.grpo.kl_coef > 0)
@@ -71,14 +81,12 @@ class GRPOTrainer:
             build_engine = registry.get("rollout_engine", cfg.rollout.engine)
             self.engine = build_engine(cfg.rollout, model=getattr(self.policy, "model", None),
                                        tokenizer=self.policy.tokenizer, model_path=cfg.model.path)
-        records = self._records
-        if records is None:
-            if not cfg.train.data:
-                raise ValueError("train.data is not set: give a JSONL/Parquet file of question records "
-                                 "(from `medssr data real` or `medssr label`) or real:<pool>, e.g. real:medmcqa")
-            records = load_training_records(cfg.train.data)
-        self.questions, report = prepare_questions(records, self.policy.tokenizer, cfg.model.prompt_style,
-                                                   cfg.model.max_prompt_tokens)
+        attach = getattr(self.engine, "attach_trainer_memory", None)
+        if attach is not None:  # colocated engines move optimizer state aside around refits
+            attach(self.policy)
+        style = resolve_prompt_style(cfg.model.prompt_style, cfg.model.path, self.policy.tokenizer)
+        self.questions, report = prepare_questions(records, self.policy.tokenizer, style, cfg.model.max_prompt_tokens)
+        self.answer_reader = AnswerReader(answer_extraction(cfg, "reward"), cfg.model.path)
         log.info("training questions: %d kept of %d (%d without a label, %d prompts too long)",
                  report.kept, report.loaded, report.without_label, report.too_long)
         self.sampler = QuestionSampler(len(self.questions), cfg.seed, cfg.train.shuffle)
@@ -92,6 +100,8 @@ class GRPOTrainer:
         self.checkpoints = CheckpointManager(self.output_dir, cfg.train.keep_checkpoints)
         self.logger = MetricsLogger.for_run(cfg, self.output_dir, enabled=self.is_main)
         self.timer = PhaseTimer()
+        monitor = CollapseMonitor(self.answer_reader)   # stage 1: pseudo-label reward vs the knowledge-base key
+        self.collapse = monitor if monitor.enabled_for([q.record for q in self.questions]) else None
         self._resume()
         return self
 
@@ -152,7 +162,7 @@ class GRPOTrainer:
             groups = generate_groups(self.engine, questions, cfg.grpo.group_size, self.sampling,
                                      cfg.seed, self.step, cfg.rollout.batch_size)
         with timer.phase("reward"):
-            scored = score_groups(self.rewards, questions, groups)
+            scored = score_groups(self.rewards, questions, groups, self.answer_reader)
             advantages = group_advantages(scored.rewards, scored.group_ids, normalize_std=cfg.grpo.normalize_std,
                                           unbiased=cfg.grpo.std_unbiased, eps=cfg.grpo.advantage_eps)
         batch, engine_logprobs = build_token_batch(questions, groups, self._pad_id())
@@ -171,8 +181,7 @@ class GRPOTrainer:
         with timer.phase("update"):
             for _epoch in range(cfg.grpo.ppo_epochs):
                 update_metrics = self.policy.train_step(batch, self.loss_fn)
-        with timer.phase("refit"):
-            self.engine.wake()
+        with timer.phase("refit"):  # the engine wakes its weights, refits, then wakes its KV cache
             weight_version = self.engine.update_weights(self.policy.export_hf_weights()) + self._version_offset
         metrics: dict[str, Any] = {
             "reward/mean": float(scored.rewards.mean()),
@@ -185,6 +194,8 @@ class GRPOTrainer:
             **(logprob_mismatch(engine_logprobs, batch["old_logprobs"], batch["response_mask"])
                if "old_logprobs" in batch else {}),
             **{f"train/{k}": v for k, v in update_metrics.items()},
+            **(self.collapse.update([q.record for q in questions], [[c.text for c in g] for g in groups])
+               if self.collapse is not None else {}),
         }
         metrics = distributed.mean_metrics(metrics)
         metrics.update(timer.pop())

@@ -1,13 +1,11 @@
 """The pseudo-labelling loop: sample n answers per question, vote, write labelled records.
 
 Each question is answered exactly as the evaluation answers it (``medssr_nemo.eval.answering``:
-the shared prompt template, the shared answer extractor, and one greedy re-decode restricted to
-the question's option letters for a sample that states no answer; see
-``medssr_nemo.eval.protocol.recovery_tokens`` for which letter tokens: the suffix without its
-trailing space, then the merged ``" A"`` token where the tokenizer merges every letter that way:
-for SmolLM2, ``\nThe answer is`` = ids 198 504 2988 314, then ``ĠA``=330, ``ĠB``=389, ``ĠC``=340,
-``ĠD``=422, ``ĠE``=414, the tokens the model itself produces for "The answer is A"). Only the
-sampling settings are labelling's own.
+the shared prompt template, the shared answer reader in ``answer_extraction`` mode, and the
+paper's constrained re-decode, ``medssr_nemo.eval.redecode``, for a sample that states no answer).
+Labelling's own: the sampling settings, and a re-decode of one token restricted to the
+question's own letters for every model family (the paper's labelling code is not public; a vote
+needs a letter, and the script's second token for non-Qwen models can only lose one).
 
 Files under ``out_dir`` (``<name>`` = ``label.output_name``):
 
@@ -35,7 +33,7 @@ from typing import Any, Sequence
 from medssr_nemo.labelling.report import SKIPPED_PROMPT_TOO_LONG, label_report
 from medssr_nemo.labelling.samples_log import SamplesLog
 from medssr_nemo.labelling.vote import VoteOutcome, VoteRule, count_votes, majority_vote
-from medssr_nemo.records import LETTERS, QuestionRecord, write_records
+from medssr_nemo.records import QuestionRecord, write_records
 
 
 @dataclass(frozen=True)
@@ -51,13 +49,14 @@ class LabelSettings:
     recovery: bool = True
     seed: int = 0
     max_prompt_tokens: int = 1024
+    answer_extraction: str = "paper"    # medssr_nemo.answers modes: paper | lenient
 
     def protocol(self) -> Any:
         from medssr_nemo.eval.protocol import EvalProtocol
 
         return EvalProtocol(prompt_style=self.prompt_style, temperature=self.temperature, top_p=self.top_p,
                             top_k=self.top_k, max_new_tokens=self.max_new_tokens, num_samples=self.num_samples,
-                            recovery=self.recovery, seed=self.seed)
+                            recovery=self.recovery, seed=self.seed, answer_extraction=self.answer_extraction)
 
 
 def records_digest(records: Sequence[QuestionRecord]) -> str:
@@ -73,12 +72,14 @@ class LabelJob:
 
     def __init__(self, records: Sequence[QuestionRecord], settings: LabelSettings, rule: VoteRule,
                  out_dir: str | Path, name: str = "pseudo_labels", model_id: str = "",
-                 extra_identity: dict[str, Any] | None = None, inputs: dict[str, str] | None = None) -> None:
+                 extra_identity: dict[str, Any] | None = None, inputs: dict[str, str] | None = None,
+                 model_type: str | None = None) -> None:
         ids = [r.id for r in records]
         if len(set(ids)) != len(ids):
             repeated = sorted({i for i in ids if ids.count(i) > 1})[:5]
             raise ValueError(f"question ids must be unique to label (and resume) by id; repeated: {repeated}")
         self.records = list(records)
+        self.model_id, self.model_type = model_id, model_type   # the re-decode's family rules
         self.settings, self.rule = settings, rule
         self.inputs = dict(inputs or {})        # file -> sha256, for the card
         self.out_dir = Path(out_dir)
@@ -119,30 +120,31 @@ class LabelJob:
         from tqdm import tqdm
 
         from medssr_nemo.eval.answering import WorkItem, answer_items
-        from medssr_nemo.eval.protocol import recovery_tokens, sample_seed
-        from medssr_nemo.prompts import encode_prompt
+        from medssr_nemo.eval.protocol import sample_seed
+        from medssr_nemo.eval.redecode import make_redecoder
+        from medssr_nemo.prompts import encode_prompt, resolve_prompt_style
 
         log = log or self.open_log()
         todo = self.pending(log)
         if not todo:
             return log
         s = self.settings
-        protocol = s.protocol()
-        max_options = max(len(r.options) for r in self.records)
-        recovery = recovery_tokens(tokenizer, LETTERS[:max_options]) if s.recovery else None
+        style = resolve_prompt_style(s.prompt_style, self.model_id, tokenizer)
+        protocol = dataclasses.replace(s.protocol(), prompt_style=style)
+        redecoder = make_redecoder(tokenizer, style, self.model_id, self.model_type, new_tokens=1) if s.recovery else None
         bar = tqdm(total=len(self.records), initial=len(self.records) - len(todo), desc="pseudo-labelling",
                    unit="q", disable=not progress)
         for start in range(0, len(todo), max(1, questions_per_chunk)):
             chunk = todo[start:start + max(1, questions_per_chunk)]
             items, finished = [], []
             for record in chunk:
-                prompt = tuple(encode_prompt(record, tokenizer, s.prompt_style))  # type: ignore[arg-type]
+                prompt = tuple(encode_prompt(record, tokenizer, style))
                 if len(prompt) > s.max_prompt_tokens:
                     finished.append({"id": record.id, "skipped": SKIPPED_PROMPT_TOO_LONG, "prompt_tokens": len(prompt)})
                     continue
                 items += [WorkItem("pseudo-label", record, prompt, k, sample_seed(s.seed, record.id, k))
                           for k in range(s.num_samples)]
-            rows = answer_items(engine, items, protocol, recovery) if items else []
+            rows = answer_items(engine, items, protocol, redecoder, self.model_id) if items else []
             by_id: dict[str, list[dict[str, Any]]] = {}
             for row in rows:
                 by_id.setdefault(row["id"], []).append(row)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import sys
 from typing import Any, Sequence
@@ -89,6 +90,11 @@ ARCHITECTURES: dict[str, Architecture] = {
     "Qwen/Qwen3-8B": Architecture("qwen3", 4096, 36, 32, 8, 128, 12288, 151936, False, True),
     "Qwen/Qwen3-14B": Architecture("qwen3", 5120, 40, 40, 8, 128, 17408, 151936, False, True),
     "Qwen/Qwen3-32B": Architecture("qwen3", 5120, 64, 64, 8, 128, 25600, 151936, False, True),
+    # the base models the paper trains: the same shapes as their post-trained releases
+    "Qwen/Qwen3-1.7B-Base": Architecture("qwen3", 2048, 28, 16, 8, 128, 6144, 151936, True, True),
+    "Qwen/Qwen3-4B-Base": Architecture("qwen3", 2560, 36, 32, 8, 128, 9728, 151936, True, True),
+    "Qwen/Qwen3-8B-Base": Architecture("qwen3", 4096, 36, 32, 8, 128, 12288, 151936, False, True),
+    "Qwen/Qwen3-14B-Base": Architecture("qwen3", 5120, 40, 40, 8, 128, 17408, 151936, False, True),
     "meta-llama/Llama-3.1-8B-Instruct": Architecture("llama", 4096, 32, 32, 8, 128, 14336, 128256, False, False),
 }
 
@@ -383,7 +389,8 @@ def describe(p: MemoryPlan) -> str:
             lines.append(f"  phase {phase:<16}{g(total)}")
     verdict = "fits" if p.fits else "does NOT fit"
     lines.append(f"  peak {g(p.peak)} ({p.peak_phase}) {verdict} in {g(p.budget)} "
-                 f"(launch.gpu_memory_gib={s.gpu_bytes / GIB:g} minus launch.memory_reserve_gib={s.reserve_bytes / GIB:g})")
+                 f"(launch.gpu_memory_gib={s.gpu_bytes / GIB:g} minus "
+                 f"launch.memory_reserve_gib={s.reserve_bytes / GIB:g})")
     return "\n".join(lines)
 
 
@@ -419,7 +426,8 @@ def preflight_this_process(cfg: MedSSRConfig) -> MemoryPlan | None:
 
 def markdown_table(plans: Sequence[MemoryPlan]) -> str:
     head = ("| model | params | TP x PP x DP | micro-batch tokens | weights | grads | optimizer | reference "
-            "| activations | logits | engine weights | KV cache | generation | reference pass | update | peak / budget |")
+            "| activations | logits | engine weights | KV cache | generation | reference pass | update "
+            "| peak / budget |")
     rows = [head, "|" + "---|" * 16]
     g = lambda b: f"{b / GIB:.1f}"  # noqa: E731
     for p in plans:
@@ -431,8 +439,9 @@ def markdown_table(plans: Sequence[MemoryPlan]) -> str:
     return "\n".join(rows)
 
 
+@functools.lru_cache(maxsize=None)
 def shipped(size: str) -> MedSSRConfig:
-    """The config a ``conf/model`` file ships (``medssr run model=<size>``)."""
+    """The config a ``conf/model`` file ships (``medssr run model=<size>``); cached, do not mutate."""
     return load_config("base", [f"model={size}"])
 
 

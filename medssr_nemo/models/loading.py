@@ -28,7 +28,49 @@ def resolve_model_dir(reference: str) -> str:
         if not (path / "config.json").exists():
             raise FileNotFoundError(f"model directory {path} has no config.json (not a Hugging Face model)")
         return str(path)
+    if not looks_like_hub_id(reference):
+        raise FileNotFoundError(f"model path {reference} does not exist (and it is not a hub id such as "
+                                "Qwen/Qwen3-8B-Base)")
     return reference  # a hub id
+
+
+def looks_like_hub_id(reference: str) -> bool:
+    """``name`` or ``org/name``, nothing that can only be a file system path."""
+    return (not reference.startswith(("/", ".", "~")) and "\\" not in reference
+            and reference.count("/") <= 1 and bool(reference.strip("/")))
+
+
+def local_model_dir(reference: str) -> Path | None:
+    """The directory ``reference`` loads from when it is on this machine (an embedded model, a
+    directory, or a hub id already in the Hugging Face cache); None otherwise."""
+    resolved = resolve_model_dir(reference)
+    if Path(resolved).exists():
+        return Path(resolved)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(resolved, local_files_only=True))
+    except Exception:   # not cached (or no hub library): only the name identifies it
+        return None
+
+
+def model_type_of(reference: str) -> str | None:
+    """``model_type`` from the checkpoint's config.json (``qwen3``, ``llama``, ...), if local."""
+    import json
+
+    directory = local_model_dir(reference)
+    if directory is None or not (directory / "config.json").exists():
+        return None
+    return json.loads((directory / "config.json").read_text(encoding="utf-8")).get("model_type")
+
+
+def _from_pretrained(loader: Any, reference: str, directory: str, **kwargs: Any) -> Any:
+    """``loader.from_pretrained`` with a hub failure as one line naming the reference."""
+    try:
+        return loader.from_pretrained(directory, **kwargs)
+    except OSError as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise FileNotFoundError(f"cannot load model {reference!r}: {first}") from None
 
 
 def load_tokenizer(reference: str) -> Any:
@@ -40,7 +82,7 @@ def load_tokenizer(reference: str) -> Any:
         directory = str(tokenizer_dir())
     else:
         directory = resolve_model_dir(reference)
-    tokenizer = AutoTokenizer.from_pretrained(directory)
+    tokenizer = _from_pretrained(AutoTokenizer, reference, directory)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -51,6 +93,6 @@ def load_causal_lm(reference: str, dtype: torch.dtype = torch.float32, device: s
     from transformers import AutoModelForCausalLM
 
     directory = resolve_model_dir(reference)
-    model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype).to(device)
+    model = _from_pretrained(AutoModelForCausalLM, reference, directory, dtype=dtype).to(device)
     model.eval()
     return model, load_tokenizer(reference)

@@ -74,12 +74,16 @@ def agreement_histogram(histogram: Mapping[str, Mapping[str, int]], threshold: f
 
 
 def pseudo_label_accuracy(by_group: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
-    """Accuracy of the kept pseudo-labels against the known key, per question group, with counts."""
+    """Accuracy of the kept pseudo-labels against the known key, per question group, with counts
+    and whiskers at the 95% Wilson interval (``ci95``) where the group has one."""
     plt = _pyplot()
     names = [n for n in by_group if by_group[n]["with_gold"]]
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     values = [100.0 * by_group[n]["accuracy"] for n in names]
-    bars = ax.bar(range(len(names)), values, color="tab:blue")
+    intervals = [by_group[n].get("ci95") or [by_group[n]["accuracy"]] * 2 for n in names]
+    whiskers = [[max(0.0, v - 100.0 * ci[0]) for v, ci in zip(values, intervals)],
+                [max(0.0, 100.0 * ci[1] - v) for v, ci in zip(values, intervals)]]
+    bars = ax.bar(range(len(names)), values, yerr=whiskers, capsize=3, color="tab:blue")
     for bar, name in zip(bars, names):
         g = by_group[name]
         ax.annotate(f"{g['correct']}/{g['with_gold']}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from medssr_nemo.config import MedSSRConfig
 from medssr_nemo.data.cards import write_json_atomic
+from medssr_nemo.eval.stats import wilson_interval
 from medssr_nemo.eval.store import write_text_atomic
 from medssr_nemo.pipeline import figures
 from medssr_nemo.pipeline.manifest import MANIFEST_FILE
@@ -22,6 +23,8 @@ from medssr_nemo.records import read_records
 
 PAPER_MODELS = ("qwen3-1.7b", "qwen3-4b", "qwen3-8b", "qwen3-14b", "llama3.1-8b")
 CURVE_KEYS = ("reward/mean", "train/kl", "answer/format_rate", "answer/valid_rate")
+COLLAPSE_KEYS = ("collapse/reward_agreement", "collapse/self_agreement", "collapse/key_accuracy",
+                 "collapse/self_agreement_drift")   # grpo/collapse.py
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -130,7 +133,8 @@ def pseudo_label_section(run_dir: Path) -> dict[str, Any]:
             if record is not None:
                 groups["knowledge-generated (rare)" if is_kg_question(record) else "seed-based"].append(correct)
             groups[f"agreement {vote['agreement']:.2f}"].append(correct)
-    accuracy = {name: {"with_gold": len(v), "correct": sum(v), "accuracy": sum(v) / len(v) if v else None}
+    accuracy = {name: {"with_gold": len(v), "correct": sum(v), "accuracy": sum(v) / len(v) if v else None,
+                       "ci95": list(wilson_interval(sum(v), len(v))) if v else None}   # Wilson, over questions
                 for name, v in sorted(groups.items(), key=lambda kv: (kv[0].startswith("agreement"), kv[0]))}
     report = card.get("report", {})
     return {"questions": report.get("questions"), "labelled": report.get("labelled"),
@@ -151,9 +155,16 @@ def training_section(out: Path) -> dict[str, Any]:
         part = values[: max(1, len(values) // 4)] if first else values[-max(1, len(values) // 4):]
         return sum(part) / len(part) if part else None
 
-    return {"steps": len(rows), "curves": curves, "summary": stamp.get("summary", {}), "seconds": stamp.get("seconds"),
-            "first_quarter": {k: window(k, True) for k in CURVE_KEYS},
-            "last_quarter": {k: window(k, False) for k in CURVE_KEYS}}
+    section = {"steps": len(rows), "curves": curves, "summary": stamp.get("summary", {}), "seconds": stamp.get("seconds"),
+               "first_quarter": {k: window(k, True) for k in CURVE_KEYS},
+               "last_quarter": {k: window(k, False) for k in CURVE_KEYS}}
+    if any(k in r for r in rows for k in COLLAPSE_KEYS):
+        for key in COLLAPSE_KEYS:
+            curves[key] = [r.get(key) for r in rows]
+        section["collapse"] = {"steps_monitored": sum(1 for r in rows if COLLAPSE_KEYS[0] in r),
+                               "first_quarter": {k: window(k, True) for k in COLLAPSE_KEYS},
+                               "last_quarter": {k: window(k, False) for k in COLLAPSE_KEYS}}
+    return section
 
 
 def evaluated_checkpoints(ctx: PipelineContext) -> list[Path]:
@@ -286,9 +297,11 @@ def render_markdown(summary: Mapping[str, Any], eval_table: str | None) -> str:
                   f"{labels['labelled']} of {labels['questions']} questions labelled ({_pct(labels['fraction_kept'])}); "
                   f"dropped: {labels['dropped'] or 'none'}. Of all samples, {_pct(rates.get('follows_format'))} stated "
                   f"'The answer is X' and {_pct(rates.get('recovered'))} needed the constrained re-decode.", "",
-                  "| questions | labels equal to the known key |", "|---|---:|"]
+                  "| questions | labels equal to the known key [95% Wilson interval] |", "|---|---:|"]
         for name, acc in labels["accuracy_vs_key"].items():
-            lines.append(f"| {name} | {acc['correct']}/{acc['with_gold']} = {_pct(acc['accuracy'])} |")
+            interval = acc.get("ci95")
+            lines.append(f"| {name} | {acc['correct']}/{acc['with_gold']} = {_pct(acc['accuracy'])}"
+                         + (f" [{_pct(interval[0])}, {_pct(interval[1])}]" if interval else "") + " |")
         for key, alt in (("agreement", "agreement histogram"), ("label_accuracy", "pseudo-label accuracy")):
             if key in fig:
                 lines += ["", f"![{alt}]({fig[key]})"]
@@ -304,6 +317,18 @@ def render_markdown(summary: Mapping[str, Any], eval_table: str | None) -> str:
                          f"{_num(last['train/kl'], 5)} |")
         if "training" in fig:
             lines += ["", f"![reward, KL and format rate per stage]({fig['training']})"]
+        monitored = {stage: t["collapse"] for stage, t in summary["training"].items() if t.get("collapse")}
+        if monitored:
+            lines += ["", "**Collapse monitor** (questions with a knowledge-base key): how often the pseudo-label "
+                          "reward agrees with the key's reward, the policy's agreement with its own pseudo labels "
+                          "and its drift since the first step, and accuracy against the key; first → last quarter.",
+                      "", "| stage | steps | reward agreement | self-agreement | key accuracy | drift (last quarter) |",
+                      "|---|---:|---|---|---|---:|"]
+            for stage, c in monitored.items():
+                first, last = c["first_quarter"], c["last_quarter"]
+                lines.append(f"| {stage} | {c['steps_monitored']} | "
+                             + " | ".join(f"{_num(first[k], 2)} → {_num(last[k], 2)}" if k != COLLAPSE_KEYS[3]
+                                          else _num(last[k], 3) for k in COLLAPSE_KEYS) + " |")
     if eval_table:
         lines += ["", "## 6. Evaluation", "", "Accuracy (%) per benchmark; `Rare` averages the rare-disease benchmarks.",
                   "", eval_table.rstrip()]

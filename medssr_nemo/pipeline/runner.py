@@ -3,9 +3,11 @@ fingerprint and intact outputs), resume (interrupted with the same fingerprint: 
 resume state is kept), or run afresh (new, or something it depends on changed: its directory is
 cleared first, and the run says what changed). Every decision is printed and kept in the manifest.
 
-Under torchrun/srun every rank runs this loop: training stages on every rank, the other steps on
-the main rank while the rest wait for the step's stamp (a file poll, not a collective, so a long
-labelling or evaluation step cannot hit a process-group timeout).
+Under torchrun/srun every rank runs this loop: training stages on every rank; labelling and
+evaluation on every rank too, each sampling its share (``every_rank_generates``, rollout/rank_split.py:
+one collective per engine call, so no long wait between collectives); the other steps on the main
+rank while the rest wait for the step's stamp (a file poll, not a collective, so a long step cannot
+hit a process-group timeout).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from medssr_nemo.config import MedSSRConfig
 from medssr_nemo.pipeline.manifest import (Manifest, changed_settings, fingerprint, identify_files, now, read_stamp,
                                            remove_tree, versions, write_stamp)
 from medssr_nemo.pipeline.steps import STEPS, PipelineContext, Step, StepCallback, dependents
+from medssr_nemo.rollout import rank_split
 
 Echo = Callable[[str], None]
 
@@ -179,7 +182,11 @@ def _run_step(step: Step, ctx: PipelineContext, out: Path, fp: str, settings: di
         return
     started = time.perf_counter()
     try:
-        summary = step.run(ctx, out)
+        if step.every_rank_generates:  # labelling/evaluation: each rank samples its share
+            with rank_split.every_rank_generates(), rank_split.rank_scratch(out, main) as where:
+                summary = step.run(ctx, where)
+        else:
+            summary = step.run(ctx, out)
     except Exception as err:
         if main:   # the stamp keeps the fingerprint: the next run resumes this step
             error = f"{type(err).__name__}: {err}"

@@ -62,6 +62,9 @@ class Step(ABC):
     title: str = ""
     shared: bool = False
     collective: bool = False        # every rank runs it (training); else the main rank does
+    # every rank runs it on a private copy of its directory, splitting generation over the ranks
+    # (rollout/rank_split.py); the main rank's files are the step's
+    every_rank_generates: bool = False
     kept_on_rerun: tuple[str, ...] = ()   # files a re-run keeps (the step checks they still fit)
 
     def disabled_reason(self, cfg: MedSSRConfig) -> str | None:
@@ -122,7 +125,7 @@ class RealData(Step):
         return {"written": card.get("total_written"), "pools": {k: v.get("written") for k, v in card.get("pools", {}).items()}}
 
     def output_files(self, ctx: PipelineContext, out: Path) -> list[Path]:
-        return [out / "real.jsonl", out / "real.card.json", out / "real.removed.jsonl"]
+        return [out / "real.jsonl", out / "real.card.json", out / "real.removed.jsonl", out / "real.stage1_seeds.jsonl"]
 
 
 # ---------------------------------------------------------------------------------------- 2
@@ -141,9 +144,15 @@ class Synthesis(Step):
 
     def settings(self, cfg: MedSSRConfig) -> dict[str, Any]:
         return {"synthesis": _section(cfg, "synthesis", drop=("show_progress", "output_name")),
-                "data.decontam": _section(cfg, "data")["decontam"]}
+                "data.decontam": _section(cfg, "data")["decontam"],
+                "data.stage1_seed_share": cfg.data.stage1_seed_share}
 
     def input_files(self, ctx: PipelineContext) -> list[Path]:
+        # the stage-1 seed reserve (data.stage1_seed_share), disjoint from stage 2's real.jsonl;
+        # with no reserve (share 0) the seeds are stage 2's own questions
+        reserve = ctx.shared_dir / "real_data" / "real.stage1_seeds.jsonl"
+        if ctx.cfg.data.stage1_seed_share > 0:
+            return [reserve]
         return [ctx.shared_dir / "real_data" / "real.jsonl"]
 
     def run(self, ctx: PipelineContext, out: Path) -> dict[str, Any]:
@@ -176,6 +185,7 @@ def _model_settings(cfg: MedSSRConfig) -> dict[str, Any]:
 
 class PseudoLabels(Step):
     name, title = "pseudo_labels", "offline pseudo-labels (majority vote of the initial policy)"
+    collective = every_rank_generates = True
     # the sampled answers: a change of the vote rule alone (tau, ties) re-votes them without sampling
     kept_on_rerun = ("pseudo_labels.samples.jsonl",)
 
@@ -318,6 +328,7 @@ class Evaluate(Step):
         self.name = f"eval_{label}"
         self.title = f"evaluation of {'the base policy' if label == 'base' else label}"
         self.shared = label == "base"
+        self.collective = self.every_rank_generates = True
 
     def disabled_reason(self, cfg: MedSSRConfig) -> str | None:
         if self.label == "base":
@@ -344,7 +355,12 @@ class Evaluate(Step):
     def run(self, ctx: PipelineContext, out: Path) -> dict[str, Any]:
         from medssr_nemo.eval.runner import run_eval
 
+        from medssr_nemo.eval.runner import Checkpoint, checkpoint_prompt_style
+
+        # a trained checkpoint is prompted as its training was: model.prompt_style resolved on model.path
+        style = checkpoint_prompt_style(Checkpoint("policy", ctx.cfg.model.path, ctx.cfg.model.prompt_style))
         step_cfg = _derived(ctx.cfg, eval={"checkpoints": [self.reference(ctx)], "checkpoint_labels": [self.label],
+                                           "checkpoint_prompt_styles": [ctx.cfg.eval.prompt_style or style],
                                            "output_dir": str(out), "chart": False})
         summary = run_eval(step_cfg, progress=ctx.progress)
         checkpoint = summary["checkpoints"][0]

@@ -74,7 +74,3 @@ class CoverageIndex:
         floor = scores[key_row] - margin
         return [int(r) for r in np.flatnonzero(scores >= floor) if r != key_row]
 
-
-def diagnosis_gap(key_score: float, distractor_scores: Sequence[float]) -> float:
-    """Key coverage minus the best distractor's (inf without distractors)."""
-    return key_score - max(distractor_scores, default=-np.inf)

@@ -72,7 +72,8 @@ class HTTPChatGenerator(Generator):
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout_s: float = 60.0,
                  max_retries: int = 4, backoff_s: float = 1.0, max_requests_per_s: float = 0.0,
                  temperature: float = 0.7, top_p: float = 0.95, max_new_tokens: int = 768,
-                 concurrency: int = 8, sleep: Callable[[float], None] = time.sleep) -> None:
+                 concurrency: int = 8, sleep: Callable[[float], None] = time.sleep,
+                 extra_body: dict[str, Any] | None = None) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"synthesis.generator.base_url={base_url!r} must start with http:// or https://")
         if not model:
@@ -86,12 +87,14 @@ class HTTPChatGenerator(Generator):
         self.limiter = RateLimiter(max_requests_per_s, sleep=sleep)
         self.sleep = sleep
         self.retries = 0                # total retries made (visible in the run card)
+        # merged into every request body, e.g. {"chat_template_kwargs": {"enable_thinking": False}}
+        self.extra_body = dict(extra_body or {})
 
     @classmethod
     def from_config(cls, gen_cfg: Any) -> "HTTPChatGenerator":
         return cls(gen_cfg.base_url, gen_cfg.model, gen_cfg.api_key_env, gen_cfg.timeout_s, gen_cfg.max_retries,
                    gen_cfg.backoff_s, gen_cfg.max_requests_per_s, gen_cfg.temperature, gen_cfg.top_p,
-                   gen_cfg.max_new_tokens, gen_cfg.batch_size)
+                   gen_cfg.max_new_tokens, gen_cfg.batch_size, extra_body=_plain(gen_cfg.extra_body))
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "url": self.url, "model": self.model, "retries": self.retries}
@@ -111,7 +114,8 @@ class HTTPChatGenerator(Generator):
 
     def _one(self, messages: Messages, seed: int) -> Generation:
         body = json.dumps({"model": self.model, "messages": messages, "temperature": self.temperature,
-                           "top_p": self.top_p, "max_tokens": self.max_new_tokens, "seed": int(seed)}).encode()
+                           "top_p": self.top_p, "max_tokens": self.max_new_tokens, "seed": int(seed),
+                           **self.extra_body}).encode()
         last = Generation(error="no attempt made")
         for attempt in range(self.max_retries + 1):
             if attempt:
@@ -137,6 +141,18 @@ class HTTPChatGenerator(Generator):
                 self.sleep(retry_after if retry_after is not None else self.backoff_s * (2 ** attempt))
         last.detail = f"after {self.max_retries + 1} tries: {last.detail}"
         return last
+
+
+def _plain(value: Any) -> dict[str, Any]:
+    """A config mapping (possibly an OmegaConf node) as plain JSON-ready data."""
+    try:
+        from omegaconf import OmegaConf
+
+        if OmegaConf.is_config(value):
+            return OmegaConf.to_container(value, resolve=True)
+    except ImportError:
+        pass
+    return dict(value or {})
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -10,6 +10,7 @@ dealt from a seeded permutation of the pool, so no seed repeats while the pool l
 
 from __future__ import annotations
 
+import hashlib
 import random
 from typing import Any, Sequence
 
@@ -68,6 +69,8 @@ class KGSynthesizer(Synthesizer):
     def describe(self) -> dict[str, Any]:
         merge = getattr(self.knowledge, "_merged_view", None)
         return {"name": self.name, "seed_questions": len(self.seeds), "distinct_margin_nats": self.builder.margin,
+                "nonrare_questions": "verbatim seed copies (options reshuffled), from the seed pool the card's "
+                                     "inputs.seeds describes",
                 "eligible_diseases": {t: len(v) for t, v in self.builder.eligible.items()},
                 **({"merge": merge.report.to_dict()} if merge is not None else {})}
 
@@ -111,10 +114,21 @@ class KGSynthesizer(Synthesizer):
             meta={"origin": "knowledge", "disease_id": profile.id, "disease": profile.name, **built.meta},
         )
 
+    def _seed_position(self, branch_index: int, attempt: int) -> int:
+        """First attempts deal the permutation in order; a retry (the first seed was filtered,
+        e.g. as a near duplicate) draws from the spares past the planned ones, so it does not
+        collide with another slot's first seed while spares last."""
+        n = len(self.seeds)
+        spares = n - self._num_common
+        if attempt == 0 or spares <= 0:
+            return (branch_index + attempt * max(self._num_common, 1)) % n
+        offset = int.from_bytes(hashlib.sha256(f"{self.seed}:{branch_index}:{attempt}".encode()).digest()[:4], "big")
+        return self._num_common + offset % spares
+
     def _common(self, slot: Slot, attempt: int, rng: random.Random) -> Candidate:
         if not self.seeds:
             return Candidate(slot.index, reason="no seed questions")
-        position = (slot.branch_index + attempt * max(self._num_common, 1)) % len(self.seeds)
+        position = self._seed_position(slot.branch_index, attempt)
         seed_record = self.seeds[self._seed_order[position]]
         options = list(seed_record.options)
         key_text = options[seed_record.letters.index(seed_record.gold)] if seed_record.gold else None

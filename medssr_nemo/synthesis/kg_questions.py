@@ -101,11 +101,21 @@ def names_gene(profile: DiseaseProfile) -> bool:
     return False
 
 
+# run-together words and missing spaces in catalogue titles
+_NAME_FIXES = ((re.compile(r"autosomaldominant", re.I), "autosomal dominant"),
+               (re.compile(r"autosomalrecessive", re.I), "autosomal recessive"),
+               (re.compile(r"mentalretardation", re.I), "mental retardation"),
+               (re.compile(r",(?=[A-Za-z])"), ", "))
+
+
 def display_name(profile: DiseaseProfile) -> str:
     """The name as an option shows it: old OMIM titles in capitals ("CYSTATHIONINURIA") are
-    written in sentence case."""
+    written in sentence case, run-together words ("autosomaldominant") split."""
     name = profile.name
-    return name[0] + name[1:].lower() if name.isupper() and len(name) > 5 else name
+    name = name[0] + name[1:].lower() if name.isupper() and len(name) > 5 else name
+    for pattern, fixed in _NAME_FIXES:
+        name = pattern.sub(fixed, name)
+    return name
 
 
 def main_inheritance(profile: DiseaseProfile) -> list[str]:

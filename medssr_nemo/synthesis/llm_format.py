@@ -122,3 +122,66 @@ def parse_question(text: str | None, num_options: int | None = None) -> ParsedQu
     if any(_QUESTION.match(line) for line in lines[i + 1:]):
         raise ParseError("more than one question")
     return ParsedQuestion(stem=stem, options=options, answer=answer)
+
+
+GROUNDED_TASKS = {
+    "diagnosis": "Write a clinical vignette of this patient (keep the stated age and sex, describe every "
+                 "finding in natural clinical language) that asks for the most likely diagnosis.",
+    "gene": "Write a question that asks which gene's pathogenic variants cause the condition.",
+    "inheritance": "Write a question that asks for the condition's mode of inheritance.",
+    "not_expected": "Write a question that asks which finding is NOT a feature of the condition.",
+}
+
+
+def build_grounded_prompt(facts: str, draft_stem: str, options: list[str], key: str, question_type: str,
+                          forbidden: list[str]) -> list[dict[str, str]]:
+    """The conversation for a rare slot with a knowledge-base draft: the merged profile's facts, a
+    draft stem, and the options (key and knowledge-base-chosen distractors) to use verbatim. The
+    model rewrites the stem into a natural exam question; it may not change the options or the key,
+    and it must not name what ``forbidden`` lists (the disease and its genes, where naming them
+    would give the answer away)."""
+    parts = [
+        "Rewrite the draft below into a natural, rigorous exam question. The facts come from a curated "
+        "rare-disease knowledge base; do not add findings that are not in them.",
+        f"Facts:\n{facts.strip()}",
+        f"Draft question:\n{draft_stem.strip()}",
+        GROUNDED_TASKS.get(question_type, ""),
+        "Options (use exactly these texts, in any order):\n" + "\n".join(f"- {o}" for o in options),
+        f"The correct answer is: {key}",
+    ]
+    if forbidden:
+        parts.append("Do NOT write any of these in the question: " + "; ".join(forbidden) + ".")
+    parts.append("Reply in exactly this format and nothing else:\nQuestion: <the question>\n"
+                 + "\n".join(f"{letter}. <option>" for letter in LETTERS[:len(options)])
+                 + "\nAnswer: <one letter>")
+    return [{"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": "\n\n".join(p for p in parts if p)}]
+
+
+def build_blind_prompt(stem: str, options: list[str]) -> list[dict[str, str]]:
+    """Ask a second model to answer a generated question without the knowledge behind it."""
+    text = stem.strip() + "\n" + "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(options))
+    return [{"role": "system", "content": "You are a physician answering a multiple-choice exam question."},
+            {"role": "user", "content": text + "\n\nEnd your reply with a line 'Answer: <letter>'."}]
+
+
+_THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+_LAST_ANSWER = re.compile(r"answer\s*(?:is)?\s*[:\-]?\s*\**\(?([A-Z])\)?\**", re.IGNORECASE)
+
+
+def strip_reasoning(text: str | None) -> str | None:
+    """A reasoning model's reply without its ``<think>...</think>`` block (an unclosed block means
+    the model ran out of tokens before answering: nothing usable is left)."""
+    if text is None:
+        return None
+    text = _THINK.sub("", text)
+    if re.search(r"<think>", text, re.IGNORECASE):
+        return ""
+    return text
+
+
+def read_blind_answer(text: str | None, num_options: int) -> str | None:
+    """The last 'Answer: X' letter in a blind solver's reply, if it names an option."""
+    text = strip_reasoning(text) or ""
+    found = [m.group(1).upper() for m in _LAST_ANSWER.finditer(text)]
+    return found[-1] if found and found[-1] in LETTERS[:num_options] else None

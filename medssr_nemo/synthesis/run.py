@@ -56,7 +56,8 @@ def run_synthesis(cfg: Any, *, knowledge: Any = None, decontaminator: Any = None
     if seeds is None and needs_seeds and synthesizer is None:
         from medssr_nemo.synthesis.seeds import load_seed_pool
 
-        seeds, seed_summary = timed("seeds", lambda: load_seed_pool(syn.seed_pools, decontaminator))
+        seeds, seed_summary = timed("seeds", lambda: load_seed_pool(syn.seed_pools, decontaminator,
+                                                                    cfg.data.stage1_seed_share))
         inputs["seeds"] = seed_summary
     if synthesizer is None:
         if knowledge is None:

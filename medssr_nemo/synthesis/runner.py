@@ -241,4 +241,5 @@ def config_identity(cfg: Any) -> dict[str, Any]:
     identity: dict[str, Any] = {"synthesis": syn}
     if cfg.synthesis.filters.decontaminate:
         identity["decontam"] = dataclasses.asdict(cfg.data.decontam)
+    identity["stage1_seed_share"] = cfg.data.stage1_seed_share
     return identity

@@ -2,7 +2,8 @@
 
 A vignette is what a clinician would see. The patient comes first: sex (see ``choose_sex``) and an
 age that is always stated and lies in the band of the disease's onset (no onset known: the
-onsets its findings state, the name implies, else ``DEFAULT_BAND``). Then findings: each
+onsets its findings state, the name implies, else a child's band when the disease is mostly
+developmental, growth or birth findings and an adult's band otherwise). Then findings: each
 annotated phenotype appears with the probability the knowledge base gives for it (unknown
 frequency: ``UNKNOWN_FREQUENCY``), among those the patient can show (``patient.PatientRules``: no
 finding of the other sex, no post-pubertal finding in a child), that are not vague grouping
@@ -53,7 +54,9 @@ _ONSET_AGES: dict[str, tuple[str, int, int, str]] = {
     "Perimenopausal onset": ("year", 45, 55, "Symptoms began around menopause."),
     "Postmenopausal onset": ("year", 52, 68, "Symptoms began after menopause."),
 }
-DEFAULT_BAND = ("year", 3, 35, "")   # no onset known anywhere: a child or a young adult
+# no onset known anywhere: a child for a developmental disease, else an adult
+CHILD_BAND, ADULT_BAND = ("year", 1, 12, ""), ("year", 18, 50, "")
+CHILD_HINT_SHARE = 0.10
 _FEMALE_ONSETS = {"Puerpural onset", "Perimenopausal onset", "Postmenopausal onset"}
 _X_RECESSIVE = "X-linked recessive inheritance"
 
@@ -107,10 +110,11 @@ class Person:
     clause: str               # "Symptoms began in infancy." or ""
 
 
-def person(profile: DiseaseProfile, sex: str, rng: random.Random) -> Person:
-    """The patient of a case for ``profile``: an age in its onset band, always stated."""
+def person(profile: DiseaseProfile, sex: str, rng: random.Random, childlike: bool = False) -> Person:
+    """The patient of a case for ``profile``: an age in its onset band, always stated;
+    ``childlike``: with no onset known, the disease is mostly developmental findings."""
     onset = onset_of(profile)
-    unit, low, high, clause = _ONSET_AGES[onset] if onset is not None else DEFAULT_BAND
+    unit, low, high, clause = _ONSET_AGES[onset] if onset is not None else CHILD_BAND if childlike else ADULT_BAND
     child = {"male": "boy", "female": "girl"}[sex]
     adult = {"male": "man", "female": "woman"}[sex]
     if unit == "newborn":
@@ -121,6 +125,18 @@ def person(profile: DiseaseProfile, sex: str, rng: random.Random) -> Person:
     if unit == "month":
         return Person(f"A {age}-month-old {child}", Patient(age / 12, sex), onset, clause)
     return Person(f"A {age}-year-old {child if age < 18 else adult}", Patient(float(age), sex), onset, clause)
+
+
+CHILD_HINT_ROOTS = ("HP:0012759", "HP:0001197", "HP:0001507")  # neurodevelopment, prenatal/birth, growth
+
+
+def is_childlike(profile: DiseaseProfile, ancestors: Callable[[str], frozenset[str]]) -> bool:
+    """True when at least ``CHILD_HINT_SHARE`` of the findings are developmental, growth or
+    birth findings: such a disease presents in childhood even when no onset is annotated."""
+    if not profile.phenotypes:
+        return False
+    hits = sum(1 for p in profile.phenotypes if any(r in ancestors(p.hpo_id) for r in CHILD_HINT_ROOTS))
+    return hits / len(profile.phenotypes) >= CHILD_HINT_SHARE
 
 
 def sample_findings(profile: DiseaseProfile, patient: Patient, rng: random.Random,
@@ -171,7 +187,7 @@ def build_vignette(profile: DiseaseProfile, rng: random.Random, ic: Callable[[st
                    ancestors: Callable[[str], frozenset[str]] | None = None) -> Vignette | None:
     """A case for ``profile`` or None when it has too few usable phenotypes."""
     sex = choose_sex(profile, rng)
-    who = person(profile, sex, rng)
+    who = person(profile, sex, rng, childlike=ancestors is not None and is_childlike(profile, ancestors))
     findings = sample_findings(profile, who.patient, rng, ic, rules, usable, ancestors)
     if len(findings) < MIN_FINDINGS:
         return None

@@ -32,10 +32,28 @@ def build_generator(cfg: Any) -> Any:
 
 @register("synthesizer", "llm")
 def build_llm_synthesizer(cfg: Any, *, knowledge: Any, seeds: Sequence[Any] = (), generator: Any = None,
-                          **_: Any) -> Any:
+                          blind_solver: Any = None, **_: Any) -> Any:
     from medssr_nemo.knowledge.corpus import CorpusKnowledge
     from medssr_nemo.synthesis.llm import LLMSynthesizer
 
     corpus = CorpusKnowledge(cfg.synthesis.corpus) if cfg.synthesis.corpus else None
-    return LLMSynthesizer(generator or build_generator(cfg), knowledge, seeds, seed=cfg.synthesis.seed,
-                          num_options=cfg.synthesis.num_options, corpus=corpus)
+    generator = generator or build_generator(cfg)
+    blind = None
+    if cfg.synthesis.blind_solve:
+        blind = blind_solver or build_blind_solver(cfg, generator)
+    return LLMSynthesizer(generator, knowledge, seeds, seed=cfg.synthesis.seed,
+                          num_options=cfg.synthesis.num_options, corpus=corpus, blind_solver=blind,
+                          margin=cfg.synthesis.distinct_margin)
+
+
+def build_blind_solver(cfg: Any, generator: Any) -> Any:
+    """The second model for ``synthesis.blind_solve``: the same endpoint under
+    ``blind_solver_model`` (http), or the generator itself (rollout_engine, or no model named)."""
+    from medssr_nemo.synthesis.generators import HTTPChatGenerator
+
+    gen = cfg.synthesis.generator
+    if gen.kind == "http" and cfg.synthesis.blind_solver_model:
+        solver = HTTPChatGenerator.from_config(gen)
+        solver.model, solver.temperature = cfg.synthesis.blind_solver_model, 0.0
+        return solver
+    return generator

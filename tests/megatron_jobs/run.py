@@ -108,6 +108,10 @@ def scenario_parity(spec, models):
         on_disk = load_file(os.path.join(path, "model.safetensors"))
         exported = dict(backend.export_hf_weights())
         mismatched = sorted(n for n in on_disk if n not in exported or not torch.equal(exported[n], on_disk[n]))
+        import torch.distributed as dist
+
+        local_parameters = [None] * world  # each rank's shard of the megatron model (the memory plan's n)
+        dist.all_gather_object(local_parameters, sum(p.numel() for p in backend.megatron_model.parameters()))
         results.append({
             **case,
             "padded_vocab_size": backend.arch.padded_vocab_size,
@@ -119,6 +123,7 @@ def scenario_parity(spec, models):
             "logprobs_t07_max_abs_diff": float((lp_hot - _share({"x": hot}, rank, world)["x"]).abs().max()),
             "export_names_equal": sorted(exported) == sorted(on_disk),
             "export_mismatched": mismatched,
+            "local_parameters": local_parameters,
             "seconds": time.time() - started,
         })
     return results
@@ -253,6 +258,41 @@ def scenario_checkpoint(spec, models):
     return {"first": first, "later": later, "resumed": resumed, "checkpoint_files": files, "save_hf": save_hf}
 
 
+def scenario_offload(spec, models):
+    """What leaves the GPU when, with CUDA simulated (a CPU has nothing to free): megatron-core's
+    own offload calls and the parking of the reference and the rollout copy are recorded, in
+    order, through one reference pass, one update and one refit."""
+    from megatron.core.distributed import DistributedDataParallel
+    from megatron.core.optimizer import ChainedOptimizer, MegatronOptimizer
+
+    from medssr_nemo.policy.megatron import offload
+
+    events = []
+    offload._cuda = lambda: True
+    patches = {(DistributedDataParallel, "offload_grad_buffers"): "grads off",
+               (DistributedDataParallel, "restore_grad_buffers"): "grads on",
+               (MegatronOptimizer, "offload_to_cpu"): "optimizer off",
+               (MegatronOptimizer, "restore_from_cpu"): "optimizer on",
+               (ChainedOptimizer, "offload_to_cpu"): "optimizer off",
+               (ChainedOptimizer, "restore_from_cpu"): "optimizer on"}
+    for (cls, name), event in patches.items():
+        setattr(cls, name, lambda self, *a, _event=event, **k: events.append(_event))
+    offload.park = lambda module: module is not None and events.append(("park", module))
+    offload.unpark = lambda module, device: module is not None and events.append(("unpark", module))
+    path = models[spec["model"]]
+    backend = _backend(path, 1, 1, reference=True)
+    events.append("-- built")
+    names = {id(backend.reference_model): "reference", id(backend.model): "rollout copy"}
+    batch = _grpo_batch(_load_hf(path))
+    events.append("-- reference pass")
+    backend.reference_logprobs(batch)
+    events.append("-- update")
+    backend.train_step(batch, _loss_fn())
+    events.append("-- refit")
+    list(backend.export_hf_weights())
+    return {"events": [e if isinstance(e, str) else f"{e[0]} {names.get(id(e[1]), '?')}" for e in events]}
+
+
 def shorter_is_better(prompts, completions, **columns):
     """A reward a random tiny model can learn from: short completions are better."""
     return [max(0.0, 1.0 - len(text) / 40) for text in completions]
@@ -307,7 +347,7 @@ def main() -> None:
         spec = json.load(handle)
     _setup()
     scenarios = {"parity": scenario_parity, "grpo": scenario_grpo, "checkpoint": scenario_checkpoint,
-                 "trainer": scenario_trainer}
+                 "trainer": scenario_trainer, "offload": scenario_offload}
     rank, world = _rank_world()
     output = {"world": world, "seconds": {}}
     for name, run in scenarios.items():

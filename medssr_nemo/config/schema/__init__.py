@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from medssr_nemo.config.schema.answer import AnswerConfig
 from medssr_nemo.config.schema.common import ConfigValueError
 from medssr_nemo.config.schema.data import DataConfig
 from medssr_nemo.config.schema.eval import EvalConfig
@@ -24,6 +25,7 @@ class MedSSRConfig:
     seed: int = 0
     output_dir: str = "runs/default"
     model: ModelConfig = field(default_factory=ModelConfig)
+    answer: AnswerConfig = field(default_factory=AnswerConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)

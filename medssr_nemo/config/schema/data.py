@@ -33,6 +33,9 @@ class DataConfig:
     seed: int = 0
     pubmedqa_context: bool = False      # put the abstract's context before PubMedQA questions
     output_name: str = "real"           # <output_dir>/<output_name>.jsonl (+ .card.json, .removed.jsonl)
+    # share of each pool reserved for stage-1 seed questions (kg synthesis's non-rare slots) and left
+    # out of the stage-2 pool, so the two stages never train on the same question; 0 = no reserve
+    stage1_seed_share: float = 0.5
     decontam: DecontamConfig = field(default_factory=DecontamConfig)
 
     def __post_init__(self) -> None:
@@ -42,5 +45,6 @@ class DataConfig:
         if unknown or len(set(self.pools)) != len(self.pools):
             raise ConfigValueError(f"data.pools={list(self.pools)} has unknown or repeated pools; allowed: {REAL_POOLS}")
         check_range("data.max_per_pool", self.max_per_pool, 0)
+        check_range("data.stage1_seed_share", self.stage1_seed_share, 0.0, 1.0)
         if not self.output_name or "/" in self.output_name:
             raise ConfigValueError(f"data.output_name={self.output_name!r} must be a plain file stem (no '/')")

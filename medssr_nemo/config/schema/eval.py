@@ -1,8 +1,8 @@
 """``eval``: the benchmark suite and the paper's evaluation protocol (``medssr eval``).
 
 Defaults are the MedSSR paper's: temperature 0.6, top-p 0.95, top-k 20, 2048 new tokens,
-4 samples per question, last-match answer extraction and one constrained re-decode for outputs
-that state no valid answer. ``eval.greedy=true`` switches to one greedy sample.
+4 samples per question, the paper script's answer extraction and one constrained re-decode for
+outputs that state no answer. ``eval.greedy=true`` switches to one greedy sample.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, List, Optional
 
+from medssr_nemo.config.schema.answer import check_stage_extraction
 from medssr_nemo.config.schema.common import ConfigValueError, check_choice, check_range
 
 # The paper's ten benchmarks, with RareBench standing in for the hub-only RareDis-Sub.
@@ -57,7 +58,12 @@ class EvalConfig:
     # model references to compare (embedded:..., HF directories, hub ids); empty = model.path
     checkpoints: List[str] = field(default_factory=list)
     checkpoint_labels: List[str] = field(default_factory=list)   # optional, one per checkpoint
-    prompt_style: Optional[str] = None  # chat | base; null = model.prompt_style
+    # chat | base for every checkpoint; null = per checkpoint (checkpoint_prompt_styles, else
+    # model.prompt_style for model.path, else auto: base when the name says Base or the
+    # tokenizer has no chat template, as the paper's script chooses)
+    prompt_style: Optional[str] = None
+    checkpoint_prompt_styles: List[Optional[str]] = field(default_factory=list)  # one per checkpoint: auto|chat|base|null
+    answer_extraction: Optional[str] = None   # paper | lenient; null = answer.extraction
     temperature: float = 0.6
     top_p: float = 0.95
     top_k: int = 20                     # 0 = off
@@ -76,7 +82,15 @@ class EvalConfig:
         self.custom_benchmarks = {name: parse_custom_benchmark(name, dict(spec) if hasattr(spec, "items") else spec)
                                   for name, spec in self.custom_benchmarks.items()}
         if self.prompt_style is not None:
-            check_choice("eval.prompt_style", self.prompt_style, ["chat", "base", None])
+            check_choice("eval.prompt_style", self.prompt_style, ["chat", "base", "auto", None])
+        for i, style in enumerate(self.checkpoint_prompt_styles):
+            check_choice(f"eval.checkpoint_prompt_styles[{i}]", style, ["chat", "base", "auto", None])
+        if self.checkpoint_prompt_styles and len(self.checkpoint_prompt_styles) != len(self.checkpoints):
+            raise ConfigValueError(
+                f"eval.checkpoint_prompt_styles has {len(self.checkpoint_prompt_styles)} entries but eval.checkpoints "
+                f"has {len(self.checkpoints)}; give one style (auto, chat, base or null) per checkpoint or none"
+            )
+        check_stage_extraction("eval.answer_extraction", self.answer_extraction)
         check_range("eval.temperature", self.temperature, 0.0)
         check_range("eval.top_p", self.top_p, 0.0, 1.0, low_open=True)
         check_range("eval.top_k", self.top_k, 0)

@@ -26,6 +26,7 @@ class GRPOConfig:
     loss_aggregation: str = "token-mean"
     ppo_epochs: int = 1                 # optimiser passes over each rollout batch
     entropy_coef: float = 0.0
+    rollout_is_cap: float = 0.0         # truncated importance-sampling cap for engine-sampled tokens; 0 = off
 
     def __post_init__(self) -> None:
         check_range("grpo.group_size", self.group_size, 1)
@@ -41,3 +42,4 @@ class GRPOConfig:
         check_choice("grpo.loss_aggregation", self.loss_aggregation, LOSS_AGGREGATIONS)
         check_range("grpo.ppo_epochs", self.ppo_epochs, 1)
         check_range("grpo.entropy_coef", self.entropy_coef, 0.0)
+        check_range("grpo.rollout_is_cap", self.rollout_is_cap, 0.0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from medssr_nemo.config.schema.answer import check_stage_extraction
 from medssr_nemo.config.schema.common import ConfigValueError, check_choice, check_range
 
 TIE_RULES = ["drop", "lowest_letter", "random"]
@@ -24,7 +25,8 @@ class LabelConfig:
     top_p: Optional[float] = None           # null = rollout.top_p
     top_k: Optional[int] = None             # null = rollout.top_k
     max_new_tokens: Optional[int] = None    # null = rollout.max_new_tokens
-    recovery: bool = True               # constrained one-token re-decode of samples with no answer
+    recovery: bool = True               # constrained re-decode of samples with no answer (as evaluation)
+    answer_extraction: Optional[str] = None   # paper | lenient; null = answer.extraction
     min_agreement: float = 0.5          # tau: top votes / samples needed for a confident label
     below_min_agreement: str = "drop"   # drop, or keep (the agreement is stored either way)
     tie_rule: str = "drop"              # drop | lowest_letter | random (seeded by seed + question id)
@@ -41,6 +43,8 @@ class LabelConfig:
             check_range("label.top_k", self.top_k, 0)
         if self.max_new_tokens is not None:
             check_range("label.max_new_tokens", self.max_new_tokens, 1)
+        check_stage_extraction("label.answer_extraction", self.answer_extraction)
+        check_stage_extraction("label.answer_extraction", self.answer_extraction)
         check_range("label.min_agreement", self.min_agreement, 0.0, 1.0)
         check_choice("label.below_min_agreement", self.below_min_agreement, LOW_AGREEMENT_RULES)
         check_choice("label.tie_rule", self.tie_rule, TIE_RULES)

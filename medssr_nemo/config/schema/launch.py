@@ -20,6 +20,9 @@ class LaunchConfig:
     command: str = "run"                   # the medssr sub-command every rank runs (run: the pipeline; train: GRPO alone)
     container_image: str = ""              # pyxis/enroot image (srun --container-image); "" = none
     container_mounts: List[str] = field(default_factory=list)   # "host:container" pairs
+    container_workdir: str = "/workspace/run"   # srun --container-workdir (with an image)
+    container_mount_home: bool = False     # False: srun --no-container-mount-home (no host $HOME in the image)
+    mpi: str = "pmix"                      # srun --mpi= (PMIx for the image's MPI/NCCL bootstrap); "" = cluster default
     master_port: int = 29500               # torch.distributed rendezvous port on the first node
     partition: str = ""                    # Slurm partition / account / time for the sbatch header
     account: str = ""
@@ -41,6 +44,7 @@ class LaunchConfig:
         if self.launcher == "torchrun" and self.nodes != 1:
             raise ValueError(f"launch.launcher=torchrun runs on one node, got launch.nodes={self.nodes}; "
                              "use launch.launcher=srun for several nodes")
+        check_choice("launch.mpi", self.mpi, ["", "pmix", "pmi2", "none"])
         for mount in self.container_mounts:
             if ":" not in mount:
                 raise ValueError(f"launch.container_mounts entry {mount!r} must be 'host_path:container_path'")

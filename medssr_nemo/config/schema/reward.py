@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
+
+from medssr_nemo.config.schema.answer import check_stage_extraction
 
 
 @dataclass
@@ -24,8 +26,10 @@ def _default_sources() -> Dict[str, List[RewardTermConfig]]:
 class RewardConfig:
     # label source of a row (gold | pseudo) -> weighted terms summed into its reward
     sources: Dict[str, List[RewardTermConfig]] = field(default_factory=_default_sources)
+    answer_extraction: Optional[str] = None   # how training reads answers: paper | lenient; null = answer.extraction
 
     def __post_init__(self) -> None:
+        check_stage_extraction("reward.answer_extraction", self.answer_extraction)
         unknown = sorted(set(self.sources) - {"gold", "pseudo"})
         if unknown:
             raise ValueError(f"reward.sources has unknown label source(s) {unknown}; allowed: gold, pseudo")

@@ -11,7 +11,7 @@ next to this target.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from medssr_nemo.config.schema.common import ConfigValueError, check_choice, check_range
 
@@ -58,7 +58,9 @@ class GeneratorConfig:
     max_requests_per_s: float = 0.0     # 0 = no rate limit
     temperature: float = 0.7
     top_p: float = 0.95
-    max_new_tokens: int = 768
+    max_new_tokens: int = 768           # reasoning models think first: give them e.g. 4096 (the <think> block is dropped)
+    extra_body: Dict[str, Any] = field(default_factory=dict)  # http: merged into each request body, e.g.
+    # {chat_template_kwargs: {enable_thinking: false}} to turn a model's thinking off
     engine: str = "inprocess"           # rollout_engine kind: a registered rollout_engine
     batch_size: int = 8                 # prompts per generator call
 
@@ -93,6 +95,8 @@ class SynthesisConfig:
     max_attempts: int = 6               # tries per planned question before it is given up
     output_name: str = "synthetic"      # <output_dir>/<output_name>.jsonl and .card.json
     show_progress: bool = True
+    blind_solve: bool = False           # llm: a second model answers each question without the knowledge; drop on disagreement
+    blind_solver_model: str = ""        # the second model's name on the same endpoint ("" = the generator's model)
     filters: FilterConfig = field(default_factory=FilterConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
 

@@ -493,7 +493,8 @@ class MegatronPolicyBackend(PolicyBackend):
                         seen.add(name)
                     else:
                         unexpected.append(name)
-            missing = [n for n in targets if n not in seen and not (self.arch.tied_embeddings and n == "lm_head.weight")]
+            tied = {"lm_head.weight"} if self.arch.tied_embeddings else set()
+            missing = [n for n in targets if n not in seen and n not in tied]
             if missing or unexpected:
                 raise RuntimeError(f"exported weights do not fit {type(hf_model).__name__}: missing {missing[:3]}, "
                                    f"unexpected {unexpected[:3]}")

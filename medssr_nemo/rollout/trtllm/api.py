@@ -17,10 +17,15 @@ Every call this package makes was read from the TensorRT-LLM sources of the 1.2 
   token's logprob), ``logits_processor`` (callable ``(req_id, logits, token_ids, stream_ptr,
   client_id)`` modifying ``logits`` in place; PyTorch backend).
 - ``tensorrt_llm.llmapi.rlhf_utils.WorkerExtension.update_weights(ipc_handles)``: a dict
-  ``device UUID -> base64(pickle([(name, reduce_tensor(t)), ...]))`` loads one bucket;
+  ``device UUID -> base64(pickle([(name, reduce_tensor(t)), ...]))`` loads one bucket (pre-reload
+  hooks first, argument 6 of each handle set to the worker's device id);
   ``update_weights(None)`` finalises (post-load hooks, then ``engine.reset_prefix_cache()``);
-  ``reset_prefix_cache()``; ``sleep(tags)``/``wakeup(tags)`` take memory tags such as
-  ``"model"`` and ``"kv_cache"`` (the same calls verl's and NeMo-RL's TensorRT-LLM rollouts make).
+  ``reset_prefix_cache()``. ``sleep(tags)``/``wakeup(tags)`` are NOT on the extension but on
+  ``tensorrt_llm.executor.ray_gpu_worker.RayGPUWorker`` (control actions, refused unless sleep is
+  enabled), which the extension is composed with by class (attribute clashes refused); they take
+  memory tags such as ``"model"`` and ``"kv_cache"``.
+- The signatures and placements above are pinned in ``tests/contracts/tensorrt_llm_1_2.json``
+  (with the file and commit each was read from) and the test fake is checked against it.
 - Sleep mode is switched on at construction: ``sleep_config=SleepConfig()`` in the newer releases,
   ``enable_sleep=True`` in the older ones; which one is probed, not assumed.
 
@@ -77,6 +82,8 @@ class Capabilities:
     has_worker_extension: bool          # rlhf_utils.WorkerExtension.update_weights(ipc_handles)
     sleep_kwarg: str | None             # "sleep_config", "enable_sleep" or None
     sampling_fields: frozenset[str]
+    worker_has_sleep: bool = True       # executor.ray_gpu_worker.RayGPUWorker.sleep/wakeup
+    unpickler_keyword: str | None = "disallowed_imports"   # serialization.loads: allow- or deny-list
 
     def missing(self, *, colocated: bool, need_allowed_tokens: bool = False) -> list[str]:
         """Human-readable list of what this engine needs and the installed version lacks."""
@@ -92,6 +99,10 @@ class Capabilities:
         if colocated and self.sleep_kwarg is None:
             problems.append("sleep mode (LLM argument sleep_config or enable_sleep) is missing, "
                             "so a colocated engine cannot free GPU memory for training")
+        if colocated and not self.worker_has_sleep:
+            problems.append("executor.ray_gpu_worker.RayGPUWorker has no sleep/wakeup")
+        if self.unpickler_keyword is None:
+            problems.append("serialization.loads takes neither approved_imports nor disallowed_imports")
         needed = {"max_tokens", "temperature", "top_p", "top_k", "seed", "stop_token_ids",
                   "include_stop_str_in_output", "logprobs", "end_id"}
         if need_allowed_tokens:
@@ -125,6 +136,17 @@ def probe(trtllm: ModuleType) -> Capabilities:
         worker_ext = None
     arg_names = _llm_arg_names(trtllm)
     sleep_kwarg = next((k for k in ("sleep_config", "enable_sleep") if k in arg_names), None)
+    try:
+        worker = importlib.import_module(f"{trtllm.__name__}.executor.ray_gpu_worker").RayGPUWorker
+        worker_has_sleep = hasattr(worker, "sleep") and hasattr(worker, "wakeup")
+    except (ImportError, AttributeError):
+        worker_has_sleep = False
+    try:
+        loads = importlib.import_module(f"{trtllm.__name__}.serialization").loads
+        params = inspect.signature(loads).parameters
+        unpickler = next((k for k in ("approved_imports", "disallowed_imports") if k in params), None)
+    except (ImportError, AttributeError):
+        unpickler = None
     sampling_cls: Any = getattr(trtllm, "SamplingParams", None)
     fields = frozenset(f.name for f in dataclasses.fields(sampling_cls)) if sampling_cls else frozenset()
     return Capabilities(
@@ -134,6 +156,8 @@ def probe(trtllm: ModuleType) -> Capabilities:
         has_worker_extension=worker_ext is not None and hasattr(worker_ext, "update_weights"),
         sleep_kwarg=sleep_kwarg,
         sampling_fields=fields,
+        worker_has_sleep=worker_has_sleep,
+        unpickler_keyword=unpickler,
     )
 
 

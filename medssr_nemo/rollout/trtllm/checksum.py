@@ -13,13 +13,19 @@ import torch
 _PERIOD = 251  # a prime, so row-length periodicities of common shapes do not cancel out
 
 
+_CHUNK = 1 << 22  # elements per float64 pass: bounds the extra memory a check of a fused tensor needs
+
+
 def tensor_checksum(tensor: torch.Tensor, dtype: torch.dtype | None = None) -> float:
     flat = tensor.detach().reshape(-1)
     if dtype is not None and flat.dtype != dtype:
         flat = flat.to(dtype)
-    flat = flat.to(torch.float64)
-    weights = torch.arange(flat.numel(), device=flat.device, dtype=torch.int64).remainder_(_PERIOD).add_(1)
-    return float((flat * weights.to(torch.float64)).sum().item())
+    total = torch.zeros((), dtype=torch.float64, device=flat.device)
+    for start in range(0, flat.numel(), _CHUNK):
+        part = flat[start:start + _CHUNK].to(torch.float64)
+        weights = torch.arange(start, start + part.numel(), device=flat.device, dtype=torch.int64)
+        total += (part * weights.remainder_(_PERIOD).add_(1).to(torch.float64)).sum()
+    return float(total.item())
 
 
 def checksums_match(expected: float, actual: float, rtol: float = 1e-9) -> bool:

@@ -1,18 +1,26 @@
 """``TensorRTLLMEngine``: the RolloutEngine contract on top of TensorRT-LLM's LLM API.
 
 Process model (SPMD under torchrun/srun, one process per GPU): every training rank builds the
-engine; only rank 0 (the leader) builds the ``tensorrt_llm.LLM``, whose Ray-orchestrated workers
-sit on the training GPUs (``placement=colocated``) or on GPUs of their own
-(``placement=separate``). ``generate`` gathers every rank's prompts to the leader, runs them there
-and scatters the completions back; ``update_weights`` runs the refit protocol of ``refit.py`` on
-every rank (each colocated rank contributes IPC handles of its own GPU). One LLM instance with
-``tensor_parallel_size`` GPUs serves the whole job: data-parallel engine replicas are not built.
+engine object; the ranks are cut into engine groups (``engine_groups.py``) and each group's leader
+builds one ``tensorrt_llm.LLM``, whose Ray-orchestrated workers sit on the group's training GPUs
+(``placement=colocated``: world / (TP x PP) engines) or on GPUs of their own
+(``placement=separate``: ``engine_replicas`` engines). ``generate`` gathers a group's prompts to its
+leader, runs them on that group's engine and scatters the completions back, so every engine
+serves its share; ``update_weights`` runs the refit protocol of ``refit.py`` on every rank (each
+colocated rank contributes IPC handles of its own GPU to its group's engine).
+
+Colocated memory follows ``colocation.py``: sleep everything after rollouts; before a refit the
+trainer's optimizer state leaves the GPU and its gradients are freed, then the weights wake, the
+refit runs, and the KV cache wakes last; a ledger logs each phase.
 
 Sampling follows the interface: one ``SamplingParams`` per prompt carrying its seed; ``end_id=-1``
 with the EOS ids as ``stop_token_ids`` and ``include_stop_str_in_output=True`` (as verl does) so
 the EOS token stays in the output and its logprob aligns with training; ``detokenize=False`` and
 the text decoded here with the policy's tokenizer. Logprobs come from ``logprobs=1``, taking the
-entry of the sampled token. TensorRT-LLM's default logprobs are computed from the unprocessed
+entry of the sampled token. Some releases add the sampled token's entry when it is outside the
+top-1, others return the top-1 only; a token whose entry is missing gets NaN (counted, warned
+once), which the trainer treats as "no engine logprob" (the mismatch metrics and the
+importance-sampling correction skip it). TensorRT-LLM's default logprobs are computed from the unprocessed
 logits, so they match the interface's convention (log_softmax(logits / T)) only at temperature
 1.0 (GRPO rollouts' default); at other temperatures the engine says so once in the log.
 
@@ -22,31 +30,54 @@ NEVER RUN against a real TensorRT-LLM (see ``api.py``): the tests run it on the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Any, Iterable, Sequence
+import math
+import os
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
+from medssr_nemo.launch.slurm_env import launcher_env_cleared
 from medssr_nemo.rollout.interfaces import Completion, RolloutEngine, SamplingParams
 from medssr_nemo.rollout.trtllm.api import (WORKER_EXTENSION, Capabilities, check_capabilities,
                                             import_trtllm, probe)
+from medssr_nemo.rollout.trtllm.colocation import MemoryLedger, TorchTrainerMemory, TrainerMemory
+from medssr_nemo.rollout.trtllm.engine_groups import (EngineGroup, GroupCollective, engine_groups,
+                                                      engine_visible_devices, group_of, refit_address)
+from medssr_nemo.rollout.trtllm.fused_names import check_architecture
 from medssr_nemo.rollout.trtllm.logits import AllowedTokensProcessor
 from medssr_nemo.rollout.trtllm.options import KV_CACHE_TAG, TrtllmOptions
 from medssr_nemo.rollout.trtllm.refit import (BroadcastTransport, Collective, IpcTransport, LLMRpc,
-                                              Refitter, SingleProcess, StaleWeightsError, TorchDistributed,
-                                              make_refit_group)
+                                              Refitter, SingleProcess, StaleWeightsError, make_refit_group)
 
 log = logging.getLogger(__name__)
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32, "auto": None}
 
 
-def default_collective() -> Collective:
+def job_groups(options: TrtllmOptions, world_size: int) -> list[EngineGroup]:
+    """The engine groups of a job of ``world_size`` training ranks (see ``engine_groups.py``)."""
+    if options.colocated:
+        return engine_groups(world_size, options.engine_gpus)
+    if world_size % options.engine_replicas:
+        raise ValueError(f"rollout.options.engine_replicas={options.engine_replicas} does not divide the "
+                         f"{world_size} training ranks")
+    return engine_groups(world_size, world_size // options.engine_replicas)
+
+
+def default_collective(groups: list[EngineGroup], rank: int) -> Collective:
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        return TorchDistributed()
+        return GroupCollective(groups, rank)
     return SingleProcess()
+
+
+def _world_size() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 class TensorRTLLMEngine(RolloutEngine):
@@ -63,24 +94,78 @@ class TensorRTLLMEngine(RolloutEngine):
         eos = tokenizer.eos_token_id if eos_token_ids is None else eos_token_ids
         self.eos_token_ids = tuple(eos if isinstance(eos, (list, tuple)) else [eos])
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_token_ids[0]
-        self.collective = collective or default_collective()
         self.rank = rank if rank is not None else _current_rank()
+        self.groups = job_groups(options, _world_size())
+        self.group = group_of(self.rank, self.groups)
+        self.collective = collective or default_collective(self.groups, self.rank)
+        self.is_leader = self.rank == self.group.leader
         self.engine_dtype = _DTYPES[options.dtype]
         self.device_index = options.device_index if options.device_index is not None else (
             torch.cuda.current_device() if torch.cuda.is_available() else 0)
+        self.model_type = _model_type(model_path)
         self._version = 0
         self._last_attempt = 0
         self._stale = options.load_format == "dummy"   # random weights until the first refit
         self._asleep: list[str] = []
         self._warned_temperature = False
+        self.missing_logprobs = 0                      # tokens whose logprob the engine did not return
+        self.trainer_memory: TrainerMemory | None = None
+        self.ledger = MemoryLedger()
         self.llm = None
         self.rpc: LLMRpc | None = None
-        if self.rank == 0:
-            self.llm = self.trtllm.LLM(**self.llm_kwargs(model_path))
+        if self.is_leader:
+            # TensorRT-LLM spawns its workers now: they must not inherit this srun task's PMI/Slurm
+            # variables (their MPI would try to join the training job's world)
+            with launcher_env_cleared() as removed, self._engine_devices():
+                if removed:
+                    log.info("starting tensorrt_llm workers without %d Slurm/PMI variables", len(removed))
+                self.llm = self.trtllm.LLM(**self.llm_kwargs(model_path))
             self.rpc = LLMRpc(self.llm)
         self.refitter = Refitter(self.rpc, self._make_transport(), bucket_bytes=options.bucket_mb * 2**20,
                                  verify_tensors=options.verify_tensors, engine_dtype=self.engine_dtype,
-                                 device=self._refit_device(), collective=self.collective)
+                                 device=self._refit_device(), collective=self.collective,
+                                 model_type=self.model_type, engine_tp=options.tensor_parallel_size)
+
+    @contextlib.contextmanager
+    def _engine_devices(self) -> Iterator[None]:
+        """While the ``LLM`` starts its workers, ``CUDA_VISIBLE_DEVICES`` shows only this engine
+        group's GPUs (colocated, several engines per node), so each engine's Ray workers land on its
+        own block. This process's CUDA context is already made: only the workers see the change."""
+        if not (self.options.colocated and len(self.groups) > 1):
+            yield
+            return
+        previous = os.environ.get("CUDA_VISIBLE_DEVICES")
+        local = int(os.environ.get("LOCAL_RANK", self.device_index))
+        os.environ["CUDA_VISIBLE_DEVICES"] = engine_visible_devices(self.group, self.rank, local, previous)
+        log.info("tensorrt_llm engine %d starts on CUDA_VISIBLE_DEVICES=%s", self.group.index,
+                 os.environ["CUDA_VISIBLE_DEVICES"])
+        try:
+            yield
+        finally:
+            if previous is None:
+                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+            else:
+                os.environ["CUDA_VISIBLE_DEVICES"] = previous
+
+    def attach_trainer_memory(self, policy_or_memory: Any) -> None:
+        """Let a colocated engine move the trainer's optimizer state and gradients out of the way
+        (``colocation.py``): a ``TrainerMemory``, or a policy backend with a torch optimizer."""
+        if not self.options.colocated:
+            return
+        if hasattr(policy_or_memory, "release") and hasattr(policy_or_memory, "held"):
+            self.trainer_memory = policy_or_memory
+        else:
+            self.trainer_memory = TorchTrainerMemory.of_policy(policy_or_memory)
+        if self.trainer_memory is None:
+            log.warning("colocated tensorrt_llm engine: the policy has no torch optimizer to offload; the "
+                        "trainer's state stays on the GPU during refits")
+
+    def _awake(self) -> tuple[str, ...]:
+        return tuple(t for t in self.options.sleep_tags if t not in self._asleep)
+
+    def _record(self, phase: str) -> None:
+        if self.options.colocated:
+            self.ledger.record(phase, self._awake(), self.trainer_memory)
 
     # ------------------------------------------------------------------ construction
     def llm_kwargs(self, model_path: str) -> dict[str, Any]:
@@ -122,13 +207,14 @@ class TensorRTLLMEngine(RolloutEngine):
 
             utils = import_module(f"{self.trtllm.__name__}._torch.utils")
             return IpcTransport(utils.get_device_uuid(self.device_index), self.collective)
-        if self.rank != 0:
+        if not self.is_leader:
             return BroadcastTransport(None, None)
         opts = self.options
-        world = 1 + opts.tensor_parallel_size * opts.pipeline_parallel_size
-        joining = self.rpc.start("medssr_init_broadcast_group", opts.refit_master_addr,
-                                 opts.refit_master_port, world, opts.refit_backend)
-        group = make_refit_group(opts.refit_master_addr, opts.refit_master_port, 0, world, opts.refit_backend)
+        world = 1 + opts.engine_gpus
+        host = refit_address(self.group, opts.refit_master_addr)
+        port = opts.refit_master_port + self.group.index
+        joining = self.rpc.start("medssr_init_broadcast_group", host, port, world, opts.refit_backend)
+        group = make_refit_group(host, port, 0, world, opts.refit_backend)
         joining.result(timeout=600)
         return BroadcastTransport(group, self._refit_device() or "cpu")
 
@@ -141,28 +227,45 @@ class TensorRTLLMEngine(RolloutEngine):
         # a fresh number for every attempt, so no report left from a failed one can pass the check
         version = self._last_attempt = max(self._version, self._last_attempt) + 1
         self._stale = True
-        if self.rpc is not None:
-            weight_tags = [t for t in self._asleep if t != KV_CACHE_TAG]
-            if weight_tags:  # the weights' memory must exist before they can be written
-                self.rpc.call("wakeup", weight_tags)
-                self._asleep = [t for t in self._asleep if t not in weight_tags]
+        if self.options.colocated:
+            if self.trainer_memory is not None:
+                self.trainer_memory.release()
+                self._record("trainer state offloaded")
+            self._wake_tags([t for t in self._asleep if t != KV_CACHE_TAG], "engine weights awake")
         self.refitter.refit(named_tensors, version)
         self._version = version
         self._stale = False
+        self._record("refit done")
+        self._wake_tags([t for t in self._asleep if t == KV_CACHE_TAG], "engine KV cache awake")
         return version
 
+    def _wake_tags(self, tags: list[str], phase: str) -> None:
+        """Wake ``tags`` (the weights' memory must exist before a refit writes it; the KV cache
+        comes last, after the trainer has moved its optimizer state out)."""
+        if not tags:
+            return
+        if self.rpc is not None:
+            self.rpc.call("wakeup", tags)
+        self._asleep = [t for t in self._asleep if t not in tags]
+        self._record(phase)
+
     def sleep(self) -> None:
-        if not self.options.colocated or self.rpc is None or self._asleep:
+        if not self.options.colocated or self._asleep:
             return
         tags = list(self.options.sleep_tags)
-        self.rpc.call("sleep", tags)
+        if self.rpc is not None:
+            self.rpc.call("sleep", tags)
         self._asleep = tags
+        self._record("engine asleep")
+        if self.trainer_memory is not None:
+            self.trainer_memory.restore()
+            self._record("trainer state on GPU")
 
     def wake(self) -> None:
-        if self.rpc is None or not self._asleep:
+        if not self._asleep:
             return
-        self.rpc.call("wakeup", list(self._asleep))
-        self._asleep = []
+        self._wake_tags([t for t in self._asleep if t != KV_CACHE_TAG], "engine weights awake")
+        self._wake_tags(list(self._asleep), "engine KV cache awake")
 
     def generate(self, prompt_token_ids: Sequence[Sequence[int]], sampling: SamplingParams,
                  seeds: Sequence[int]) -> list[Completion]:
@@ -172,10 +275,11 @@ class TensorRTLLMEngine(RolloutEngine):
             raise StaleWeightsError(
                 "refusing to generate: the engine's weights are not a verified refit of the policy "
                 "(the last update_weights failed, or load_format=dummy and no refit happened yet)")
+        self.wake()
         request = ([list(map(int, p)) for p in prompt_token_ids], sampling, [int(s) for s in seeds])
         gathered = self.collective.gather_to_leader(request)
         results = None
-        if self.rank == 0:
+        if self.is_leader:
             assert gathered is not None
             flat_prompts = [p for prompts, _, _ in gathered for p in prompts]
             flat_seeds = [s for _, _, seeds_ in gathered for s in seeds_]
@@ -190,7 +294,6 @@ class TensorRTLLMEngine(RolloutEngine):
     # ------------------------------------------------------------------ leader-only work
     def _generate_here(self, prompts: list[list[int]], samplings: list[SamplingParams],
                        seeds: list[int]) -> list[Completion]:
-        self.wake()
         out: list[Completion] = []
         for start in range(0, len(prompts), self.max_batch_size):
             stop = start + self.max_batch_size
@@ -228,6 +331,13 @@ class TensorRTLLMEngine(RolloutEngine):
         result = output.outputs[0]
         token_ids = [int(t) for t in result.token_ids]
         logprobs = _sampled_logprobs(result.logprobs, token_ids)
+        missing = sum(math.isnan(v) for v in logprobs)
+        if missing:
+            if not self.missing_logprobs:
+                log.warning("tensorrt_llm returned no logprob for %d sampled token(s) outside the top-1 (this "
+                            "release does not add the sampled token); they are NaN and skipped by the "
+                            "mismatch metrics and the importance-sampling correction", missing)
+            self.missing_logprobs += missing
         reason = result.finish_reason
         if reason not in ("stop", "length"):
             raise RuntimeError(f"tensorrt_llm finished a request with {reason!r} (expected stop or length)")
@@ -254,11 +364,21 @@ def _sampled_logprobs(entries: Any, token_ids: list[int]) -> list[float]:
     values = []
     for token, entry in zip(token_ids, entries):
         if isinstance(entry, dict):
-            if token not in entry:
-                raise RuntimeError(f"tensorrt_llm logprobs lack the sampled token {token}")
+            if token not in entry:   # a release that returns the top-k only (see the module docstring)
+                values.append(math.nan)
+                continue
             entry = entry[token]
         values.append(float(getattr(entry, "logprob", entry)))
     return values
+
+
+def _model_type(model_path: str) -> str:
+    """The checkpoint's ``config.model_type`` (where the engine fuses which tensors)."""
+    from transformers import AutoConfig
+
+    model_type = AutoConfig.from_pretrained(model_path).model_type
+    check_architecture(model_type)
+    return model_type
 
 
 def _current_rank() -> int:

@@ -27,10 +27,12 @@ class TrtllmOptions:
     max_seq_len: int | None = None
     max_batch_size: int | None = None        # default: rollout.batch_size
     load_format: str = "auto"                # auto | dummy (random init: the first refit sets every weight)
-    verify_tensors: tuple[str, ...] = ("model.norm.weight",)
+    # HF names; checked on the tensors the engine holds (fused, sharded: rollout/trtllm/fused_names.py)
+    verify_tensors: tuple[str, ...] = ("model.norm.weight", "model.layers.0.self_attn.q_proj.weight")
     refit_backend: str = "nccl"              # separate placement: nccl | gloo
-    refit_master_addr: str = "127.0.0.1"
-    refit_master_port: int = 29611
+    refit_master_addr: str | None = None     # default: MASTER_ADDR for the group led by rank 0, else the leader's host
+    refit_master_port: int = 29611           # engine group i listens on port + i
+    engine_replicas: int = 1                 # separate placement: engines on their own GPUs (colocated: world / (TP x PP))
     device_index: int | None = None          # this rank's GPU (default: torch.cuda.current_device())
     sleep_tags: tuple[str, ...] = WEIGHT_TAGS + (KV_CACHE_TAG,)
     llm_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)  # passed to LLM(...) as is
@@ -44,12 +46,17 @@ class TrtllmOptions:
         check_range("rollout.options.free_gpu_memory_fraction", self.free_gpu_memory_fraction, 0.0, 1.0, low_open=True)
         check_choice("rollout.options.load_format", self.load_format, ["auto", "dummy"])
         check_choice("rollout.options.refit_backend", self.refit_backend, ["nccl", "gloo"])
+        check_range("rollout.options.engine_replicas", self.engine_replicas, 1)
         self.verify_tensors = tuple(self.verify_tensors)
         self.sleep_tags = tuple(self.sleep_tags)
 
     @property
     def colocated(self) -> bool:
         return self.placement == "colocated"
+
+    @property
+    def engine_gpus(self) -> int:
+        return self.tensor_parallel_size * self.pipeline_parallel_size
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> "TrtllmOptions":

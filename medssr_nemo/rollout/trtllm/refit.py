@@ -12,9 +12,10 @@ One refit, as the leader (the process that owns the ``LLM``) drives it:
 3. ``update_weights(None)`` finalises the load (TensorRT-LLM's post-load hooks), then
    ``reset_prefix_cache()`` drops every KV block computed with the old weights (TensorRT-LLM 1.2's
    finaliser already resets it; calling it again costs nothing and does not depend on that);
-4. ``medssr_finish_refit(version, names)``: every worker reports the version it now holds, how
-   many tensors it received and checksums of a few tensors; any difference from what was sent
-   raises ``StaleWeightsError``.
+4. ``medssr_finish_refit(version, engine_names)``: every worker reports the version it now holds,
+   how many tensors it received and checksums of a few of the tensors it HOLDS, under the engine's
+   own (fused, sharded) names; the trainer rebuilds each expected shard from the Hugging Face
+   tensors it sent (``fused_names.py``) and any difference raises ``StaleWeightsError``.
 
 The engine marks itself stale before step 1 and valid only after step 4 passes, so a failed or
 partial refit can never be followed by a generation.
@@ -34,6 +35,7 @@ import torch
 
 from medssr_nemo.rollout.trtllm.buckets import iter_buckets
 from medssr_nemo.rollout.trtllm.checksum import checksums_match, tensor_checksum
+from medssr_nemo.rollout.trtllm.fused_names import EngineTensor, engine_tensor, expected_shard
 from medssr_nemo.rollout.trtllm.packing import TensorMeta, pack
 
 log = logging.getLogger(__name__)
@@ -119,7 +121,7 @@ class RefitReport:
     tensors: int
     buckets: int
     bytes: int
-    checksums: dict[str, float]
+    checksums: dict[str, list[float]]   # engine tensor name -> expected checksum per engine TP rank
 
 
 class IpcTransport:
@@ -191,18 +193,23 @@ class BroadcastTransport:
 
 
 class Refitter:
-    """Runs the protocol in the module docstring; ``rpc`` is None on non-leader ranks."""
+    """Runs the protocol in the module docstring; ``rpc`` is None on non-leader ranks.
+    ``verify_tensors`` are Hugging Face names; ``model_type`` and ``engine_tp`` say where the
+    engine keeps them (``fused_names.py``)."""
 
     def __init__(self, rpc: EngineRpc | None, transport: Any, *, bucket_bytes: int,
                  verify_tensors: Sequence[str], engine_dtype: torch.dtype | None,
-                 device: torch.device | str | None, collective: Collective | None = None) -> None:
+                 device: torch.device | str | None, collective: Collective | None = None,
+                 model_type: str = "llama", engine_tp: int = 1) -> None:
         self.rpc = rpc
         self.transport = transport
         self.bucket_bytes = bucket_bytes
         self.verify_tensors = tuple(verify_tensors)
+        self.targets: dict[str, EngineTensor] = {name: engine_tensor(name, model_type) for name in self.verify_tensors}
         self.engine_dtype = engine_dtype
         self.device = device
         self.collective = collective or SingleProcess()
+        self.engine_tp = engine_tp
 
     def _prepared(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> Iterator[tuple[str, torch.Tensor]]:
         for name, tensor in named_tensors:
@@ -215,25 +222,35 @@ class Refitter:
                 tensor = tensor.to(self.engine_dtype)
             yield name, tensor
 
-    def refit(self, named_tensors: Iterable[tuple[str, torch.Tensor]], version: int) -> RefitReport:
-        leader = self.rpc is not None
-        if leader:
-            self.rpc.call("medssr_begin_refit", version)
-        checksums: dict[str, float] = {}
-        tensors = buckets = nbytes = 0
-        for bucket in iter_buckets(self._prepared(named_tensors), self.bucket_bytes):
-            for name, tensor in bucket:
-                if name in self.verify_tensors:
-                    checksums[name] = tensor_checksum(tensor)
-                nbytes += tensor.numel() * tensor.element_size()
-            self.transport.send(self.rpc, bucket)
-            tensors += len(bucket)
-            buckets += 1
-        missing = [name for name in self.verify_tensors if name not in checksums]
+    def expected_checksums(self, sources: dict[str, torch.Tensor]) -> dict[str, list[float]]:
+        """Engine tensor name -> checksum of the shard each engine TP rank should hold."""
+        missing = [name for name in self.verify_tensors if name not in sources]
         if missing:
             raise StaleWeightsError(
                 f"cannot verify the refit: the policy exported no tensor named {missing}; "
                 "set rollout.options.verify_tensors to names that export_hf_weights yields")
+        expected: dict[str, list[float]] = {}
+        for target in self.targets.values():
+            expected[target.name] = [tensor_checksum(expected_shard(target, sources, rank, self.engine_tp))
+                                     for rank in range(self.engine_tp)]
+        return expected
+
+    def refit(self, named_tensors: Iterable[tuple[str, torch.Tensor]], version: int) -> RefitReport:
+        leader = self.rpc is not None
+        if leader:
+            self.rpc.call("medssr_begin_refit", version)
+        needed = {source for target in self.targets.values() for source in target.sources}
+        sources: dict[str, torch.Tensor] = {}
+        tensors = buckets = nbytes = 0
+        for bucket in iter_buckets(self._prepared(named_tensors), self.bucket_bytes):
+            for name, tensor in bucket:
+                if name in needed:
+                    sources[name] = tensor.to("cpu", copy=True)
+                nbytes += tensor.numel() * tensor.element_size()
+            self.transport.send(self.rpc, bucket)
+            tensors += len(bucket)
+            buckets += 1
+        checksums = self.expected_checksums(sources)
         if leader:
             self.rpc.call("update_weights", None)     # finalise: TensorRT-LLM post-load hooks
             self.rpc.call("reset_prefix_cache")       # no KV block of the old weights survives
@@ -246,23 +263,25 @@ class Refitter:
 
 
 def verify_reports(reports: Sequence[dict[str, Any]], *, version: int, tensors: int,
-                   checksums: dict[str, float]) -> None:
+                   checksums: dict[str, list[float]]) -> None:
     """Raise ``StaleWeightsError`` unless every worker holds ``version``, received every tensor
-    and has the expected checksums."""
+    and holds the expected shard of every checked engine tensor (worker rank ``w`` holds TP
+    rank ``w % tp``)."""
     if not reports:
         raise StaleWeightsError("no engine worker answered the refit check")
     problems = []
     for position, report in enumerate(reports):
-        worker = report.get("rank", position)
+        worker = report.get("rank")
+        worker = position if worker is None else int(worker)
         if report.get("version") != version:
             problems.append(f"worker {worker} holds weight version {report.get('version')}, expected {version}")
         if report.get("received") != tensors:
             problems.append(f"worker {worker} received {report.get('received')} tensors, {tensors} were sent")
-        for name, expected in checksums.items():
+        for name, per_rank in checksums.items():
+            expected = per_rank[worker % len(per_rank)]
             actual = (report.get("checksums") or {}).get(name)
             if actual is None:
-                problems.append(f"worker {worker} has no parameter {name!r} to check (choose replicated "
-                                "tensors such as norm weights in rollout.options.verify_tensors)")
+                problems.append(f"worker {worker} has no parameter {name!r} to check")
             elif not checksums_match(expected, actual):
                 problems.append(f"worker {worker}: checksum of {name!r} is {actual!r}, sent {expected!r}")
     if problems:

@@ -1,19 +1,26 @@
 """Runs INSIDE each TensorRT-LLM GPU worker: the receiving half of the refit protocol.
 
-TensorRT-LLM instantiates this class in every worker when the ``LLM`` is built with
-``orchestrator_type="ray", ray_worker_extension_cls=WORKER_EXTENSION`` (see ``api.py``), and the
-engine reaches its methods through ``LLM._collective_rpc(name, args=...)``. It extends
-TensorRT-LLM 1.2's ``tensorrt_llm.llmapi.rlhf_utils.WorkerExtension`` (which provides
-``update_weights(ipc_handles)``, ``reset_prefix_cache()``, ``sleep(tags)``, ``wakeup(tags)``, and
-sets ``self.engine`` (the PyExecutor) and ``self.device_id``) with:
+TensorRT-LLM mixes this class into its worker class when the ``LLM`` is built with
+``orchestrator_type="ray", ray_worker_extension_cls=WORKER_EXTENSION`` (see ``api.py``):
+``RayWorkerWrapper._inject_worker_extension`` builds ``type(..., (RayGPUWorker, extension), ...)``
+and REFUSES any non-dunder attribute of the extension that ``RayGPUWorker`` already has
+(``tensorrt_llm/executor/ray_gpu_worker.py``). So everything added here is named ``medssr_*`` or
+``_medssr_*``, and ``sleep``/``wakeup`` are NOT defined here: they are ``RayGPUWorker``'s own
+(control actions, refused unless the LLM was built with sleep enabled). The engine reaches all of
+them through ``LLM._collective_rpc(name, args=...)``.
+
+It extends ``tensorrt_llm.llmapi.rlhf_utils.WorkerExtension`` (``update_weights(ipc_handles)``,
+``reset_prefix_cache()``; the worker sets ``self.engine`` (the PyExecutor), ``self.device_id`` and
+``self.global_rank``) with:
 
 - bookkeeping of which weight version the worker holds and how many tensors it received;
 - ``medssr_receive_bucket``: the broadcast path for rollout GPUs separate from training;
-- ``medssr_finish_refit``: version, tensor count and checksums for the trainer to verify.
+- ``medssr_finish_refit``: version, tensor count and checksums of the parameters the engine HOLDS
+  (fused and sharded names, see ``fused_names.py``) for the trainer to verify;
+- ``medssr_memory``: what this worker's GPU holds, for the colocation memory ledger.
 
-Internals this touches, as found in TensorRT-LLM 1.2's ``rlhf_utils.py`` (the same ones its own
-``update_weights`` uses): ``self.engine.model_engine.model`` (the torch module, HF-style parameter
-names for unfused tensors such as norm weights) and
+Internals this touches, as TensorRT-LLM's own ``update_weights`` does (``rlhf_utils.py``):
+``self.engine.model_engine.model`` and its modules' ``pre_reload_weights`` hooks, and
 ``self.engine.model_engine.model_loader.reload(model, weights, allow_partial_loading=True)``.
 NEVER RUN inside a real TensorRT-LLM worker; exercised only with ``tests/fakes/tensorrt_llm``.
 """
@@ -21,7 +28,7 @@ NEVER RUN inside a real TensorRT-LLM worker; exercised only with ``tests/fakes/t
 from __future__ import annotations
 
 import base64
-import pickle
+import inspect
 from typing import Any
 
 import torch
@@ -32,19 +39,45 @@ from medssr_nemo.rollout.trtllm.packing import unpack
 from medssr_nemo.rollout.trtllm.refit import broadcast_buffer, make_refit_group, meta_from_tuples
 
 
+# What a bucket's pickle may import: torch's CUDA-IPC rebuild function and the types in its
+# arguments (``reduce_tensor``'s layout), for unpicklers that take an allow-list.
+HANDLE_IMPORTS: dict[str, list[str]] = {
+    "torch.multiprocessing.reductions": ["rebuild_cuda_tensor"],
+    "torch": ["Tensor", "Size", "device", "bfloat16", "float16", "float32", "float64", "int64", "int32",
+              "int8", "uint8", "bool"],
+    "torch.storage": ["UntypedStorage", "TypedStorage"],
+}
+# ... and, for unpicklers that take a deny-list, what TensorRT-LLM's own update_weights refuses
+# plus the usual code-execution entry points (a deny-list cannot be complete; the allow-list is).
+HANDLE_DENIED: dict[str, list[str]] = {
+    "torch.storage": ["_load_from_bytes"], "torch.hub": ["_load_local"], "torch": ["save", "load"],
+    "torch.serialization": ["save", "load"], "builtins": ["eval", "exec", "compile", "__import__", "open"],
+    "os": ["system", "popen", "execv", "execvp"], "posix": ["system", "popen", "execv"],
+    "subprocess": ["run", "call", "check_call", "check_output", "Popen"],
+}
+
+
+def restricted_loads(raw: bytes) -> Any:
+    """``tensorrt_llm.serialization.loads`` with the keyword the installed version takes: an
+    allow-list (``approved_imports``) in some versions, a deny-list (``disallowed_imports``) in
+    others. Never falls back to plain ``pickle``."""
+    from tensorrt_llm import serialization
+
+    parameters = inspect.signature(serialization.loads).parameters
+    if "approved_imports" in parameters:
+        return serialization.loads(raw, approved_imports=HANDLE_IMPORTS)
+    if "disallowed_imports" in parameters:
+        return serialization.loads(raw, disallowed_imports=HANDLE_DENIED)
+    raise TypeError(f"tensorrt_llm.serialization.loads{inspect.signature(serialization.loads)} takes neither "
+                    "approved_imports nor disallowed_imports; this TensorRT-LLM is not supported")
+
+
 def _decode_handles(serialized: Any) -> list[tuple[str, Any]]:
     """The (name, handle) list of one bucket. Unpickling does not open the IPC handles (they are
     (function, args) pairs that TensorRT-LLM calls later), so counting names here is cheap."""
     if not isinstance(serialized, str):
         return list(serialized)
-    raw = base64.b64decode(serialized)
-    try:  # TensorRT-LLM's restricted unpickler, with the deny-list its update_weights uses
-        from tensorrt_llm import serialization
-
-        handles = serialization.loads(raw, disallowed_imports={"torch.storage": ["_load_from_bytes"],
-                                                              "torch.hub": ["_load_local"], "torch": ["save"]})
-    except ImportError:
-        handles = pickle.loads(raw)  # noqa: S301 - only reached where no restricted loader exists
+    handles = restricted_loads(base64.b64decode(serialized))
     if not isinstance(handles, list):
         raise ValueError(f"weight handles must be a list, got {type(handles).__name__}")
     return handles
@@ -88,7 +121,7 @@ class MedSSRWorkerExtension(WorkerExtension):
 
     # ---------------------------------------------------------------- broadcast path
     def _medssr_worker_rank(self) -> int:
-        rank = getattr(self, "rank", None)
+        rank = getattr(self, "global_rank", None)
         if rank is None and torch.distributed.is_available() and torch.distributed.is_initialized():
             rank = torch.distributed.get_rank()
         if rank is None:
@@ -125,8 +158,15 @@ class MedSSRWorkerExtension(WorkerExtension):
         self.engine.model_engine.model_loader.reload(model, weights, allow_partial_loading=True)
 
     # ---------------------------------------------------------------- verification
-    def medssr_finish_refit(self, version: int, names: list[str]) -> dict[str, Any]:
+    def medssr_finish_refit(self, version: int, engine_names: list[str]) -> dict[str, Any]:
         params = dict(self._medssr_model().named_parameters())
-        checksums = {name: (tensor_checksum(params[name]) if name in params else None) for name in names}
-        return {"rank": getattr(self, "rank", None), "version": self._medssr_version,
+        checksums = {name: (tensor_checksum(params[name]) if name in params else None) for name in engine_names}
+        return {"rank": self._medssr_worker_rank(), "version": self._medssr_version,
                 "received": self._medssr_received, "checksums": checksums}
+
+    def medssr_memory(self) -> dict[str, Any]:
+        """Bytes this worker's GPU holds now (None without CUDA, as in the test fake)."""
+        if not torch.cuda.is_available():
+            return {"rank": self._medssr_worker_rank(), "allocated": None, "reserved": None}
+        return {"rank": self._medssr_worker_rank(), "allocated": torch.cuda.memory_allocated(self.device_id),
+                "reserved": torch.cuda.memory_reserved(self.device_id)}

@@ -1,19 +1,29 @@
 """FAKE of tensorrt_llm/llmapi/llm.py (1.2): ``LLM(model, ..., **kwargs)``, ``generate``,
-``_collective_rpc``. Workers are in-process objects holding a float32 copy of the model."""
+``_collective_rpc``. Workers are in-process ``RayGPUWorker`` objects, the extension mixed in the
+way ``RayWorkerWrapper`` does it, each holding the model under the engine's fused, sharded
+parameter names (``tensorrt_llm._torch.models``) in float32.
+
+``SAMPLED_TOKEN_IN_LOGPROBS``: with ``logprobs=k`` every generated token gets the top-k entries;
+True adds the sampled token's entry when it is outside them, False returns the top-k only (the
+behaviour differs between releases; tests switch it)."""
 
 from __future__ import annotations
 
 import concurrent.futures
 import copy
 import dataclasses
-import importlib
 import threading
 from typing import Any, List, Optional, Sequence
 
 import torch
 
-from tensorrt_llm.llmapi.llm_args import ExecutorMemoryType, TorchLlmArgs
+from tensorrt_llm._torch.models import FusedCausalLM
+from tensorrt_llm.executor.ray_gpu_worker import RayGPUWorker, RayWorkerWrapper
+from tensorrt_llm.llmapi.llm_args import TorchLlmArgs
 from tensorrt_llm.sampling_params import SamplingParams
+
+
+SAMPLED_TOKEN_IN_LOGPROBS = True
 
 
 @dataclasses.dataclass
@@ -44,15 +54,12 @@ class _ModelLoader:
         self.executor = executor
 
     def reload(self, model: torch.nn.Module, weights: dict, allow_partial_loading: bool = False) -> None:
+        if not hasattr(model, "first_pre_reload_weights"):
+            raise RuntimeError("fake: reload outside a reload cycle (pre_reload_weights hooks not run)")
         # fault injection: tensors that silently never land
         weights = {k: v for k, v in weights.items() if k not in self.executor.drop_weights}
-        state = model.state_dict()
-        for name, tensor in weights.items():
-            if name not in state:
-                raise KeyError(f"unknown weight {name}")
-            if tuple(state[name].shape) != tuple(tensor.shape):
-                raise ValueError(f"shape mismatch for {name}: {tuple(tensor.shape)} vs {tuple(state[name].shape)}")
-        model.load_state_dict(weights, strict=not allow_partial_loading)
+        self.executor._log(f"reload:{len(weights)}")
+        model.load_hf_weights(weights)
 
 
 class _ModelEngine:
@@ -62,10 +69,11 @@ class _ModelEngine:
 
 
 class _PyExecutor:
-    def __init__(self, model: torch.nn.Module, events: list, lock: threading.Lock) -> None:
+    def __init__(self, model: torch.nn.Module, events: list, lock: threading.Lock, rank: int) -> None:
         self.model_engine = _ModelEngine(model, self)
         self.events = events
         self.lock = lock
+        self.rank = rank
         self.released: set = set()
         self.drop_weights: set = set()
         self.fail_finalize = False
@@ -101,6 +109,9 @@ class LLM:
                                  skip_tokenizer_init=skip_tokenizer_init, trust_remote_code=trust_remote_code,
                                  tensor_parallel_size=tensor_parallel_size, dtype=dtype, revision=revision,
                                  tokenizer_revision=tokenizer_revision, **kwargs)
+        import os
+
+        self.spawn_env = dict(os.environ)   # what the workers would inherit (tests check it)
         from transformers import AutoModelForCausalLM
 
         base = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32).eval()
@@ -108,19 +119,22 @@ class LLM:
             with torch.no_grad():
                 for param in base.parameters():
                     param.normal_(0.0, 0.02)
-        ext_path = self.args.ray_worker_extension_cls or "tensorrt_llm.llmapi.rlhf_utils.WorkerExtension"
-        module_name, _, cls_name = ext_path.rpartition(".")
-        extension_cls = getattr(importlib.import_module(module_name), cls_name)
         self.events: list = []
         self._lock = threading.Lock()
-        self.workers = []
-        for rank in range(tensor_parallel_size * self.args.pipeline_parallel_size):
-            worker = extension_cls()
-            worker.engine = _PyExecutor(copy.deepcopy(base), self.events, self._lock)
-            worker.device_id = rank
-            worker.rank = rank
-            self.workers.append(worker)
+        world = tensor_parallel_size * self.args.pipeline_parallel_size
+        self.wrappers = []
+        for rank in range(world):
+            engine = _PyExecutor(FusedCausalLM(copy.deepcopy(base), rank % tensor_parallel_size,
+                                               tensor_parallel_size, self.events), self.events, self._lock, rank)
+            kwargs = {"engine": engine, "llm_args": self.args}
+            if self.args.ray_worker_extension_cls:
+                kwargs["ray_worker_extension_cls"] = self.args.ray_worker_extension_cls
+            self.wrappers.append(RayWorkerWrapper(RayGPUWorker, kwargs, world, rank))
         self._request_id = 0
+
+    @property
+    def workers(self) -> list:
+        return [w.worker for w in self.wrappers]
 
     # -------------------------------------------------------------- RPC
     def _collective_rpc(self, method: str, args: tuple = (), kwargs: Optional[dict] = None,
@@ -129,8 +143,8 @@ class LLM:
             raise TypeError("args must be a tuple")
         with self._lock:
             self.events.append(f"rpc:{method}" + (":final" if method == "update_weights" and args == (None,) else ""))
-        with concurrent.futures.ThreadPoolExecutor(len(self.workers)) as pool:
-            futures = [pool.submit(getattr(w, method), *args, **(kwargs or {})) for w in self.workers]
+        with concurrent.futures.ThreadPoolExecutor(len(self.wrappers)) as pool:
+            futures = [pool.submit(w.call_worker_method, method, *args, **(kwargs or {})) for w in self.wrappers]
             results = [f.result() for f in futures]
         return results if unique_reply_rank is None else [results[unique_reply_rank]]
 
@@ -192,9 +206,10 @@ class LLM:
             if keep_token:
                 new.append(token)
                 if p.logprobs is not None:
-                    top = int(torch.argmax(raw_logprobs))  # top-1 first, then the sampled token (as 1.2 returns)
-                    entry = {top: Logprob(float(raw_logprobs[top]), 1)}
-                    entry[token] = Logprob(float(raw_logprobs[token]), None)
+                    top = torch.topk(raw_logprobs, max(p.logprobs, 1)).indices.tolist()[:p.logprobs]
+                    entry = {int(t): Logprob(float(raw_logprobs[t]), r + 1) for r, t in enumerate(top)}
+                    if SAMPLED_TOKEN_IN_LOGPROBS and token not in entry:
+                        entry[token] = Logprob(float(raw_logprobs[token]), None)
                     logprobs.append(entry)
             ids.append(token)
             if ended:
@@ -205,4 +220,4 @@ class LLM:
         return RequestOutput(request_id=req_id, prompt_token_ids=list(prompt), outputs=[out])
 
     def shutdown(self) -> None:
-        self.workers = []
+        self.wrappers = []

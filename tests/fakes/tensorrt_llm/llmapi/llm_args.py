@@ -3,20 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import enum
 from typing import Any, Dict, Optional
 
-
-class ExecutorMemoryType(str, enum.Enum):
-    SAMPLER = "sampler"
-    DRAFTER = "drafter"
-    GUIDED_DECODER = "guided_decoder"
-    SPEC_RESOURCE_MANAGER = "spec_resource_manager"
-    MODEL_EXTRA = "model_extra"
-    EXECUTOR_EXTRA = "executor_extra"
-    KV_CACHE = "kv_cache"
-    MODEL_ENGINE_MAIN = "model"
-    MODEL_ENGINE_DRAFT = "draft_model"
+from tensorrt_llm._torch.virtual_memory import ExecutorMemoryType  # noqa: F401 - re-exported
 
 
 @dataclasses.dataclass(kw_only=True)
