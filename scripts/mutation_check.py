@@ -133,6 +133,8 @@ MUTATIONS = [
     M("extract_first_match", "extraction", "medssr_nemo/answers.py",
       "if letter in valid and match.start(1) > best.position:", "if letter in valid and best.position < 0:",
       "tests/test_answers.py"),
+    M("extract_paper_first_match", "extraction", "medssr_nemo/answers.py",
+      "matches = rule.findall(text)", "matches = rule.findall(text)[:1]", "tests/test_answers.py"),
     M("vote_agreement_over_votes", "voting", "medssr_nemo/labelling/vote.py",
       "agreement = top / total", "agreement = top / votes", "tests/test_label_vote.py"),
     M("vote_tau_inclusive", "voting", "medssr_nemo/labelling/vote.py",
