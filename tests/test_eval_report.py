@@ -6,14 +6,15 @@ from medssr_nemo.eval.report import markdown_table, write_chart
 
 
 def _summary():
-    def m(mean, std, invalid):
-        return {"accuracy_pct_mean": mean, "accuracy_pct_std": std, "no_answer_before_redecode": invalid, "num_generations": 8}
+    def m(mean, std, invalid, unknown=0):
+        return {"accuracy_pct_mean": mean, "accuracy_pct_std": std, "no_answer_before_redecode": invalid,
+                "unknown_after_redecode": unknown, "num_generations": 8}
     return {
         "benchmarks": ["medqa", "rarebench"], "rare": {"medqa": False, "rarebench": True}, "limit": 2,
         "protocol": {"prompt_style": "chat", "temperature": 0.6, "top_p": 0.95, "top_k": 20,
                      "max_new_tokens": 2048, "num_samples": 4, "recovery": True, "seed": 0},
         "checkpoints": [
-            {"label": "base", "benchmarks": {"medqa": m(25.0, 5.0, 8), "rarebench": m(12.5, 0.0, 6)},
+            {"label": "base", "benchmarks": {"medqa": m(25.0, 5.0, 8, 2), "rarebench": m(12.5, 0.0, 6)},
              "macro_accuracy_pct": 18.75, "rare_accuracy_pct": 12.5},
             {"label": "stage2", "benchmarks": {"medqa": m(50.0, 10.0, 2)},
              "macro_accuracy_pct": 50.0, "rare_accuracy_pct": None},
@@ -49,7 +50,7 @@ def test_markdown_table_rows_per_checkpoint_with_mean_std_macro_and_rare():
     assert "| checkpoint | medqa | rarebench (rare) | Avg | Rare |" in text
     assert "| base | 25.00 ± 5.00 | 12.50 ± 0.00 | 18.75 | 12.50 |" in text
     assert "| stage2 | 50.00 ± 10.00 | – | 50.00 | – |" in text
-    assert "| base | 100.0 | 75.0 |" in text          # invalid answers: 8/8 and 6/8
+    assert "| base | 100.0 / 25.0 | 75.0 / 0.0 |" in text   # no answer 8/8 and 6/8; still unknown 2/8 and 0/8
     assert "4 sample(s) per question" in text and "subsample of 2" in text
 
 

@@ -410,7 +410,9 @@ PAIRS = {
     "grpo.kl_estimator=k2": ([], ["grpo.kl_estimator=k2"], "kl"),
     "grpo.kl_clamp": ([], ["grpo.kl_clamp=1e-5"], "kl"),
     "grpo.loss_aggregation=seq-mean-token-mean": ([], ["grpo.loss_aggregation=seq-mean-token-mean"], "losses"),
-    "grpo.loss_aggregation=seq-mean-token-sum-norm": ([], ["grpo.loss_aggregation=seq-mean-token-sum-norm"], "losses"),
+    # max_new_tokens above the longest response: the constant L and the step's longest differ
+    "grpo.loss_aggregation=seq-mean-token-sum-norm": ([], ["grpo.loss_aggregation=seq-mean-token-sum-norm",
+                                                           "rollout.max_new_tokens=16"], "losses"),
     "grpo.ppo_epochs": ([], EPOCHS2, "losses"),
     "grpo.entropy_coef": ([], ["grpo.entropy_coef=0.05"], "losses"),
     "rollout.temperature": ([], ["rollout.temperature=0.7"], "losses"),
@@ -426,11 +428,14 @@ PAIRS = {
 def test_each_setting_changes_the_computation_as_its_formula_says(run_with, setting):
     """Catches: a trainer that ignores (or mis-routes) this one setting. Both values are checked
     against the hand computation, and the quantity the setting acts on must differ between them.
-    Planted by hand: the trainer passing ``normalize_std=True`` always fails the
-    ``grpo.normalize_std`` case; ``clip_low`` swapped for ``clip_high`` in the loss fails
-    ``grpo.clip_low``; the KL estimator fixed to k3 fails ``grpo.kl_estimator``."""
+    Planted by hand (scripts/mutation_check.py): the trainer passing ``normalize_std=True``
+    always fails the ``grpo.normalize_std`` case; the loss's KL estimator fixed to k3 fails
+    ``grpo.kl_estimator=k1``; one PPO epoch whatever ``grpo.ppo_epochs`` fails that case; no old
+    logprobs for two epochs (ratio 1 again) fails ``grpo.clip_low``."""
     first, second, differs = PAIRS[setting]
     a, b = check_run(run_with(*first)), check_run(run_with(*second))
+    if "rollout.max_new_tokens=16" in second:   # the case exercises L = max_new_tokens, not the longest
+        assert any(max(lengths) < 16 for lengths in b["lengths"]), b["lengths"]
     if differs == "rows":
         assert len(a["rewards"][0]) != len(b["rewards"][0])
     elif differs == "advantages":

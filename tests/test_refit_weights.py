@@ -42,7 +42,7 @@ def assert_engine_holds(engine_model: torch.nn.Module, source: dict[str, torch.T
 @pytest.mark.parametrize("dtype", sorted(DTYPES))
 def test_inprocess_refit_of_a_copy_in_another_dtype_holds_every_source_tensor(tiny_llama, dtype):
     """Catches: a refit that skips tensors, copies into a stale module, or writes them uncast.
-    Planted by hand: ``update_weights`` skipping the copy when names match (not storage) fails."""
+    Planted by hand: ``update_weights`` copying only tensors already in the engine's dtype fails."""
     model, tokenizer = tiny_llama
     engine = InProcessEngine(model, tokenizer, dtype=dtype)
     source = {k: v.detach().clone() for k, v in trained().state_dict().items()}
@@ -74,8 +74,8 @@ RECORDS = [QuestionRecord(id=f"q{i}", question=f"Question {i}?", options=["a", "
 def test_trainer_refits_the_engine_copy_with_the_updated_weights(tmp_path):
     """Catches: the trainer refitting before the update, from the reference model, or not at all,
     when the engine keeps a bf16 copy. After every step the engine holds the policy's weights in
-    bf16, and they are not the initial ones. Planted by hand: the refit line moved before
-    ``train_step`` fails at step 1."""
+    bf16, and they are not the initial ones. Planted by hand: a refit that sends no tensors (the
+    version still goes up) fails at step 1."""
     cfg = load_config("base", [
         "model.prompt_style=base", "grpo.group_size=4", "grpo.prompts_per_step=2", "grpo.kl_coef=0.0",
         "rollout.max_new_tokens=4", "policy.lr=1e-2", "train.tensorboard=false", "train.save_hf=false",

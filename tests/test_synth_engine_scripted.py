@@ -17,23 +17,34 @@ from medssr_nemo.rollout.interfaces import Completion, RolloutEngine
 from medssr_nemo.synthesis.llm import sample_seed
 from medssr_nemo.synthesis.llm_format import SYSTEM_PROMPT
 
-LETTERS = "ABCDE"
+LETTERS = "ABCDEFGHIJ"
 
 
 class ScriptedModelEngine(RolloutEngine):
-    """Replies to each prompt with a question naming the prompt's disease (rare slots) or its
-    seed question's first words, with the key chosen by the generation seed."""
+    """Replies to each prompt as a compliant generator would, marked with the generation seed: a
+    rare slot's grounded prompt gets its own options back verbatim (rotated so the key sits at
+    letter ``seed % n``) with its key; a seed rewrite gets five statements keyed ``seed % 5``."""
 
     def __init__(self, tokenizer) -> None:
         self.tokenizer = tokenizer
         self.seen: list[tuple[str, int]] = []
+        self.grounded: dict[int, tuple[list[str], str]] = {}   # seed -> (options given, key given)
 
     def reply(self, prompt: str, seed: int) -> str:
-        topic = re.search(r"Disease: (.+)", prompt)
-        stem = prompt.split("Seed question:\n", 1)[1].split("\n", 1)[0] if "Seed question:\n" in prompt else "?"
-        subject = f"the rare disease {topic.group(1).strip()}" if topic else f"the seed '{stem[:40]}'"
-        return (f"Question: Regarding {subject}, which statement (seed {seed}) is correct?\n"
-                + "\n".join(f"{letter}. Statement {letter} {seed}" for letter in LETTERS)
+        stem = f"Which option (seed {seed}) fits the case described in this exam question?"
+        if "Options (use exactly these texts" in prompt:
+            block = prompt.split("Options (use exactly these texts, in any order):\n", 1)[1].split("\n\n", 1)[0]
+            options = [line[2:].strip() for line in block.splitlines() if line.startswith("- ")]
+            key = re.search(r"The correct answer is: (.+)", prompt).group(1).strip()
+            self.grounded[seed] = (options, key)
+            others = [o for o in options if o != key]
+            at = seed % len(options)
+            ordered = others[:at] + [key] + others[at:]
+            return (f"Question: {stem}\n" + "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(ordered))
+                    + f"\nAnswer: {LETTERS[at]}")
+        seed_stem = prompt.split("Seed question:\n", 1)[1].split("\n", 1)[0] if "Seed question:\n" in prompt else "?"
+        return (f"Question: Regarding the seed '{seed_stem[:40]}', which statement (seed {seed}) is correct?\n"
+                + "\n".join(f"{letter}. Statement {letter} {seed}" for letter in LETTERS[:5])
                 + f"\nAnswer: {LETTERS[seed % 5]}\nExplanation: scripted.")
 
     def generate(self, prompt_token_ids, sampling, seeds):
@@ -66,7 +77,7 @@ def test_engine_backed_synthesis_parses_scripted_replies_into_their_own_slots(tm
     """Catches: replies attached to the wrong slot (a zip over reordered jobs), seeds not passed
     to the engine, the chat template not applied, or decoded text not reaching the parser.
     Planted by hand: ``EngineGenerator.generate`` handing out the replies of a batch reversed
-    fails the disease check below."""
+    fails the per-slot checks below."""
     from medssr_nemo import registry
     from medssr_nemo.data.real import read_mmlu_dir
     from medssr_nemo.records import read_records
@@ -84,7 +95,7 @@ def test_engine_backed_synthesis_parses_scripted_replies_into_their_own_slots(tm
     synthesizer = registry.get("synthesizer", "llm")(cfg, knowledge=hpo, seeds=seeds, generator=generator)
     out = run_synthesis(cfg, knowledge=hpo, seeds=seeds, synthesizer=synthesizer)
     records = read_records(out.records_path)
-    assert len(records) == 6 and out.card["counts"]["given_up"] == 0
+    assert len(records) == 6 and out.card["counts"]["given_up"] == 0, (out.card["counts"], out.card.get("filters"), out.card.get("generation_failures"))
     # the chat template rendered the conversation, generation prompt included
     assert all(p.startswith("system\n" + SYSTEM_PROMPT) and p.rstrip().endswith("assistant") for p, _ in engine.seen)
     expected_seeds = {sample_seed(4, slot, 0) % 2**31 for slot in range(6)}
@@ -93,9 +104,11 @@ def test_engine_backed_synthesis_parses_scripted_replies_into_their_own_slots(tm
         slot = int(record.id.rsplit("-", 1)[1])
         seed = sample_seed(4, slot, 0) % 2**31
         assert f"(seed {seed})" in record.question               # this slot's own reply
-        assert record.gold == LETTERS[seed % 5] and record.options[0] == f"Statement A {seed}"
-        if record.rare:
-            assert f"the rare disease {record.meta['disease']}" in record.question
+        if record.rare:   # the knowledge base's options and key, as the slot's own prompt gave them
+            options, key = engine.grounded[seed]
+            assert sorted(record.options) == sorted(options) and record.gold == LETTERS[seed % len(options)]
+            assert record.options[LETTERS.index(record.gold)] == key
         else:
             assert "the seed '" in record.question
+            assert record.gold == LETTERS[seed % 5] and record.options[0] == f"Statement A {seed}"
     assert {r.rare for r in records} == {True, False}

@@ -52,7 +52,8 @@ def markdown_table(summary: Summary) -> str:
         cells += [_with_interval(ckpt["macro_accuracy_pct"], ckpt.get("macro_ci95_pct")),
                   _with_interval(ckpt["rare_accuracy_pct"], ckpt.get("rare_ci95_pct"))]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"Intervals: {_method_note(summary)}; Avg and Rare: bootstrap over each benchmark's questions.",
+    lines += ["", f"Intervals: {_method_note(summary)}; Avg and Rare: bootstrap redrawing each benchmark's questions "
+                  "(one sample per question: square-and-add of the benchmarks' Wilson intervals).",
               "", "As the paper reports it, mean ± std over samples (%; the std is 0 with one sample):", "",
               "| " + " | ".join(header) + " |", rule]
     for ckpt in summary["checkpoints"]:
@@ -63,13 +64,15 @@ def markdown_table(summary: Summary) -> str:
         cells += [_fmt(ckpt["macro_accuracy_pct"]), _fmt(ckpt["rare_accuracy_pct"])]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", mdd_paragraph(summary)]
-    lines += ["", "Outputs with no answer before the constrained re-decode (% of generations):", ""]
+    lines += ["", "Outputs with no answer before the constrained re-decode / still unknown after it "
+                  "(% of generations):", ""]
     lines += ["| checkpoint | " + " | ".join(names) + " |", "|" + "|".join(["---"] + ["---:"] * len(names)) + "|"]
     for ckpt in summary["checkpoints"]:
         cells = [ckpt["label"]]
         for name in names:
             m = ckpt["benchmarks"].get(name)
-            cells.append("–" if m is None else f"{100.0 * m['no_answer_before_redecode'] / m['num_generations']:.1f}")
+            cells.append("–" if m is None else f"{100.0 * m['no_answer_before_redecode'] / m['num_generations']:.1f} / "
+                                               f"{100.0 * m.get('unknown_after_redecode', 0) / m['num_generations']:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     p = summary["protocol"]
     lines += ["", f"Protocol: prompt style {p['prompt_style']}, temperature {p['temperature']}, top-p {p['top_p']}, "
