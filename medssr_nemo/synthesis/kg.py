@@ -19,12 +19,11 @@ from medssr_nemo.knowledge.merge import merged_knowledge
 from medssr_nemo.records import LETTERS, QuestionRecord
 from medssr_nemo.synthesis.distinct import DEFAULT_MARGIN
 from medssr_nemo.synthesis.interfaces import Candidate, Synthesizer
-from medssr_nemo.synthesis.kg_questions import QUESTION_TYPES, KGQuestionBuilder, Unbuildable
+from medssr_nemo.synthesis.kg_questions import QUESTION_TYPES, KGQuestionBuilder, NoEligibleDisease, Unbuildable
 from medssr_nemo.synthesis.plan import Slot
 from medssr_nemo.synthesis.seeds import order_is_free
 
 DIFFICULTIES = ("easy", "medium", "hard")
-MAX_DISEASE_TRIES = 8
 
 
 class KGSynthesizer(Synthesizer):
@@ -86,21 +85,13 @@ class KGSynthesizer(Synthesizer):
 
     def _rare(self, slot: Slot, rng: random.Random) -> Candidate:
         qtype, difficulty = slot.question_type or "diagnosis", slot.difficulty or "medium"
-        pool = self.builder.candidates(qtype, slot.category)
-        if not pool:
-            return Candidate(slot.index, reason="no eligible disease",
-                             detail=f"no disease of category {slot.category!r} supports {qtype} questions")
-        reasons = []
-        for _ in range(MAX_DISEASE_TRIES):
-            target = self.builder.pick(qtype, pool, rng)
-            try:
-                built = self.builder.build(qtype, difficulty, target, rng)
-            except Unbuildable as err:
-                reasons.append(str(err))
-                continue
-            return Candidate(slot.index, record=self._record(slot, target, built, rng))
-        return Candidate(slot.index, reason="no buildable question",
-                         detail=f"{qtype}/{difficulty}: " + "; ".join(sorted(set(reasons))))
+        try:
+            target, built = self.builder.draw_and_build(qtype, difficulty, slot.category, rng)
+        except NoEligibleDisease as err:
+            return Candidate(slot.index, reason="no eligible disease", detail=str(err))
+        except Unbuildable as err:
+            return Candidate(slot.index, reason="no buildable question", detail=str(err))
+        return Candidate(slot.index, record=self._record(slot, target, built, rng))
 
     def _record(self, slot: Slot, target: int, built, rng: random.Random) -> QuestionRecord:
         profile = self.builder.profiles[target]

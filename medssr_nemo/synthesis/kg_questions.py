@@ -78,6 +78,14 @@ class Unbuildable(Exception):
     """This (disease, type, difficulty) cannot make a sound question; the message says why."""
 
 
+class NoEligibleDisease(Unbuildable):
+    """No disease of the slot's category supports the question type at all."""
+
+
+# target diseases drawn for one slot before the slot is given up
+MAX_DISEASE_TRIES = 8
+
+
 # names such as "Spastic paraplegia 64, autosomal recessive" give the answer away
 _INHERITANCE_WORDS = re.compile(r"autosomal|x-linked|y-linked|mitochondrial|dominant|recessive|\bAD\b|\bAR\b|"
                                 r"\bXL[RD]?\b", re.IGNORECASE)
@@ -167,6 +175,24 @@ class KGQuestionBuilder:
     def candidates(self, question_type: str, category: str | None) -> list[int]:
         rows = self.eligible[question_type]
         return rows if category is None else [i for i in rows if self.profiles[i].category == category]
+
+    def draw_and_build(self, question_type: str, difficulty: str, category: str | None, rng: random.Random,
+                       tries: int = MAX_DISEASE_TRIES) -> tuple[int, BuiltQuestion]:
+        """(target disease, question) for one slot: up to ``tries`` diseases of ``category`` are
+        drawn until one makes a sound question. Raises ``NoEligibleDisease`` when none supports the
+        type, ``Unbuildable`` naming every reason when no draw worked. Both synthesizers (kg and
+        the grounded drafts of llm) draw this way."""
+        pool = self.candidates(question_type, category)
+        if not pool:
+            raise NoEligibleDisease(f"no disease of category {category!r} supports {question_type} questions")
+        reasons = []
+        for _ in range(tries):
+            target = self.pick(question_type, pool, rng)
+            try:
+                return target, self.build(question_type, difficulty, target, rng)
+            except Unbuildable as err:
+                reasons.append(str(err))
+        raise Unbuildable(f"{question_type}/{difficulty}: " + "; ".join(sorted(set(reasons))))
 
     def pick(self, question_type: str, pool: Sequence[int], rng: random.Random) -> int:
         """A target disease from ``pool``; inheritance questions first draw the mode uniformly

@@ -33,7 +33,7 @@ from medssr_nemo.synthesis.audit import auditor_for
 from medssr_nemo.synthesis.distinct import DEFAULT_MARGIN
 from medssr_nemo.synthesis.generators import Generator
 from medssr_nemo.synthesis.interfaces import Candidate, Synthesizer
-from medssr_nemo.synthesis.kg_questions import Unbuildable
+from medssr_nemo.synthesis.kg_questions import NoEligibleDisease, Unbuildable
 from medssr_nemo.synthesis.llm_format import (QUESTION_TYPE_TASKS, ParseError, build_blind_prompt, build_grounded_prompt,
                                               build_prompt, parse_question, read_blind_answer, strip_reasoning)
 from medssr_nemo.synthesis.plan import Slot
@@ -126,38 +126,31 @@ class LLMSynthesizer(Synthesizer):
 
     def _grounded(self, slot: Slot, rng: random.Random) -> tuple[Any, Any, list[dict[str, str]], list[str]]:
         """(profile, built draft, conversation, option texts) for a rare slot over merged profiles."""
-
         qtype, difficulty = slot.question_type or "diagnosis", slot.difficulty or "medium"
-        pool = self.builder.candidates(qtype, slot.category)
-        if not pool:
-            raise ParseError("no eligible disease", f"no disease of category {slot.category!r} supports {qtype}")
-        reasons = []
-        for _ in range(8):
-            target = self.builder.pick(qtype, pool, rng)
-            try:
-                built = self.builder.build(qtype, difficulty, target, rng)
-            except Unbuildable as err:
-                reasons.append(str(err))
-                continue
-            profile = self.builder.profiles[target]
-            facts = profile_text(profile)
-            if self.corpus is not None:
-                for passage in self.corpus.retrieve(profile.name, self.passages_per_question):
-                    facts += f"\n\nFrom {passage.title or passage.id}: {passage.text}"
-            forbidden = []
-            if qtype == "diagnosis" or not built.meta.get("stem_names_disease"):
-                forbidden += [profile.name, *profile.synonyms[:3], *profile.genes]
-                # the model cannot copy into the stem what it is not shown
-                facts = "\n".join(line for line in facts.splitlines()
-                                  if not line.startswith(("Disease:", "Also known as:", "Genes:")))
-            if qtype == "gene":
-                forbidden.append(built.key)
-            options = [built.key, *built.distractors]
-            rng.shuffle(options)
-            conversation = build_grounded_prompt(facts, built.stem, options, built.key, qtype,
-                                                 list(dict.fromkeys(forbidden)))
-            return profile, built, conversation, options
-        raise ParseError("no buildable draft", "; ".join(sorted(set(reasons)))[:300])
+        try:
+            target, built = self.builder.draw_and_build(qtype, difficulty, slot.category, rng)
+        except NoEligibleDisease as err:
+            raise ParseError("no eligible disease", str(err)) from err
+        except Unbuildable as err:
+            raise ParseError("no buildable draft", str(err)[:300]) from err
+        profile = self.builder.profiles[target]
+        facts = profile_text(profile)
+        if self.corpus is not None:
+            for passage in self.corpus.retrieve(profile.name, self.passages_per_question):
+                facts += f"\n\nFrom {passage.title or passage.id}: {passage.text}"
+        forbidden = []
+        if qtype == "diagnosis" or not built.meta.get("stem_names_disease"):
+            forbidden += [profile.name, *profile.synonyms[:3], *profile.genes]
+            # the model cannot copy into the stem what it is not shown
+            facts = "\n".join(line for line in facts.splitlines()
+                              if not line.startswith(("Disease:", "Also known as:", "Genes:")))
+        if qtype == "gene":
+            forbidden.append(built.key)
+        options = [built.key, *built.distractors]
+        rng.shuffle(options)
+        conversation = build_grounded_prompt(facts, built.stem, options, built.key, qtype,
+                                             list(dict.fromkeys(forbidden)))
+        return profile, built, conversation, options
 
     def synthesize(self, slots: Sequence[Slot], attempt: int) -> list[Candidate]:
         results: dict[int, Candidate] = {}
