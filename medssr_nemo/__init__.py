@@ -2,7 +2,7 @@
 
 Knowledge-enhanced question synthesis, offline pseudo-labels by majority vote, two-stage GRPO
 (self-supervised on synthetic data, then supervised on human-annotated data) and evaluation on
-ten medical benchmarks. See README.md and DESIGN.md for the map.
+ten medical benchmarks. See README.md and docs/design.md for the map.
 """
 
 __version__ = "0.1.0"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
@@ -61,17 +61,22 @@ def barrier() -> None:
         dist.barrier()
 
 
-def _all_reduce(tensor: torch.Tensor, op: "dist.ReduceOp.RedOpType") -> torch.Tensor:
+def _collective_in_place(tensor: torch.Tensor, collective: Callable[[torch.Tensor], Any]) -> torch.Tensor:
+    """Run ``collective`` on ``tensor`` in place; identity in a single process. nccl only moves
+    CUDA memory, so a small CPU tensor (metrics, counts) goes through a device copy."""
     if not (is_initialized() and world_size() > 1):
         return tensor
     if dist.get_backend() == "nccl" and tensor.device.type != "cuda":
-        # nccl only moves CUDA memory: reduce a device copy of small CPU tensors (metrics, counts)
         on_device = tensor.to(torch.device("cuda", torch.cuda.current_device()))
-        dist.all_reduce(on_device, op=op)
+        collective(on_device)
         tensor.copy_(on_device)
     else:
-        dist.all_reduce(tensor, op=op)
+        collective(tensor)
     return tensor
+
+
+def _all_reduce(tensor: torch.Tensor, op: "dist.ReduceOp.RedOpType") -> torch.Tensor:
+    return _collective_in_place(tensor, lambda t: dist.all_reduce(t, op=op))
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
@@ -99,11 +104,4 @@ def mean_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def broadcast_(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
     """Overwrite ``tensor`` on every rank with rank ``src``'s copy; identity in a single process."""
-    if is_initialized() and world_size() > 1:
-        if dist.get_backend() == "nccl" and tensor.device.type != "cuda":
-            on_device = tensor.to(torch.device("cuda", torch.cuda.current_device()))
-            dist.broadcast(on_device, src=src)
-            tensor.copy_(on_device)
-        else:
-            dist.broadcast(tensor, src=src)
-    return tensor
+    return _collective_in_place(tensor, lambda t: dist.broadcast(t, src=src))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from medssr_nemo.data.manifest import fetch_hint
 from medssr_nemo.data.root import PROJECT_ROOT, data_root
 
 __all__ = ["project_root", "data_root", "data_path"]
@@ -20,7 +21,5 @@ def data_path(relative: str) -> Path:
     command that fetches it."""
     path = data_root() / relative
     if not path.exists():
-        from medssr_nemo.data.manifest import fetch_hint
-
         raise FileNotFoundError(f"data file not found: {path}; {fetch_hint([relative])}")
     return path

@@ -16,13 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal
 
+from medssr_nemo.artifacts import atomic_path, write_jsonl_atomic
+from medssr_nemo.jsonl import RecordError, iter_json_objects
+
+__all__ = ["LETTERS", "QuestionRecord", "RecordError", "is_kg_question", "iter_records", "read_records",
+           "split_question_text", "write_records"]
+
 LETTERS = string.ascii_uppercase
 LabelSource = Literal["gold", "pseudo"]
 MIN_OPTIONS, MAX_OPTIONS = 2, 26
-
-
-class RecordError(ValueError):
-    """A question record (or the file line it came from) is malformed."""
 
 
 @dataclass
@@ -120,23 +122,23 @@ def split_question_text(text: str) -> tuple[str, list[str]]:
     return "\n".join(lines[:idx]).rstrip(), options
 
 
+def is_kg_question(record: QuestionRecord) -> bool:
+    """Generated from the knowledge base, whose answer key is known by construction."""
+    return record.meta.get("origin") == "knowledge" and record.gold is not None
+
+
 def write_records(records: Iterable[QuestionRecord], path: str | os.PathLike) -> Path:
     """Write records atomically (temp file + rename): JSONL, or Parquet for ``.parquet``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     rows = [r.to_dict() for r in records]
-    if path.suffix == ".parquet":
-        import datasets
+    if path.suffix != ".parquet":
+        return write_jsonl_atomic(path, rows)
+    import datasets
 
-        encoded = [{**r, "vote_counts": json.dumps(r["vote_counts"], sort_keys=True),
-                    "meta": json.dumps(r["meta"], sort_keys=True)} for r in rows]
+    encoded = [{**r, "vote_counts": json.dumps(r["vote_counts"], sort_keys=True),
+                "meta": json.dumps(r["meta"], sort_keys=True)} for r in rows]
+    with atomic_path(path) as tmp:
         datasets.Dataset.from_list(encoded).to_parquet(str(tmp))
-    else:
-        with open(tmp, "w", encoding="utf-8") as out:
-            for row in rows:
-                out.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
-    os.replace(tmp, path)
     return path
 
 
@@ -153,8 +155,6 @@ def iter_records(path: str | os.PathLike) -> Iterator[QuestionRecord]:
                    "meta": json.loads(row["meta"] or "{}")}
             yield QuestionRecord.from_dict(row, where=f"{path} row {i}")
         return
-    from medssr_nemo.jsonl import iter_json_objects  # here: jsonl imports this module's RecordError
-
     for where, row in iter_json_objects(path):
         yield QuestionRecord.from_dict(row, where=where)
 

@@ -101,6 +101,28 @@ def names(kind: str) -> list[str]:
     return sorted(_TABLES[kind])
 
 
+def table_registrar(table: dict[str, T], what: str) -> Callable[[str], Callable[[T], T]]:
+    """``@register_x(name)`` for a plain name -> object table (the algorithm registries in
+    ``grpo/``); registering a name twice is an error."""
+    def register_in_table(name: str) -> Callable[[T], T]:
+        def wrap(obj: T) -> T:
+            if name in table:
+                raise ValueError(f"{what} {name!r} is registered twice")
+            table[name] = obj
+            return obj
+
+        return wrap
+
+    return register_in_table
+
+
+def table_entry(table: dict[str, T], name: str, what: str) -> T:
+    """``table[name]``, or a KeyError listing the known names."""
+    if name not in table:
+        raise KeyError(f"unknown {what} {name!r}; known: {sorted(table)}")
+    return table[name]
+
+
 def _import_dotted(path: str, kind: str) -> Any:
     module_name, sep, attr = path.partition(":")
     if not sep:

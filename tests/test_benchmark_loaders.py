@@ -11,7 +11,7 @@ from medssr_nemo import registry
 from medssr_nemo.config import ConfigError, load_config
 from medssr_nemo.config.schema.eval import FILE_FORMATS
 from medssr_nemo.eval.benchmarks import get_benchmark, subsample
-from medssr_nemo.eval.formats import READERS
+from medssr_nemo.eval.readers import READERS
 from medssr_nemo.records import RecordError
 
 EXPECTED_COUNTS = {

@@ -1,4 +1,4 @@
-"""Config composition, overrides and validation errors (issue 2: configuration)."""
+"""Config composition, overrides and validation errors."""
 
 from __future__ import annotations
 
@@ -118,7 +118,7 @@ def test_yaml_round_trip_is_stable():
     assert to_yaml(cfg) == to_yaml(load_config("quickstart"))
 
 
-# conf/model file -> (hub id, tensor parallel size); TP from DESIGN.md's layouts
+# conf/model file -> (hub id, tensor parallel size); TP from docs/cluster.md's layouts
 PAPER_SCALE_MODELS = {
     "qwen3_1_7b": ("Qwen/Qwen3-1.7B-Base", 1), "qwen3_4b": ("Qwen/Qwen3-4B-Base", 1), "qwen3_8b": ("Qwen/Qwen3-8B-Base", 2),
     "qwen3_14b": ("Qwen/Qwen3-14B-Base", 4), "llama3_1_8b": ("meta-llama/Llama-3.1-8B-Instruct", 2),
@@ -133,7 +133,7 @@ def test_each_model_size_composes_with_paper_scale_settings(name):
     cfg = load_config("base", [f"model={name}"])
     path, tp = PAPER_SCALE_MODELS[name]
     assert cfg.model.path == path and cfg.model.tensor_parallel_size == tp and cfg.model.dtype == "bfloat16"
-    # DESIGN.md's paper defaults: GRPO and the evaluation protocol
+    # the GRPO defaults (verl 0.3.1 / our choice) and the paper's evaluation protocol
     assert (cfg.grpo.group_size, cfg.grpo.clip_low, cfg.grpo.clip_high, cfg.grpo.dual_clip) == (8, 0.2, 0.2, 3.0)
     assert cfg.grpo.loss_aggregation == "token-mean" and 0.001 <= cfg.grpo.kl_coef <= 0.005 and cfg.grpo.ppo_epochs == 1
     assert (cfg.eval.max_new_tokens, cfg.eval.num_samples, cfg.eval.temperature, cfg.eval.limit) == (2048, 4, 0.6, None)

@@ -156,3 +156,26 @@ def test_newcombe_interval_covers_the_true_difference_about_95_percent_of_the_ti
     hits = sum(lo <= true <= hi for lo, hi in (stats.newcombe_paired_interval(*rng.multinomial(40, probs))
                                                for _ in range(2000)))
     assert 0.93 <= hits / 2000 <= 0.98
+
+
+def test_an_all_wrong_benchmark_still_has_an_interval():
+    # a bootstrap of identical questions has no width; four samples of 5 all-wrong questions
+    interval = stats.accuracy_interval(np.zeros((5, 4)))
+    assert interval.method == "wilson" and interval.high_pct == pytest.approx(100 * proportion_confint(0, 5, method="wilson")[1])
+
+
+def test_macro_interval_with_one_sample_combines_the_wilson_intervals():
+    a, b = np.zeros((2, 1)), np.array([[1.0], [0.0], [1.0], [1.0]])
+    interval = stats.macro_bootstrap_interval([a, b])
+    (la, ua), (lb, ub) = (proportion_confint(0, 2, method="wilson"), proportion_confint(3, 4, method="wilson"))
+    mean = (0.0 + 0.75) / 2   # square-and-add, worked from the two Wilson intervals
+    assert interval.method == "mover"
+    assert interval.low_pct == pytest.approx(100 * (mean - math.hypot((0 - la) / 2, (0.75 - lb) / 2)))
+    assert interval.high_pct == pytest.approx(100 * (mean + math.hypot((ua - 0) / 2, (ub - 0.75) / 2)))
+
+
+def test_paired_average_of_identical_checkpoints_is_not_a_zero_width_interval():
+    a = [np.zeros((2, 1)), np.zeros((2, 1))]
+    result = stats.paired_macro_comparison(list(zip(a, a)))
+    assert result["difference_pct"] == 0.0 and result["p_value"] == 1.0
+    assert result["ci95_pct"][0] < -10 and result["ci95_pct"][1] > 10

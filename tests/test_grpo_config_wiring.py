@@ -28,6 +28,7 @@ from medssr_nemo.config import load_config
 from medssr_nemo.grpo.metrics_log import read_metrics
 from medssr_nemo.grpo.trainer import GRPOTrainer
 from medssr_nemo.models import make_tiny_model
+from medssr_nemo.policy.interfaces import Colocatable
 from medssr_nemo.prompts import encode_prompt
 from medssr_nemo.records import QuestionRecord
 
@@ -117,8 +118,9 @@ class Update:
     metrics: dict[str, float]
 
 
-class RecordingPolicy:
-    """The real hf backend; each ``train_step`` is recorded with the test's own logprobs."""
+class RecordingPolicy(Colocatable):
+    """The real hf backend; each ``train_step`` is recorded with the test's own logprobs. It
+    declares the hf backend's colocation (the trainer discovers nothing through ``__getattr__``)."""
 
     def __init__(self, inner: Any, temperature: float) -> None:
         self.inner = inner
@@ -133,6 +135,15 @@ class RecordingPolicy:
         metrics = self.inner.train_step(batch, loss_fn)
         self.updates.append(Update(saved, lp, ent, ref, dict(metrics)))
         return metrics
+
+    def rollout_module(self) -> Any:
+        return self.inner.rollout_module()
+
+    def offload_before_generation(self) -> None:
+        self.inner.offload_before_generation()
+
+    def onload_after_generation(self) -> None:
+        self.inner.onload_after_generation()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -231,7 +242,10 @@ def hand_advantages(cfg: Any, rows: list[dict[str, Any]]) -> list[float]:
     out = []
     for row in rows:
         rewards = by_question[row["record"].id]
-        if len(rewards) == 1 or max(rewards) == min(rewards):
+        if len(rewards) == 1:   # verl 0.3.1: a group of one has mean 0 and std 1
+            out.append(row["reward"] / (1 + g.advantage_eps) if g.normalize_std else row["reward"])
+            continue
+        if max(rewards) == min(rewards):
             out.append(0.0)
             continue
         mean = statistics.fmean(rewards)
@@ -269,8 +283,10 @@ def hand_loss(cfg: Any, update: Update, old: torch.Tensor, advantages: torch.Ten
         loss = per_token.sum() / lengths.sum()
     elif g.loss_aggregation == "seq-mean-token-mean":
         loss = (per_token.sum(-1)[lengths > 0] / lengths[lengths > 0]).mean()
-    elif g.loss_aggregation == "seq-mean-token-sum-norm":
-        loss = per_token.sum() / ((lengths > 0).sum() * cfg.rollout.max_new_tokens)
+    elif g.loss_aggregation == "seq-mean-token-sum":
+        loss = per_token.sum() / (lengths > 0).sum()
+    elif g.loss_aggregation == "seq-mean-token-sum-norm":   # verl 0.3.1: the max response length only
+        loss = per_token.sum() / cfg.rollout.max_new_tokens
     else:
         raise AssertionError(f"no hand formula for {g.loss_aggregation}")
     tokens = mask.sum()

@@ -12,8 +12,8 @@ from medssr_nemo.config.loader import ConfigError
 from medssr_nemo.config.schema import GRPOConfig
 from medssr_nemo.grpo.advantages import (ADVANTAGE_ESTIMATORS, get_advantage_estimator, group_advantages,
                                          zero_std_fraction)
-from medssr_nemo.grpo.losses import (MAX_RESPONSE_LEN, NUM_SEQS, NUM_TOKENS, aggregate, kl_penalty,
-                                     local_normalisers, make_grpo_loss, ppo_clip_loss)
+from medssr_nemo.grpo.losses import AGGREGATIONS, POLICY_LOSSES, aggregate, kl_penalty, make_grpo_loss, ppo_clip_loss
+from medssr_nemo.policy.loss_contract import MAX_RESPONSE_LEN, NUM_SEQS, NUM_TOKENS, local_normalisers
 
 D = torch.float64
 
@@ -54,13 +54,17 @@ def test_group_advantages_without_std_is_centred_reward():
     torch.testing.assert_close(adv, expected)
 
 
-def test_size_one_and_zero_std_groups_get_exactly_zero():
+def test_equal_reward_groups_get_exactly_zero_and_a_singleton_takes_mean_0_std_1():
     # group 5 has one row; group 9 has three equal rewards 0.1 (their float mean is not exactly 0.1)
     rewards = torch.tensor([1.0, 0.3, 0.1, 0.0, 0.1, 0.1], dtype=torch.float32)
     ids = torch.tensor([2, 5, 9, 2, 9, 9])
     adv = group_advantages(rewards, ids)
     assert adv.dtype == torch.float32
-    assert adv[[1, 2, 4, 5]].tolist() == [0.0, 0.0, 0.0, 0.0]
+    assert adv[[2, 4, 5]].tolist() == [0.0, 0.0, 0.0]
+    # verl 0.3.1: a group of one has mean 0 and std 1, so A = 0.3 / (1 + 1e-6)
+    assert adv[1].item() == pytest.approx(0.3 / (1 + 1e-6), rel=1e-7)
+    assert group_advantages(rewards, ids, eps=0.5)[1].item() == pytest.approx(0.2)   # 0.3 / 1.5
+    assert group_advantages(rewards, ids, normalize_std=False)[1].item() == pytest.approx(0.3)
     # group 2: rewards 1, 0; mean 0.5; unbiased std sqrt(0.5/1) = 0.7071 -> +-0.7071
     assert adv[0].item() == pytest.approx(0.5 / math.sqrt(0.5), rel=1e-5)
     assert adv[3].item() == pytest.approx(-0.5 / math.sqrt(0.5), rel=1e-5)
@@ -75,8 +79,32 @@ def test_equal_prompts_with_different_ids_are_different_groups():
     assert together[2].item() > 0 and apart[2].item() == 0.0
 
 
+# RLOO by hand on the same two groups: A_i = r_i - mean of the others
+#   group 7 (1, 0, 0, 1): 1 - 1/3 = 2/3, 0 - 2/3 = -2/3;  group 3 (2, 4, 6): 2 - 5 = -3, 4 - 4 = 0, 6 - 3 = 3
+def test_rloo_subtracts_the_mean_of_the_other_rollouts():
+    adv = get_advantage_estimator("rloo")(REWARDS, IDS, GRPOConfig())
+    expected = torch.tensor([2 / 3, -3.0, -2 / 3, 0.0, -2 / 3, 2 / 3, 3.0], dtype=D)
+    torch.testing.assert_close(adv, expected)
+    # a group of one has no other rollout: baseline 0 (verl 0.3.1), so A = r
+    single = get_advantage_estimator("rloo")(torch.tensor([0.7, 1.0, 0.0]), torch.tensor([4, 1, 1]), GRPOConfig())
+    torch.testing.assert_close(single, torch.tensor([0.7, 1.0, -1.0]))
+
+
+def test_dr_grpo_is_the_centred_reward_whatever_normalize_std_says():
+    adv = get_advantage_estimator("dr_grpo")(REWARDS, IDS, GRPOConfig(normalize_std=True))
+    torch.testing.assert_close(adv, torch.tensor([0.5, -2.0, -0.5, 0.0, -0.5, 0.5, 2.0], dtype=D))
+
+
+def test_the_config_selects_the_grpo_estimator_with_its_std_settings():
+    cfg = GRPOConfig(std_unbiased=False, advantage_eps=0.0)
+    adv = get_advantage_estimator(cfg.advantage_estimator)(REWARDS, IDS, cfg)
+    torch.testing.assert_close(adv, group_advantages(REWARDS, IDS, unbiased=False, eps=0.0))
+
+
 def test_advantage_registry_and_bad_inputs():
-    assert get_advantage_estimator("grpo") is group_advantages and "grpo" in ADVANTAGE_ESTIMATORS
+    assert {"grpo", "rloo", "dr_grpo"} <= set(ADVANTAGE_ESTIMATORS)
+    with pytest.raises(ConfigError, match="grpo.advantage_estimator='gae'.*dr_grpo"):
+        load_config("base", ["grpo.advantage_estimator=gae"])
     with pytest.raises(KeyError, match="unknown advantage estimator 'gae'"):
         get_advantage_estimator("gae")
     with pytest.raises(ValueError, match="group_ids must have shape"):
@@ -97,7 +125,8 @@ NORMS = {NUM_TOKENS: 5.0, NUM_SEQS: 2.0, MAX_RESPONSE_LEN: 3.0}
 @pytest.mark.parametrize("mode, expected", [
     ("token-mean", 18 / 5),                    # 3.6
     ("seq-mean-token-mean", (3 / 2 + 15 / 3) / 2),  # (1.5 + 5) / 2 = 3.25
-    ("seq-mean-token-sum-norm", 18 / (2 * 3)),  # 3.0
+    ("seq-mean-token-sum", 18 / 2),             # 9.0: verl 0.3.1's mean over sequences of token sums
+    ("seq-mean-token-sum-norm", 18 / 3),        # 6.0: verl 0.3.1 divides by the max response length only
 ])
 def test_aggregation_modes_by_hand(mode, expected):
     assert aggregate(LOSS, MASK, mode, NORMS).item() == pytest.approx(expected)
@@ -230,11 +259,41 @@ def test_grpo_loss_constant_length_for_sum_norm_and_missing_reference():
     batch = {"response_mask": MASK, "advantages": torch.tensor([1.0, 1.0], dtype=D)}
     logp = torch.zeros(2, 3, dtype=D)
     norms = {NUM_TOKENS: 5, NUM_SEQS: 2, MAX_RESPONSE_LEN: 3}
-    # on-policy: per-token loss -A = -1 on 5 tokens; / (2 sequences * L)
-    assert make_grpo_loss(cfg, log_entropy=False)(logp, batch, norms)[0].item() == pytest.approx(-5 / 6)
-    assert make_grpo_loss(cfg, 10, log_entropy=False)(logp, batch, norms)[0].item() == pytest.approx(-5 / 20)
+    # on-policy: per-token loss -A = -1 on 5 tokens; / L only (verl 0.3.1), L = the step's longest
+    # response (3) or the configured constant (10)
+    assert make_grpo_loss(cfg, log_entropy=False)(logp, batch, norms)[0].item() == pytest.approx(-5 / 3)
+    assert make_grpo_loss(cfg, 10, log_entropy=False)(logp, batch, norms)[0].item() == pytest.approx(-5 / 10)
     with pytest.raises(KeyError, match="ref_logprobs"):
         make_grpo_loss(GRPOConfig(kl_coef=0.01), log_entropy=False)(logp, batch, norms)
+
+
+def test_gpg_policy_loss_is_minus_advantage_times_logprob_by_hand():
+    # row 0: A = 2, logp -0.5, -1.0 (and padding nan); row 1: A = -1, logp -2.0
+    # per-token loss: 1.0, 2.0 | -2.0; token-mean over 3 tokens = 1/3
+    cfg = GRPOConfig(kl_coef=0.0, policy_loss="gpg")
+    logp = torch.tensor([[-0.5, -1.0, float("nan")], [-2.0, 0.0, 0.0]], dtype=D, requires_grad=True)
+    batch = {"response_mask": torch.tensor([[1, 1, 0], [1, 0, 0]]), "advantages": torch.tensor([2.0, -1.0], dtype=D),
+             "old_logprobs": torch.zeros(2, 3, dtype=D)}   # ignored: no ratio
+    loss, _ = make_grpo_loss(cfg, log_entropy=False)(logp, batch, {NUM_TOKENS: 3, NUM_SEQS: 2, MAX_RESPONSE_LEN: 2})
+    assert loss.item() == pytest.approx(1 / 3)
+    loss.backward()   # d loss / d logp = -A / 3 on response tokens, 0 (not nan) on padding
+    torch.testing.assert_close(logp.grad, torch.tensor([[-2 / 3, -2 / 3, 0.0], [1 / 3, 0.0, 0.0]], dtype=D))
+
+
+def test_policy_loss_and_aggregation_choices_come_from_the_registries():
+    assert {"ppo_clip", "gpg"} <= set(POLICY_LOSSES)
+    with pytest.raises(ConfigError, match=r"grpo\.policy_loss='reinforce'.*gpg.*ppo_clip"):
+        load_config("base", ["grpo.policy_loss=reinforce"])
+    assert load_config("base", ["grpo.loss_aggregation=seq-mean-token-sum"]).grpo.loss_aggregation == "seq-mean-token-sum"
+    assert set(AGGREGATIONS) == {"token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"}
+
+
+def test_defaults_follow_verl_0_3_1():
+    cfg = load_config("base")
+    assert cfg.policy.weight_decay == 0.01
+    assert (cfg.grpo.advantage_estimator, cfg.grpo.policy_loss, cfg.grpo.loss_aggregation) == ("grpo", "ppo_clip",
+                                                                                                 "token-mean")
+    assert (cfg.grpo.clip_low, cfg.grpo.clip_high, cfg.grpo.dual_clip, cfg.grpo.kl_coef) == (0.2, 0.2, 3.0, 0.001)
 
 
 # ----------------------------------------------------------------------------- config errors

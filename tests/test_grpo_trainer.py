@@ -1,5 +1,5 @@
 """The GRPO recipe end to end on a tiny model: reward rises on a learnable task, every metric
-the issue names is logged, and a killed run resumes to exactly the weights of an uninterrupted one."""
+the design lists is logged, and a killed run resumes to exactly the weights of an uninterrupted one."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def test_reward_rises_on_a_learnable_task(tmp_path):
     assert last > first + 0.15, rewards
 
 
-def test_every_step_logs_what_the_issue_names(tmp_path):
+def test_every_step_logs_rewards_clipping_kl_entropy_lengths_and_timings(tmp_path):
     _trainer(tmp_path, steps=1, kl=True).train()
     metrics = read_metrics(tmp_path)[0]
     for key in ["reward/mean", "reward/gold/mean", "groups/zero_std_fraction", "train/clip_frac_low",

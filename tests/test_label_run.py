@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from medssr_nemo import registry
-from medssr_nemo.cli.label import label, main as label_main
+from medssr_nemo.cli.label import main as label_main
 from medssr_nemo.config import load_config
 from medssr_nemo.data.eval_files import paper_eval_path, read_paper_eval_file
+from medssr_nemo.labelling.from_config import label
 from medssr_nemo.labelling.run import LabelJob, LabelSettings
 from medssr_nemo.labelling.samples_log import SamplesLog, SamplesLogError
 from medssr_nemo.labelling.vote import VoteRule
@@ -139,7 +140,7 @@ _KILLED_RUN = textwrap.dedent("""
         return real_generate(*args, **kwargs)
     engine.generate = generate
     out = sys.argv[1]
-    job = LabelJob(read_records(out + "/questions.jsonl"), LabelSettings(**SETTINGS), VoteRule(**RULE), out, model_id="tiny")
+    job = LabelJob(read_records(out + "/questions.jsonl"), LabelSettings.build(**SETTINGS), VoteRule(**RULE), out, model_id="tiny")
     job.run(engine, tokenizer, questions_per_chunk=1, progress=False)
 """)
 SETTINGS = dict(num_samples=3, max_new_tokens=6, temperature=1.0, seed=5)
@@ -154,7 +155,7 @@ def test_kill_and_resume_gives_the_output_of_an_uninterrupted_run(tiny, tmp_path
         directory.mkdir()
         write_records(questions, directory / "questions.jsonl")
     # uninterrupted, all four questions in one engine call
-    LabelJob(questions, LabelSettings(**SETTINGS), VoteRule(**RULE), reference, model_id="tiny").run(
+    LabelJob(questions, LabelSettings.build(**SETTINGS), VoteRule(**RULE), reference, model_id="tiny").run(
         engine, tokenizer, questions_per_chunk=4, progress=False)
     # a separate process labels one question per call and is SIGKILLed in the middle
     script = _KILLED_RUN.replace("SETTINGS", repr(SETTINGS)).replace("RULE", repr(RULE))
@@ -165,7 +166,7 @@ def test_kill_and_resume_gives_the_output_of_an_uninterrupted_run(tiny, tmp_path
     partial = (killed / "pseudo_labels.samples.jsonl").read_text().splitlines()
     assert len(partial) == 1 + 2                     # header + the two finished questions
     # resume here, in this process, one question per call again
-    job = LabelJob(questions, LabelSettings(**SETTINGS), VoteRule(**RULE), killed, model_id="tiny")
+    job = LabelJob(questions, LabelSettings.build(**SETTINGS), VoteRule(**RULE), killed, model_id="tiny")
     assert [r.id for r in job.pending(job.open_log())] == [q.id for q in questions[2:]]
     job.run(engine, tokenizer, questions_per_chunk=1, progress=False)
     for name in ("pseudo_labels.jsonl", "pseudo_labels.votes.jsonl"):

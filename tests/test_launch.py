@@ -16,7 +16,7 @@ from medssr_nemo.launch.layout import LayoutError, ParallelLayout, layout_of
 from medssr_nemo.launch.memory import ARCHITECTURES
 from medssr_nemo.launch.slurm_env import first_host, rank_env
 
-SIZES = {  # name: (hub id, TP, PP, nodes), from DESIGN.md's layouts for 8xH100 nodes
+SIZES = {  # name: (hub id, TP, PP, nodes), from docs/cluster.md's layouts for 8xH100 nodes
     "qwen3_1_7b": ("Qwen/Qwen3-1.7B-Base", 1, 1, 1),
     "qwen3_4b": ("Qwen/Qwen3-4B-Base", 1, 1, 1),
     "qwen3_8b": ("Qwen/Qwen3-8B-Base", 2, 1, 1),

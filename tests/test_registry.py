@@ -1,5 +1,5 @@
 """Plugin registry: built-ins, dotted paths, clear errors, and a third-party package installed
-into an environment and used from config alone (issue 2: plugins)."""
+into an environment and used from config alone."""
 
 from __future__ import annotations
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from medssr_nemo.config.schema.grpo import GRPOConfig
-from medssr_nemo.grpo.losses import MAX_RESPONSE_LEN, NUM_SEQS, NUM_TOKENS, make_grpo_loss
+from medssr_nemo.grpo.losses import make_grpo_loss
 from medssr_nemo.grpo.rollout_correction import truncated_is_weights
 from medssr_nemo.grpo.rollouts import logprob_mismatch
+from medssr_nemo.policy.loss_contract import MAX_RESPONSE_LEN, NUM_SEQS, NUM_TOKENS
 
 
 def test_weights_are_the_capped_trainer_to_engine_ratio():

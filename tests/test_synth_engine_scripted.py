@@ -82,7 +82,7 @@ def test_engine_backed_synthesis_parses_scripted_replies_into_their_own_slots(tm
     from medssr_nemo.data.real import read_mmlu_dir
     from medssr_nemo.records import read_records
     from medssr_nemo.synthesis.generators import EngineGenerator
-    from medssr_nemo.synthesis.run import run_synthesis
+    from medssr_nemo.synthesis.from_config import run_synthesis
 
     _, tokenizer = tiny_llama
     engine = ScriptedModelEngine(tokenizer)

@@ -16,8 +16,8 @@ from medssr_nemo.records import read_records
 from medssr_nemo.synthesis.kg import KGSynthesizer
 from medssr_nemo.synthesis.phrasing import option_phrase
 from medssr_nemo.synthesis.kg_questions import INHERITANCE_MODES, KGQuestionBuilder, Unbuildable, display_name
-from medssr_nemo.synthesis.run import build_decontaminator, run_synthesis
-from medssr_nemo.synthesis.runner import Interrupted
+from medssr_nemo.synthesis.from_config import build_decontaminator, run_synthesis
+from medssr_nemo.synthesis.chunked import Interrupted
 from medssr_nemo.synthesis.seeds import load_seed_pool
 
 

@@ -255,7 +255,7 @@ def _llm_cfg(tmp_path, server, *extra):
 
 def test_llm_synthesis_is_grounded_in_merged_profiles_and_verified(tmp_path, server_factory, hpo, shared_data):
     from medssr_nemo.data.real import read_mmlu_dir
-    from medssr_nemo.synthesis.run import run_synthesis
+    from medssr_nemo.synthesis.from_config import run_synthesis
 
     server = server_factory(_scripted_reply)
     seeds = read_mmlu_dir(shared_data / "train" / "mmlu_medical")[:60]
@@ -289,7 +289,7 @@ def test_llm_synthesis_is_grounded_in_merged_profiles_and_verified(tmp_path, ser
 
 def test_blind_solve_drops_questions_a_second_model_answers_differently(tmp_path, server_factory, hpo, shared_data):
     from medssr_nemo.data.real import read_mmlu_dir
-    from medssr_nemo.synthesis.run import run_synthesis
+    from medssr_nemo.synthesis.from_config import run_synthesis
 
     keys: dict[str, str] = {}
     server = server_factory(lambda body, n: _scripted_reply(body, n, keys))
@@ -307,7 +307,7 @@ def test_blind_solve_drops_questions_a_second_model_answers_differently(tmp_path
 
 def _engine_run(tmp_path, hpo, shared_data, overrides, generator=None):
     from medssr_nemo.data.real import read_mmlu_dir
-    from medssr_nemo.synthesis.run import run_synthesis
+    from medssr_nemo.synthesis.from_config import run_synthesis
 
     seeds = read_mmlu_dir(shared_data / "train" / "mmlu_medical")[:10]
     cfg = load_config("base", [
@@ -354,7 +354,7 @@ def test_engine_generator_built_from_config(tmp_path, hpo, shared_data):
 def test_llm_with_a_snippet_corpus_injects_retrieved_passages(tmp_path, server_factory, monkeypatch):
     from medssr_nemo.knowledge.corpus import CorpusKnowledge
     from medssr_nemo.synthesis.kg import KGSynthesizer
-    from medssr_nemo.synthesis.run import run_synthesis
+    from medssr_nemo.synthesis.from_config import run_synthesis
 
     monkeypatch.setenv("MEDSSR_CACHE", str(tmp_path / "cache"))
     corpus_path = tmp_path / "corpus.jsonl"

@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
 
         result = compare(load_checkpoint(resolve(args.run_a)), load_checkpoint(resolve(args.run_b)), args.resamples)
         if args.json:
-            from medssr_nemo.eval.store import write_json_atomic
+            from medssr_nemo.artifacts import write_json_atomic
 
             write_json_atomic(args.json, result)
         sys.stdout.write(markdown(result))

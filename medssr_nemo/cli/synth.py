@@ -31,7 +31,7 @@ def main(argv: list[str]) -> int:
 
 
 def _run(cfg) -> int:
-    from medssr_nemo.synthesis.run import run_synthesis
+    from medssr_nemo.synthesis.from_config import run_synthesis
 
     started = time.perf_counter()
     out = run_synthesis(cfg)
@@ -72,7 +72,7 @@ def _audit(cfg, args) -> int:
 
     from medssr_nemo.records import read_records
     from medssr_nemo.synthesis.audit import audit_records, auditor_for, verdicts_of
-    from medssr_nemo.synthesis.run import build_knowledge
+    from medssr_nemo.synthesis.from_config import build_knowledge
 
     path = Path(args.file)
     if not path.exists():

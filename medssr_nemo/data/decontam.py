@@ -37,6 +37,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Literal, Sequence
 
+from medssr_nemo.data.eval_suite import load_eval_suite
 from medssr_nemo.records import QuestionRecord
 
 Reason = Literal["exact id", "exact text", "ngram overlap"]
@@ -181,7 +182,6 @@ class Decontaminator:
 def eval_decontaminator(root: str | None = None, **options: float) -> Decontaminator:
     """A ``Decontaminator`` over every item of the evaluation suite under ``root`` (default:
     the shared data root); ``options`` are the constructor's knobs."""
-    from medssr_nemo.data.eval_suite import load_eval_suite
 
     suite = load_eval_suite(root)
     return Decontaminator(suite.records, extra_ids=suite.case_ids, **options)

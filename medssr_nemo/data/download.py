@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Iterator, Sequence
 from urllib.parse import urlsplit
 
+from medssr_nemo.artifacts import atomic_path, write_text_atomic
 from medssr_nemo.data.convert import convert, extract_member
 from medssr_nemo.data.manifest import FileEntry, Manifest, Source, file_sha256, load_manifest
+from medssr_nemo.data.root import cache_root
 
 log = logging.getLogger(__name__)
 
@@ -206,22 +208,19 @@ def _from_source(entry: FileEntry, source: Source, root: Path, work: Path, *, mi
     raw = fetch_url(url, work, label=entry.path, progress=progress, retries=retries, backoff_s=backoff_s,
                     timeout_s=timeout_s)
     target = root / entry.path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
-        if source.extract:
-            extract_member(raw, source.extract, tmp)
-        elif source.convert:
-            convert(source.convert, raw, tmp)
-        else:
-            shutil.copyfile(raw, tmp)
-        _verify(entry, tmp, source, url)
-    except (ChecksumError, ValueError, OSError):
-        tmp.unlink(missing_ok=True)
-        if not source.extract:               # bad bytes: never reuse them (an archive's other members may
-            raw.unlink(missing_ok=True)      # still verify; it goes at the end of the run either way)
-        raise
-    os.replace(tmp, target)
+    with atomic_path(target) as tmp:       # a failure leaves no temporary file and the old target
+        try:
+            if source.extract:
+                extract_member(raw, source.extract, tmp)
+            elif source.convert:
+                convert(source.convert, raw, tmp)
+            else:
+                shutil.copyfile(raw, tmp)
+            _verify(entry, tmp, source, url)
+        except (ChecksumError, ValueError, OSError):
+            if not source.extract:               # bad bytes: never reuse them (an archive's other members may
+                raw.unlink(missing_ok=True)      # still verify; it goes at the end of the run either way)
+            raise
     if not (source.extract or source.convert):
         raw.unlink(missing_ok=True)          # archives stay until the run ends (other members)
 
@@ -270,7 +269,6 @@ def what_to_do(root: Path, mirror: str | None) -> str:
 def _locked(root: Path) -> Iterator[None]:
     """One download per data root at a time on this machine (ranks of one job, two shells); the
     lock lives in the user cache, so a data root nothing is fetched into stays untouched."""
-    from medssr_nemo.data.root import cache_root
 
     key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
     locks = cache_root().parent / "locks"
@@ -365,7 +363,5 @@ def write_licences(root: Path, manifest: Manifest) -> Path:
     path = root / LICENCES_FILE
     text = "\n".join(lines) + "\n"
     if not path.exists() or path.read_text(encoding="utf-8") != text:
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomic(path, text)
     return path

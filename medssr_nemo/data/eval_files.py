@@ -15,7 +15,6 @@ Layouts (see ``data/README.md``):
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from medssr_nemo.paths import data_root
-from medssr_nemo.jsonl import iter_json_objects
+from medssr_nemo.jsonl import iter_json_objects, read_json_document
 from medssr_nemo.records import LETTERS, QuestionRecord, RecordError, split_question_text
 
 # The eight files published with the MedSSR paper, by benchmark name (file test_short_<name>.json).
@@ -73,12 +72,7 @@ def read_paper_eval_file(path: str | os.PathLike) -> list[QuestionRecord]:
     """
     path = Path(path)
     _require(path)
-    try:
-        items = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise RecordError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
-    if not isinstance(items, list):
-        raise RecordError(f"{path}: expected a JSON list of question objects, got {type(items).__name__}")
+    items = read_json_document(path, list, "a JSON list of question objects")
     source = path.stem.removeprefix("test_short_")  # the file's own "name" differs in case (Lancet)
     records = []
     for index, item in enumerate(items):

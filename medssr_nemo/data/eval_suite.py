@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medssr_nemo.data.cards import file_sha256
+from medssr_nemo.artifacts import file_sha256
 from medssr_nemo.data.eval_files import eval_dir, read_medxpertqa_file, read_paper_eval_file, read_rarebench_file
 from medssr_nemo.records import QuestionRecord
 

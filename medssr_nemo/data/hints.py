@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from medssr_nemo.data.manifest import fetch_hint
+from medssr_nemo.data.root import data_root
 
 _HINT = "medssr data download"
 
@@ -23,8 +25,6 @@ def with_fetch_hint(err: FileNotFoundError) -> str:
     text = str(err)
     if _HINT in text:
         return text
-    from medssr_nemo.data.manifest import fetch_hint
-    from medssr_nemo.data.root import data_root
 
     names = missing_data_paths(text + " " + str(getattr(err, "filename", "") or ""), data_root())
     return f"{text}; {fetch_hint(names)}" if names else text

@@ -6,7 +6,6 @@ test checks it against the data's own ``SHA256SUMS`` so the two cannot drift.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -14,6 +13,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 from urllib.parse import quote
+
+from medssr_nemo.artifacts import file_sha256
+
+__all__ = ["FileEntry", "Manifest", "Source", "file_sha256", "load_manifest"]
 
 MANIFEST_PATH = Path(__file__).with_name("manifest.json")
 GROUPS = ("eval", "train", "knowledge")
@@ -124,14 +127,6 @@ def _load(path: str) -> Manifest:
 
 def load_manifest(path: str | os.PathLike | None = None) -> Manifest:
     return _load(str(path or MANIFEST_PATH))
-
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch_hint(relative_paths: Iterable[str]) -> str:

@@ -39,11 +39,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from medssr_nemo.data.cards import file_sha256
+from medssr_nemo.artifacts import file_sha256
 from medssr_nemo.data.decontam import Contamination, Decontaminator, normalise_text
 from medssr_nemo.data.eval_suite import load_eval_suite
 from medssr_nemo.paths import data_root
-from medssr_nemo.jsonl import iter_json_objects
+from medssr_nemo.jsonl import iter_json_objects, read_json_document
 from medssr_nemo.records import LETTERS, QuestionRecord, RecordError
 
 POOLS = ("medmcqa", "pubmedqa", "mmlu")
@@ -131,12 +131,7 @@ def read_medmcqa(path: str | os.PathLike) -> list[QuestionRecord]:
 def read_pubmedqa(path: str | os.PathLike, with_context: bool = False) -> list[QuestionRecord]:
     """Every item of PubMedQA's ``ori_pqal.json``, in file order."""
     path = Path(path)
-    try:
-        table = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise RecordError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
-    if not isinstance(table, dict):
-        raise RecordError(f"{path}: expected a JSON object pmid -> item, got {type(table).__name__}")
+    table = read_json_document(path, dict, "a JSON object pmid -> item")
     records: list[QuestionRecord] = []
     for pmid, item in table.items():
         where = f"{path} pmid {pmid}"

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from medssr_nemo import registry
-from medssr_nemo.eval.formats import read_benchmark_file
 from medssr_nemo.eval.interfaces import Benchmark
+from medssr_nemo.eval.readers import read_benchmark_file
+from medssr_nemo.paths import data_root
 from medssr_nemo.records import QuestionRecord, RecordError
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,6 @@ def load_report(records: list[QuestionRecord]) -> dict[str, int]:
 def data_file(relative: str) -> Callable[[], Path]:
     """A path under the data root, resolved when the benchmark loads."""
     def resolve() -> Path:
-        from medssr_nemo.paths import data_root
-
         return data_root() / relative
     return resolve
 
@@ -93,7 +92,6 @@ def resolve_custom_path(path: str) -> Path:
     given = Path(path).expanduser()
     if given.is_absolute() or given.exists():
         return given
-    from medssr_nemo.paths import data_root
 
     return data_root() / given
 

@@ -174,7 +174,9 @@ def markdown(result: dict[str, Any], title: bool = True) -> str:
     lines += ["", f"Significant at p < 0.05 (not corrected for {len(result['benchmarks'])} comparisons): "
                   + (", ".join(significant) if significant else "none") + ". "
                   "One sample per question: Newcombe interval, exact McNemar p; several: paired bootstrap over "
-                  "questions (each question's samples kept together) for both; "
+                  "questions (each question's samples kept together) for both; Avg and Rare: p from a paired "
+                  "bootstrap stratified by benchmark, interval from it (several samples) or square-and-add of the "
+                  "Newcombe intervals (one sample); "
                   "`detectable` is the difference this many questions detects with power 0.8 at α = 0.05, "
                   "(z₀.₉₇₅ + z₀.₈)·σ_d/√n with σ_d the observed spread of per-question differences."]
     if result.get("only_in_a") or result.get("only_in_b"):

@@ -1,4 +1,5 @@
-"""Benchmark file formats: the readers a benchmark defined in config alone can name.
+"""Benchmark file formats: the readers a benchmark defined in config alone can name (the table of
+them, ``READERS``, is in ``medssr_nemo.eval.readers``).
 
 Each reader takes a path and returns question records in file order, every one with ``gold``
 set; a malformed row is a ``RecordError`` naming the file and the line (or item index).
@@ -20,14 +21,10 @@ set; a malformed row is a ``RecordError`` naming the file and the line (or item 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from medssr_nemo.records import LETTERS, QuestionRecord, RecordError, read_records, split_question_text
-
-Reader = Callable[[Path], list[QuestionRecord]]
-
 
 def record_from_row(row: Any, where: str, default_id: str, source: str) -> QuestionRecord:
     """One multiple-choice row in any of the common layouts (see ``mcq_jsonl``) as a record."""
@@ -141,44 +138,3 @@ def read_question_records(path: Path) -> list[QuestionRecord]:
 def _require(path: Path) -> None:
     if not path.exists():
         raise FileNotFoundError(f"benchmark file not found: {path}")
-
-
-def _paper_json(path: Path) -> list[QuestionRecord]:
-    from medssr_nemo.data.eval_files import read_paper_eval_file
-
-    return read_paper_eval_file(path)
-
-
-def _medxpertqa_jsonl(path: Path) -> list[QuestionRecord]:
-    from medssr_nemo.data.eval_files import read_medxpertqa_file
-
-    return read_medxpertqa_file(path)
-
-
-def _rarebench_jsonl(path: Path) -> list[QuestionRecord]:
-    from medssr_nemo.eval.rarebench import rarebench_questions
-
-    return rarebench_questions(path)
-
-
-def _raredis_hub(path: Path) -> list[QuestionRecord]:
-    from medssr_nemo.eval.raredis import read_raredis_snapshot
-
-    return read_raredis_snapshot(path)
-
-
-READERS: dict[str, Reader] = {
-    "medssr_json": _paper_json,
-    "medxpertqa_jsonl": _medxpertqa_jsonl,
-    "records": read_question_records,
-    "mcq_jsonl": read_mcq_jsonl,
-    "rarebench_jsonl": _rarebench_jsonl,
-    "raredis_hub": _raredis_hub,
-}
-
-
-def read_benchmark_file(path: str | os.PathLike, file_format: str) -> list[QuestionRecord]:
-    """Records of ``path`` read as ``file_format`` (one of ``READERS``)."""
-    if file_format not in READERS:
-        raise ValueError(f"unknown benchmark file format {file_format!r}; supported: {', '.join(READERS)}")
-    return READERS[file_format](Path(path))

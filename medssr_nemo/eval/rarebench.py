@@ -35,6 +35,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from medssr_nemo.data.eval_files import read_rarebench_file
+from medssr_nemo.jsonl import read_json_document
+from medssr_nemo.paths import data_root
 from medssr_nemo.records import QuestionRecord, RecordError
 
 DISEASE_MAPPING = "disease_mapping.json"
@@ -60,13 +63,7 @@ def load_mapping(path: Path) -> dict[str, str]:
     """An id -> name mapping file of RareBench (UTF-8 with a byte-order mark)."""
     if not path.exists():
         raise FileNotFoundError(f"RareBench mapping file not found: {path} (it sits beside the subset files)")
-    try:
-        mapping = json.loads(path.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as err:
-        raise RecordError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
-    if not isinstance(mapping, dict):
-        raise RecordError(f"{path}: expected a JSON object id -> name, got {type(mapping).__name__}")
-    return mapping
+    return read_json_document(path, dict, "a JSON object id -> name", encoding="utf-8-sig")
 
 
 def english_synonyms(raw_name: str) -> list[str]:
@@ -105,8 +102,6 @@ def exact_cross_references(path: Path | None) -> dict[str, frozenset[str]]:
 
 
 def _orpha2omim_path() -> Path | None:
-    from medssr_nemo.paths import data_root
-
     try:
         return data_root() / ORPHA2OMIM
     except FileNotFoundError:
@@ -143,7 +138,6 @@ def _jaccard(a: set[str], b: set[str]) -> float:
 
 def rarebench_questions(path: str | Path, num_options: int = 4) -> list[QuestionRecord]:
     """One multiple-choice question per case of the RareBench subset file ``path``."""
-    from medssr_nemo.data.eval_files import read_rarebench_file
 
     path = Path(path)
     if num_options < 2:

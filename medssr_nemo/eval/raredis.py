@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 
 from medssr_nemo.eval.formats import record_from_row
+from medssr_nemo.paths import data_root
 from medssr_nemo.records import QuestionRecord, RecordError
 
 HUB_REPO_ID = "tdlhl/RareDis-Sub"
@@ -42,7 +43,6 @@ def locate_snapshot(path: str | os.PathLike | None = None, download: bool = True
         return found
     if os.environ.get(ENV_VAR):
         return locate_snapshot(os.environ[ENV_VAR], download=False)
-    from medssr_nemo.paths import data_root
 
     fetched = data_root() / "eval" / "raredis_sub"      # `medssr data download --only raredis_sub`
     if fetched.is_dir() and any(fetched.glob("*.parquet")):

@@ -10,6 +10,8 @@ from typing import Any, Mapping, Sequence
 
 from medssr_nemo.eval import stats
 
+from medssr_nemo.artifacts import atomic_path
+
 Summary = Mapping[str, Any]   # the ``summary.json`` layout written by the runner
 
 
@@ -50,7 +52,8 @@ def markdown_table(summary: Summary) -> str:
         cells += [_with_interval(ckpt["macro_accuracy_pct"], ckpt.get("macro_ci95_pct")),
                   _with_interval(ckpt["rare_accuracy_pct"], ckpt.get("rare_ci95_pct"))]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"Intervals: {_method_note(summary)}; Avg and Rare: bootstrap over each benchmark's questions.",
+    lines += ["", f"Intervals: {_method_note(summary)}; Avg and Rare: bootstrap redrawing each benchmark's questions "
+                  "(one sample per question: square-and-add of the benchmarks' Wilson intervals).",
               "", "As the paper reports it, mean ± std over samples (%; the std is 0 with one sample):", "",
               "| " + " | ".join(header) + " |", rule]
     for ckpt in summary["checkpoints"]:
@@ -145,9 +148,7 @@ def write_chart(summary: Summary, path: str | os.PathLike) -> Path:
     ax.legend(fontsize="small")
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    os.replace(tmp, path)
     return path

@@ -37,13 +37,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from medssr_nemo import registry
+from medssr_nemo.artifacts import read_json, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from medssr_nemo.artifacts import file_sha256
+from medssr_nemo.config.schema.answer import answer_extraction
 from medssr_nemo.eval.answering import WorkItem, answer_items
 from medssr_nemo.eval.benchmarks import benchmark_names, get_benchmark, load_report, subsample
 from medssr_nemo.eval.metrics import benchmark_metrics, summarize
 from medssr_nemo.eval.protocol import EvalProtocol, sample_seed
+from medssr_nemo.eval.redecode import make_redecoder
+from medssr_nemo.eval.report import markdown_table, write_chart
 from medssr_nemo.eval.results import checkpoint_correctness
-from medssr_nemo.eval.store import PartialLog, read_json, row_key, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from medssr_nemo.eval.store import PartialLog, row_key
+from medssr_nemo.eval.suite import effective_benchmarks
+from medssr_nemo.models import load_causal_lm
+from medssr_nemo.models.fingerprint import weights_fingerprint
+from medssr_nemo.models.loading import load_tokenizer, model_type_of, resolve_model_dir
+from medssr_nemo.prompts import encode_prompt
+from medssr_nemo.prompts import resolve_prompt_style
 from medssr_nemo.records import QuestionRecord
+from medssr_nemo.rollout import rank_split
 from medssr_nemo.rollout.interfaces import RolloutEngine
 
 log = logging.getLogger(__name__)
@@ -94,8 +107,6 @@ def checkpoint_prompt_style(checkpoint: Checkpoint) -> str:
     """``chat`` or ``base`` for ``checkpoint``; ``auto`` reads only its tokenizer."""
     if checkpoint.prompt_style in ("chat", "base"):
         return checkpoint.prompt_style
-    from medssr_nemo.models.loading import load_tokenizer
-    from medssr_nemo.prompts import resolve_prompt_style
 
     return resolve_prompt_style("auto", checkpoint.reference, load_tokenizer(checkpoint.reference))
 
@@ -121,7 +132,6 @@ def load_benchmarks(eval_cfg: Any) -> list[LoadedBenchmark]:
     """Every benchmark of the run (``eval.benchmarks`` then ``eval.custom_benchmarks``), loaded and
     subsampled; logs each count."""
     custom = dict(eval_cfg.custom_benchmarks)
-    from medssr_nemo.eval.suite import effective_benchmarks
 
     listed = effective_benchmarks(eval_cfg.benchmarks)    # + RareDis-Sub when the data has it
     names = listed + [n for n in custom if n not in listed]
@@ -148,7 +158,6 @@ def load_benchmarks(eval_cfg: Any) -> list[LoadedBenchmark]:
 def _files_sha256(benchmark: Any) -> dict[str, str]:
     """sha256 of each file behind a benchmark (``{}`` for one that is not file-backed), named by
     file name (inside a directory: the path below it), so moving the data root changes nothing."""
-    from medssr_nemo.data.cards import file_sha256
 
     paths = [Path(p) for p in benchmark.paths()] if hasattr(benchmark, "paths") else []
     hashes = {}
@@ -166,13 +175,9 @@ def default_policy_loader(cfg: Any) -> PolicyLoader:
     def load(reference: str) -> tuple[RolloutEngine, Any]:
         import torch
 
-        from medssr_nemo import registry
-        from medssr_nemo.models import load_causal_lm
-
         device = "cuda" if torch.cuda.is_available() else "cpu"
         model, tokenizer = load_causal_lm(reference, dtype=getattr(torch, cfg.model.dtype), device=device)
         factory = registry.get("rollout_engine", cfg.eval.engine or cfg.rollout.engine)
-        from medssr_nemo.rollout import rank_split
 
         return rank_split.split(factory(cfg.rollout, model=model, tokenizer=tokenizer)), tokenizer  # every rank samples
     return load
@@ -312,10 +317,6 @@ def _generate_missing(states: Sequence[_BenchmarkState], engine: RolloutEngine, 
                       reference: str = "") -> None:
     from tqdm import tqdm
 
-    from medssr_nemo.eval.redecode import make_redecoder
-    from medssr_nemo.models.loading import model_type_of
-    from medssr_nemo.prompts import encode_prompt
-
     work: list[tuple[_BenchmarkState, WorkItem]] = []
     for state in states:
         records = state.bench.records
@@ -362,7 +363,6 @@ def _generate_missing(states: Sequence[_BenchmarkState], engine: RolloutEngine, 
 def _check_references(checkpoints: Sequence[Checkpoint]) -> None:
     """Every checkpoint is loadable by name before the first one is evaluated: a path that does
     not exist is one clear error, not a hub traceback an hour in."""
-    from medssr_nemo.models.loading import resolve_model_dir
 
     for ckpt in checkpoints:
         try:
@@ -383,8 +383,6 @@ def run_eval(cfg: Any, policy_loader: PolicyLoader | None = None, progress: bool
     """Evaluate every checkpoint on every benchmark; write the summary files; return the summary."""
     eval_cfg = cfg.eval
     out_root = Path(eval_cfg.output_dir or Path(cfg.output_dir) / "eval")
-    from medssr_nemo.config.schema.answer import answer_extraction
-    from medssr_nemo.models.fingerprint import weights_fingerprint
 
     protocol = EvalProtocol.from_config(eval_cfg, cfg.model.prompt_style, answer_extraction(cfg, "eval"))
     checkpoints_cfg = checkpoints_from_config(cfg)
@@ -414,8 +412,6 @@ def run_eval(cfg: Any, policy_loader: PolicyLoader | None = None, progress: bool
 
 
 def _write_reports(summary: dict[str, Any], out_root: Path, chart: bool) -> None:
-    from medssr_nemo.eval.report import markdown_table, write_chart
-
     write_json_atomic(out_root / "summary.json", summary)
     write_text_atomic(out_root / "summary.md", markdown_table(summary))
     if chart:

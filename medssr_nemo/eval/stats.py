@@ -12,7 +12,10 @@ Formulas (the docstring of each function gives its own):
 - Wilson score interval (one sample per question): centre ``(p + z²/2n) / (1 + z²/n)``, half-width
   ``z / (1 + z²/n) · sqrt(p(1-p)/n + z²/4n²)``.
 - Bootstrap over questions: percentile interval of the resampled statistic, ``B`` resamples, a
-  fixed seed so a summary is reproducible.
+  fixed seed so a summary is reproducible. Where it would have no width (every question scored
+  the same, e.g. all wrong) the Wilson interval over questions is used instead.
+- Averages over benchmarks with one sample per question: MOVER (square-and-add) combination of
+  the benchmarks' own intervals, ``m − √Σ((e_i − l_i)/K)²``, ``m + √Σ((u_i − e_i)/K)²``.
 - Exact McNemar (one sample per question): with ``b`` questions right only under A and ``c`` only
   under B, ``p = min(1, 2·P[X ≤ min(b, c)])``, ``X ~ Binomial(b + c, 1/2)``.
 - Newcombe's hybrid score interval for a paired difference (one sample per question; Newcombe
@@ -113,17 +116,39 @@ class Interval:
 def accuracy_interval(matrix: np.ndarray, resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> Interval:
     """Wilson for one sample per question, a question bootstrap otherwise."""
     matrix = np.asarray(matrix)
-    if matrix.shape[1] == 1:
-        lo, hi = wilson_interval(int(matrix.sum()), matrix.shape[0])
+    per_question = matrix.mean(axis=1)
+    if matrix.shape[1] == 1 or np.all(per_question == per_question[0]):
+        # a bootstrap of identical questions has no width (e.g. all wrong); Wilson on the
+        # questions is the honest interval there
+        lo, hi = wilson_interval(int(round(per_question.sum())), matrix.shape[0])
         return Interval(100 * lo, 100 * hi, "wilson")
     lo, hi = bootstrap_mean_interval(matrix, resamples, seed)
     return Interval(100 * lo, 100 * hi, "bootstrap")
 
 
+def mover_mean_interval(estimates: Sequence[float], intervals: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """Interval of the unweighted mean of independent estimates from their own intervals by the
+    MOVER (Zou & Donner 2008; Newcombe's square-and-add): ``m ∓ √Σ((e_i − l_i)/K)²`` below and
+    ``m + √Σ((u_i − e_i)/K)²`` above."""
+    k = len(estimates)
+    mean = sum(estimates) / k
+    below = math.sqrt(sum(((e - lo) / k) ** 2 for e, (lo, _) in zip(estimates, intervals)))
+    above = math.sqrt(sum(((hi - e) / k) ** 2 for e, (_, hi) in zip(estimates, intervals)))
+    return mean - below, mean + above
+
+
 def macro_bootstrap_interval(matrices: Sequence[np.ndarray], resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
                              confidence: float = CONFIDENCE) -> Interval:
     """Interval of the unweighted mean of benchmark accuracies: each resample redraws the
-    questions of every benchmark independently (a stratified bootstrap), then averages."""
+    questions of every benchmark independently (a stratified bootstrap), then averages. With one
+    sample per question, or where no benchmark varies across questions (a bootstrap without
+    width), the MOVER combination of the benchmarks' own intervals instead."""
+    matrices = [np.asarray(m, dtype=np.float64) for m in matrices]
+    if all(m.shape[1] == 1 or np.all(m.mean(axis=1) == m.mean(axis=1)[0]) for m in matrices):
+        parts = [accuracy_interval(m) for m in matrices]
+        lo, hi = mover_mean_interval([100 * float(m.mean()) for m in matrices],
+                                     [(p.low_pct, p.high_pct) for p in parts])
+        return Interval(max(0.0, lo), min(100.0, hi), "mover")
     rng = np.random.default_rng(seed)
     total = np.zeros(resamples)
     for matrix in matrices:
@@ -228,7 +253,10 @@ def bootstrap_p_value(resampled: np.ndarray, observed: float) -> float:
 def paired_macro_comparison(pairs: Sequence[tuple[np.ndarray, np.ndarray]], resamples: int = DEFAULT_RESAMPLES,
                             seed: int = 0) -> dict[str, Any]:
     """B minus A on the unweighted average of benchmarks: a paired bootstrap stratified by
-    benchmark (each benchmark's questions redrawn, the same draw for A and B)."""
+    benchmark (each benchmark's questions redrawn, the same draw for A and B) for the p-value and,
+    with several samples, the interval; with one sample per question the interval is the MOVER
+    combination of the benchmarks' Newcombe intervals (a bootstrap has no width where A and B
+    agree on every question)."""
     rng = np.random.default_rng(seed)
     total = np.zeros(resamples)
     observed = 0.0
@@ -239,7 +267,11 @@ def paired_macro_comparison(pairs: Sequence[tuple[np.ndarray, np.ndarray]], resa
     observed /= len(pairs)
     total /= len(pairs)
     lo, hi = _percentile_interval(total, CONFIDENCE)
-    return {"difference_pct": 100 * observed, "ci95_pct": [100 * lo, 100 * hi],
+    lo, hi = 100 * lo, 100 * hi
+    if all(np.asarray(a).shape[1] == 1 and np.asarray(b).shape[1] == 1 for a, b in pairs):
+        parts = [paired_comparison(a, b, resamples=1) for a, b in pairs]
+        lo, hi = mover_mean_interval([p.difference_pct for p in parts], [p.ci95_pct for p in parts])
+    return {"difference_pct": 100 * observed, "ci95_pct": [lo, hi],
             "p_value": bootstrap_p_value(total, observed), "test": "paired bootstrap (stratified by benchmark)"}
 
 

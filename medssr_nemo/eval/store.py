@@ -1,4 +1,5 @@
-"""Result files: an append-only partial log that survives a kill, and atomic final writes.
+"""Result files: an append-only partial log that survives a kill (final files are written with
+``medssr_nemo.artifacts``).
 
 The partial log holds one JSON line per finished (question, sample), keyed by
 (benchmark, question id, sample). Lines are appended and fsync-ed chunk by chunk; a kill can
@@ -59,28 +60,3 @@ class PartialLog:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    return path
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
-    return write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
-
-
-def write_jsonl_atomic(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> Path:
-    return write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows))
-
-
-def read_json(path: str | os.PathLike) -> Any:
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)

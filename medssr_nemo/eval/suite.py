@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 from typing import Sequence
+from medssr_nemo.eval.raredis import ENV_VAR
+from medssr_nemo.paths import data_root
 
 RAREDIS_DIR = "eval/raredis_sub"
 STANDS_IN = ("RareDis-Sub (the paper's tenth benchmark, Hugging Face Hub only) is not in the data root: "
@@ -15,9 +17,6 @@ STANDS_IN = ("RareDis-Sub (the paper's tenth benchmark, Hugging Face Hub only) i
 
 
 def raredis_available() -> bool:
-    from medssr_nemo.eval.raredis import ENV_VAR
-    from medssr_nemo.paths import data_root
-
     folder = data_root() / RAREDIS_DIR
     return bool(os.environ.get(ENV_VAR)) or (folder.is_dir() and any(folder.glob("*.parquet")))
 

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from medssr_nemo.artifacts import replace_directory, write_text_atomic
 from medssr_nemo.policy.interfaces import PolicyBackend
 
 
@@ -39,11 +40,8 @@ class CheckpointManager:
         if not is_main:
             return final
         (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2, sort_keys=True))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        pointer_tmp = self.root / ".latest.tmp"
-        pointer_tmp.write_text(name)
-        os.replace(pointer_tmp, self.root / "latest")
+        replace_directory(tmp, final)
+        write_text_atomic(self.root / "latest", name)
         self._prune()
         return final
 

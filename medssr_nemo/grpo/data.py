@@ -8,6 +8,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from medssr_nemo.data.real import load_real_pools
 from medssr_nemo.prompts import PromptStyle, encode_prompt, render_prompt
 from medssr_nemo.records import QuestionRecord, read_records
 
@@ -34,8 +35,6 @@ def load_training_records(spec: str) -> list[QuestionRecord]:
     """``spec`` is a JSONL/Parquet file of question records, or ``real:<pool>[,<pool>...]`` for
     the decontaminated human-annotated pools (see ``medssr data real``)."""
     if spec.startswith("real:"):
-        from medssr_nemo.data.real import load_real_pools
-
         pools = [p for p in spec[len("real:"):].split(",") if p]
         records, _report = load_real_pools(pools)
         return records

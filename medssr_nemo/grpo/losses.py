@@ -1,26 +1,32 @@
-"""GRPO policy loss: pure functions of per-token tensors, plus the ``LossFn`` a backend calls.
+"""GRPO policy loss: pure functions of per-token tensors, plus the ``LossFunction`` a backend calls
+(its contract: ``policy/loss_contract.py``).
 
 Every function takes ``[B, T]`` tensors aligned with the token batch (``policy/interfaces.py``):
 position ``t`` holds the quantity of token ``t``; ``mask`` is 1 on response tokens.
 
 Normalisation is global: ``aggregate`` divides by counts of the *whole step* (all micro-batches,
 all data-parallel ranks), given from outside, so the sum of micro-batch losses equals the loss of
-the full batch and neither micro-batch size nor parallel layout changes the objective.
+the full batch and neither micro-batch size nor parallel layout changes the objective. (verl 0.3.1
+divides each micro-batch by its own counts and averages micro-batches, which makes the objective
+depend on how the step is cut; docs/design.md, "Loss normalisation".)
+
+Two registries, selected by config in the manner of verl's ``core_algos``: ``POLICY_LOSSES``
+(``grpo.policy_loss``) and ``AGGREGATIONS`` (``grpo.loss_aggregation``); ``KL_ESTIMATORS``
+(``grpo.kl_estimator``) likewise. The config schema takes its choice lists from them.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import torch
 
-from medssr_nemo.config.schema.grpo import GRPOConfig
 from medssr_nemo.grpo.rollout_correction import known_rollout_mask, truncated_is_weights
+from medssr_nemo.policy.loss_contract import MAX_RESPONSE_LEN, NORMALISER_KEYS, NUM_SEQS, NUM_TOKENS, EntropyUse
+from medssr_nemo.registry import table_entry, table_registrar
 
-# Keys of the global normalisers a backend passes to the loss (whole step, all DP ranks).
-NUM_TOKENS = "num_tokens"              # response tokens
-NUM_SEQS = "num_seqs"                  # sequences with at least one response token
-MAX_RESPONSE_LEN = "max_response_len"  # longest response (used when no constant is configured)
+if TYPE_CHECKING:
+    from medssr_nemo.config.schema.grpo import GRPOConfig
 
 _LOG_RATIO_LIMIT = 20.0  # exp(20) ~ 5e8: keeps exp finite; far beyond any clip or KL clamp
 
@@ -30,14 +36,6 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     mask = mask.to(torch.bool)
     total = torch.where(mask, values, torch.zeros_like(values)).sum()
     return total / mask.sum().clamp(min=1)
-
-
-def local_normalisers(response_mask: torch.Tensor) -> dict[str, float]:
-    """This process's share of the normalisers; a backend sums NUM_TOKENS/NUM_SEQS and takes the
-    max of MAX_RESPONSE_LEN over ranks."""
-    lengths = response_mask.to(torch.long).sum(-1)
-    return {NUM_TOKENS: float(lengths.sum()), NUM_SEQS: float((lengths > 0).sum()),
-            MAX_RESPONSE_LEN: float(lengths.max()) if lengths.numel() else 0.0}
 
 
 # ----------------------------------------------------------------------------- KL to reference
@@ -87,14 +85,23 @@ def _seq_mean_token_mean(masked: torch.Tensor, mask: torch.Tensor, norms: Mappin
     return per_seq.sum() / max(norms[NUM_SEQS], 1.0)
 
 
+def _seq_mean_token_sum(masked: torch.Tensor, mask: torch.Tensor, norms: Mapping[str, float]) -> torch.Tensor:
+    """(1 / N_seqs) * sum_i sum_t l_it m_it: each sequence's token sum, averaged over sequences
+    (verl 0.3.1's formula; long responses weigh more)."""
+    return masked.sum() / max(norms[NUM_SEQS], 1.0)
+
+
 def _seq_mean_token_sum_norm(masked: torch.Tensor, mask: torch.Tensor, norms: Mapping[str, float]) -> torch.Tensor:
-    """sum_{i,t} l_it m_it / (N_seqs * L), L a constant length (Dr. GRPO): no length bias."""
-    return masked.sum() / max(norms[NUM_SEQS] * norms[MAX_RESPONSE_LEN], 1.0)
+    """sum_{i,t} l_it m_it / L, L a constant length (Dr. GRPO): no length bias. As in verl 0.3.1,
+    the divisor is the maximum response length only, not times the number of sequences, so the
+    loss scale grows with the batch."""
+    return masked.sum() / max(norms[MAX_RESPONSE_LEN], 1.0)
 
 
 AGGREGATIONS: dict[str, Callable[[torch.Tensor, torch.Tensor, Mapping[str, float]], torch.Tensor]] = {
     "token-mean": _token_mean,
     "seq-mean-token-mean": _seq_mean_token_mean,
+    "seq-mean-token-sum": _seq_mean_token_sum,
     "seq-mean-token-sum-norm": _seq_mean_token_sum_norm,
 }
 
@@ -159,12 +166,52 @@ def ppo_clip_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages
     return loss, metrics
 
 
-# ----------------------------------------------------------------------------- the LossFn
+def policy_gradient_loss(logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor
+                         ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Per-token plain policy-gradient loss [B, T], no ratio and no clip: ``L = -A * logp``
+    (verl's ``gpg``; Chu et al. 2025). Its gradient is the REINFORCE estimator."""
+    if advantages.dim() == 1:
+        advantages = advantages[:, None]
+    valid = mask.to(torch.bool)
+    safe = torch.where(valid, logprobs, torch.zeros_like(logprobs))
+    return -advantages.to(logprobs.dtype) * safe, {}
+
+
+# policy_loss(logprobs, old_logprobs, advantages, mask, grpo config) -> (per-token loss [B, T], metrics)
+PolicyLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, "GRPOConfig"],
+                      tuple[torch.Tensor, dict[str, float]]]
+POLICY_LOSSES: dict[str, PolicyLoss] = {}
+
+
+register_policy_loss = table_registrar(POLICY_LOSSES, "policy loss")
+
+
+@register_policy_loss("ppo_clip")
+def _ppo_clip(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
+              cfg: "GRPOConfig") -> tuple[torch.Tensor, dict[str, float]]:
+    """``ppo_clip_loss`` with the config's clip range and dual clip (verl's ``vanilla``)."""
+    return ppo_clip_loss(logprobs, old_logprobs, advantages, mask, cfg.clip_low, cfg.clip_high, cfg.dual_clip)
+
+
+@register_policy_loss("gpg")
+def _gpg(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
+         cfg: "GRPOConfig") -> tuple[torch.Tensor, dict[str, float]]:
+    """``policy_gradient_loss``: ignores the old logprobs and the clip settings."""
+    return policy_gradient_loss(logprobs, advantages, mask)
+
+
+def get_policy_loss(name: str) -> PolicyLoss:
+    return table_entry(POLICY_LOSSES, name, "policy loss")
+
+
+# ----------------------------------------------------------------------------- the LossFunction
 
 class GRPOLoss:
-    """The GRPO ``LossFn`` (``policy/interfaces.py``)::
+    """The GRPO ``LossFunction`` (``policy/loss_contract.py``)::
 
-        loss = aggregate(L_clip + kl_coef * KL(p || p_ref) - entropy_coef * H, mask)
+        loss = aggregate(L_pg + kl_coef * KL(p || p_ref) - entropy_coef * H, mask)
+
+    with ``L_pg`` the per-token policy loss ``grpo.policy_loss`` names (PPO clip by default).
 
     It reads ``advantages``, ``old_logprobs`` (absent: on-policy, ratio 1) and ``ref_logprobs``
     (and, when present, reports the gap to ``rollout_logprobs``, the engine's sampling logprobs)
@@ -181,9 +228,13 @@ class GRPOLoss:
         if temperature <= 0:
             raise ValueError(f"the GRPO loss needs a logprob temperature > 0, got {temperature}")
         self.cfg = cfg
+        self.policy_loss = get_policy_loss(cfg.policy_loss)
+        if cfg.loss_aggregation not in AGGREGATIONS:
+            raise ValueError(f"unknown loss aggregation {cfg.loss_aggregation!r}; known: {sorted(AGGREGATIONS)}")
         self.max_response_len = max_response_len
         self.temperature = temperature
-        self.entropy = "loss" if cfg.entropy_coef > 0 else ("metric" if log_entropy else "off")
+        self.entropy: EntropyUse = "loss" if cfg.entropy_coef > 0 else ("metric" if log_entropy else "off")
+        self.normalisers: tuple[str, ...] = NORMALISER_KEYS
 
     def __call__(self, logprobs: torch.Tensor, batch: Mapping[str, torch.Tensor],
                  global_norms: Mapping[str, float]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -194,8 +245,7 @@ class GRPOLoss:
         mask = batch["response_mask"]
         old = batch.get("old_logprobs")
         old = logprobs.detach() if old is None else old.to(logprobs.dtype)
-        loss_mat, metrics = ppo_clip_loss(logprobs, old, batch["advantages"], mask,
-                                          cfg.clip_low, cfg.clip_high, cfg.dual_clip)
+        loss_mat, metrics = self.policy_loss(logprobs, old, batch["advantages"], mask, cfg)
         rollout = batch.get("rollout_logprobs")
         if cfg.rollout_is_cap > 0:   # engine/trainer mismatch: grpo/rollout_correction.py
             if rollout is None:
@@ -233,7 +283,7 @@ class GRPOLoss:
 
 def make_grpo_loss(cfg: GRPOConfig, max_response_len: int | None = None, log_entropy: bool = True,
                    temperature: float = 1.0) -> GRPOLoss:
-    """The GRPO ``LossFn`` for ``cfg``. ``max_response_len`` is the constant L of
+    """The GRPO ``LossFunction`` for ``cfg``. ``max_response_len`` is the constant L of
     seq-mean-token-sum-norm (pass ``rollout.max_new_tokens``); without it the step's longest
     response is used. ``temperature``: the one the old/reference logprobs were computed at."""
     return GRPOLoss(cfg, max_response_len, log_entropy, temperature)

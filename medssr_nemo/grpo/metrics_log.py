@@ -12,7 +12,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from medssr_nemo.artifacts import write_text_atomic
 from medssr_nemo.tracking import TrackerSet
+from medssr_nemo.tracking import RunIdentity, config_dict, trackers_for
 
 
 class MetricsLogger:
@@ -24,8 +26,6 @@ class MetricsLogger:
         self.path = Path(output_dir) / "metrics.jsonl"
         self.enabled = enabled
         if trackers is None and enabled and tensorboard:
-            from medssr_nemo.tracking import RunIdentity
-
             trackers = TrackerSet.open(["tensorboard"], RunIdentity.from_directory(output_dir), None)
         self.trackers = trackers if enabled and trackers is not None else TrackerSet()
 
@@ -33,7 +33,6 @@ class MetricsLogger:
     def for_run(cls, cfg: Any, output_dir: str | os.PathLike, enabled: bool = True) -> "MetricsLogger":
         """The logger of a training run: ``train.loggers``' trackers, which get the resolved
         config first (only where ``enabled``: the main rank)."""
-        from medssr_nemo.tracking import config_dict, trackers_for
 
         trackers = trackers_for(cfg, output_dir) if enabled else TrackerSet()
         trackers.log_config(config_dict(cfg))
@@ -44,9 +43,7 @@ class MetricsLogger:
         if not self.enabled or not self.path.exists():
             return
         kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, "".join(line + "\n" for line in kept))
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         if not self.enabled:

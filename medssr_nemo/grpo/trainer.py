@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -19,19 +18,20 @@ from tqdm import tqdm
 
 from medssr_nemo import distributed, registry
 from medssr_nemo.answers import AnswerReader
+from medssr_nemo.artifacts import write_text_atomic
 from medssr_nemo.config import MedSSRConfig, to_yaml
 from medssr_nemo.config.schema.answer import answer_extraction
-from medssr_nemo.grpo.advantages import group_advantages, zero_std_fraction
+from medssr_nemo.grpo.advantages import get_advantage_estimator, zero_std_fraction
 from medssr_nemo.grpo.checkpoint import CheckpointManager
+from medssr_nemo.grpo.collapse import CollapseMonitor
 from medssr_nemo.grpo.data import QuestionSampler, TrainingQuestion, load_training_records, prepare_questions
 from medssr_nemo.grpo.losses import make_grpo_loss
 from medssr_nemo.grpo.metrics_log import MetricsLogger
 from medssr_nemo.grpo.rollouts import (build_token_batch, generate_groups, logprob_mismatch,
                                        response_metrics, score_groups)
-from medssr_nemo.policy.interfaces import PolicyBackend
+from medssr_nemo.policy.interfaces import Colocatable, PolicyBackend
 from medssr_nemo.prompts import resolve_prompt_style
 from medssr_nemo.records import QuestionRecord
-from medssr_nemo.grpo.collapse import CollapseMonitor
 from medssr_nemo.rewards.composite import RewardRouter
 from medssr_nemo.rollout.interfaces import RolloutEngine, SamplingParams
 from medssr_nemo.timing import PhaseTimer
@@ -77,13 +77,14 @@ class GRPOTrainer:
         if self.policy is None:
             build_policy = registry.get("policy_backend", cfg.policy.backend)
             self.policy = build_policy(cfg, reference=cfg.grpo.kl_coef > 0)
+        # a colocatable policy lends its module to an in-process engine and frees memory for it
+        self.colocated = self.policy if isinstance(self.policy, Colocatable) else None
         if self.engine is None:
             build_engine = registry.get("rollout_engine", cfg.rollout.engine)
-            self.engine = build_engine(cfg.rollout, model=getattr(self.policy, "model", None),
-                                       tokenizer=self.policy.tokenizer, model_path=cfg.model.path)
-        attach = getattr(self.engine, "attach_trainer_memory", None)
-        if attach is not None:  # colocated engines move optimizer state aside around refits
-            attach(self.policy)
+            module = self.colocated.rollout_module() if self.colocated is not None else None
+            self.engine = build_engine(cfg.rollout, model=module, tokenizer=self.policy.tokenizer,
+                                       model_path=cfg.model.path)
+        self.engine.attach_trainer_memory(self.policy)  # a colocated engine may move optimizer state aside
         style = resolve_prompt_style(cfg.model.prompt_style, cfg.model.path, self.policy.tokenizer)
         self.questions, report = prepare_questions(records, self.policy.tokenizer, style, cfg.model.max_prompt_tokens)
         self.answer_reader = AnswerReader(answer_extraction(cfg, "reward"), cfg.model.path)
@@ -91,6 +92,7 @@ class GRPOTrainer:
                  report.kept, report.loaded, report.without_label, report.too_long)
         self.sampler = QuestionSampler(len(self.questions), cfg.seed, cfg.train.shuffle)
         self.rewards = RewardRouter.from_config(cfg.reward)
+        self.advantage_estimator = get_advantage_estimator(cfg.grpo.advantage_estimator)
         temperature = cfg.rollout.temperature
         self.logprob_temperature = temperature if temperature > 0 else 1.0
         self.loss_fn = make_grpo_loss(cfg.grpo, max_response_len=cfg.rollout.max_new_tokens,
@@ -159,12 +161,15 @@ class GRPOTrainer:
         cfg, timer = self.cfg, self.timer
         questions = self._step_questions()
         with timer.phase("rollout"):
+            if self.colocated is not None:
+                self.colocated.offload_before_generation()
             groups = generate_groups(self.engine, questions, cfg.grpo.group_size, self.sampling,
                                      cfg.seed, self.step, cfg.rollout.batch_size)
+            if self.colocated is not None:
+                self.colocated.onload_after_generation()
         with timer.phase("reward"):
             scored = score_groups(self.rewards, questions, groups, self.answer_reader)
-            advantages = group_advantages(scored.rewards, scored.group_ids, normalize_std=cfg.grpo.normalize_std,
-                                          unbiased=cfg.grpo.std_unbiased, eps=cfg.grpo.advantage_eps)
+            advantages = self.advantage_estimator(scored.rewards, scored.group_ids, cfg.grpo)
         batch, engine_logprobs = build_token_batch(questions, groups, self._pad_id())
         batch["advantages"] = advantages
         batch["group_ids"] = scored.group_ids
@@ -217,7 +222,5 @@ def run_training(cfg: MedSSRConfig, **kwargs: Any) -> dict[str, Any]:
     metrics = trainer.train()
     if trainer.is_main:
         summary = {"steps": trainer.step, "final_metrics": metrics, "output_dir": str(trainer.output_dir)}
-        tmp = trainer.output_dir / ".summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
-        os.replace(tmp, trainer.output_dir / "summary.json")
+        write_text_atomic(trainer.output_dir / "summary.json", json.dumps(summary, indent=2, sort_keys=True, default=str))
     return metrics

@@ -12,12 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
+from medssr_nemo.artifacts import atomic_directory
+from medssr_nemo.jsonl import iter_json_lines
 from medssr_nemo.knowledge.bm25 import BM25Index
 from medssr_nemo.knowledge.interfaces import KnowledgeSource, LoadReport, Passage
+from medssr_nemo.models.cache import cache_root
 
 
 def corpus_files(path: str | os.PathLike) -> list[Path]:
@@ -36,29 +38,24 @@ def read_corpus(files: list[Path], report: LoadReport) -> list[tuple[str, str, s
     passages: list[tuple[str, str, str]] = []
     seen: set[str] = set()
     for path in files:
-        with open(path, encoding="utf-8") as handle:
-            for lineno, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                where = f"{path.name}:{lineno}"
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    report.drop("corpus: not valid JSON", f"{where}: {err.msg}")
-                    continue
-                if not isinstance(row, dict):
-                    report.drop("corpus: row is not a JSON object", where)
-                    continue
-                content = row.get("content", row.get("contents"))
-                if row.get("id") in (None, "") or not isinstance(content, str) or not content.strip():
-                    report.drop("corpus: row lacks a non-empty 'id' or 'content'", where)
-                    continue
-                passage_id = str(row["id"])
-                if passage_id in seen:
-                    report.drop("corpus: duplicate id", f"{where}: {passage_id}")
-                    continue
-                seen.add(passage_id)
-                passages.append((passage_id, str(row.get("title") or ""), content.strip()))
+        for lineno, row, err in iter_json_lines(path):
+            where = f"{path.name}:{lineno}"
+            if err is not None:
+                report.drop("corpus: not valid JSON", f"{where}: {err.msg}")
+                continue
+            if not isinstance(row, dict):
+                report.drop("corpus: row is not a JSON object", where)
+                continue
+            content = row.get("content", row.get("contents"))
+            if row.get("id") in (None, "") or not isinstance(content, str) or not content.strip():
+                report.drop("corpus: row lacks a non-empty 'id' or 'content'", where)
+                continue
+            passage_id = str(row["id"])
+            if passage_id in seen:
+                report.drop("corpus: duplicate id", f"{where}: {passage_id}")
+                continue
+            seen.add(passage_id)
+            passages.append((passage_id, str(row.get("title") or ""), content.strip()))
     report.counts["passages"] = len(passages)
     return passages
 
@@ -82,8 +79,6 @@ class CorpusKnowledge(KnowledgeSource):
             self._store(self.index)
 
     def _cache_dir(self) -> Path:
-        from medssr_nemo.models.cache import cache_root
-
         key = hashlib.sha256(json.dumps(sorted(self.report.files.items())).encode()).hexdigest()[:24]
         return cache_root() / "knowledge" / f"bm25-{key}"
 
@@ -100,12 +95,9 @@ class CorpusKnowledge(KnowledgeSource):
         directory = self._cache_dir()
         if (directory / "done").exists():
             return
-        tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        index.save(tmp)
-        (tmp / "done").write_text("ok\n")
-        shutil.rmtree(directory, ignore_errors=True)
-        os.replace(tmp, directory)
+        with atomic_directory(directory) as tmp:
+            index.save(tmp)
+            (tmp / "done").write_text("ok\n")
 
     def retrieve(self, query: str, k: int = 3) -> list[Passage]:
         return self.index.search(query, k)

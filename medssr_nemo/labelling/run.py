@@ -26,37 +26,44 @@ import dataclasses
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from tqdm import tqdm
+
+from medssr_nemo.artifacts import fingerprint, is_finished, make_card, write_json_atomic, write_jsonl_atomic
+from medssr_nemo.eval.answering import WorkItem, answer_items
+from medssr_nemo.eval.protocol import EvalProtocol, sample_seed
+from medssr_nemo.eval.redecode import make_redecoder
 from medssr_nemo.labelling.report import SKIPPED_PROMPT_TOO_LONG, label_report
 from medssr_nemo.labelling.samples_log import SamplesLog
 from medssr_nemo.labelling.vote import VoteOutcome, VoteRule, count_votes, majority_vote
+from medssr_nemo.prompts import encode_prompt, resolve_prompt_style
 from medssr_nemo.records import QuestionRecord, write_records
+
+
+# Labelling's own sampling defaults; every other field of the protocol is the evaluation's.
+LABEL_SAMPLING = {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "max_new_tokens": 256, "num_samples": 8}
 
 
 @dataclass(frozen=True)
 class LabelSettings:
-    """Everything that decides which answers are sampled (the samples log's identity)."""
+    """Everything that decides which answers are sampled (the samples log's identity): the
+    evaluation protocol each question is answered with, and the longest prompt labelled."""
 
-    prompt_style: str = "chat"
-    num_samples: int = 8
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    max_new_tokens: int = 256
-    recovery: bool = True
-    seed: int = 0
+    protocol: EvalProtocol = field(default_factory=lambda: EvalProtocol(**LABEL_SAMPLING))
     max_prompt_tokens: int = 1024
-    answer_extraction: str = "paper"    # medssr_nemo.answers modes: paper | lenient
 
-    def protocol(self) -> Any:
-        from medssr_nemo.eval.protocol import EvalProtocol
+    @classmethod
+    def build(cls, max_prompt_tokens: int = 1024, **protocol: Any) -> "LabelSettings":
+        """Settings from ``EvalProtocol`` fields, labelling's defaults (``LABEL_SAMPLING``) for
+        the ones not given."""
+        return cls(EvalProtocol(**{**LABEL_SAMPLING, **protocol}), max_prompt_tokens)
 
-        return EvalProtocol(prompt_style=self.prompt_style, temperature=self.temperature, top_p=self.top_p,
-                            top_k=self.top_k, max_new_tokens=self.max_new_tokens, num_samples=self.num_samples,
-                            recovery=self.recovery, seed=self.seed, answer_extraction=self.answer_extraction)
+    def identity(self) -> dict[str, Any]:
+        """Flat: the protocol's fields and ``max_prompt_tokens``."""
+        return {**self.protocol.fingerprint(), "max_prompt_tokens": self.max_prompt_tokens}
 
 
 def records_digest(records: Sequence[QuestionRecord]) -> str:
@@ -88,23 +95,14 @@ class LabelJob:
         self.card_path = self.out_dir / f"{name}.card.json"
         self.samples_path = self.out_dir / f"{name}.samples.jsonl"
         self.identity = {"records_sha256": records_digest(self.records), "num_questions": len(self.records),
-                         "model": model_id, "settings": dataclasses.asdict(settings), **(extra_identity or {})}
+                         "model": model_id, "settings": settings.identity(), **(extra_identity or {})}
         payload = {"identity": self.identity, "vote_rule": dataclasses.asdict(rule)}
-        self.fingerprint = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        self.fingerprint = fingerprint(payload)
 
     # ------------------------------------------------------------------ state
     def finished(self) -> bool:
         """The card of this exact run (input, model, settings, vote rule) exists with its output."""
-        from medssr_nemo.data.cards import file_sha256
-
-        if not (self.card_path.exists() and self.records_path.exists()):
-            return False
-        try:
-            card = json.loads(self.card_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            return False
-        return card.get("fingerprint") == self.fingerprint and \
-            card.get("outputs", {}).get("records_sha256") == file_sha256(self.records_path)
+        return is_finished(self.card_path, self.records_path, self.fingerprint)
 
     def open_log(self) -> SamplesLog:
         return SamplesLog(self.samples_path, self.identity)
@@ -117,21 +115,15 @@ class LabelJob:
                log: SamplesLog | None = None) -> SamplesLog:
         """Answer every question not yet in the log, ``questions_per_chunk`` questions per
         engine call, appending each chunk to the log as it finishes."""
-        from tqdm import tqdm
-
-        from medssr_nemo.eval.answering import WorkItem, answer_items
-        from medssr_nemo.eval.protocol import sample_seed
-        from medssr_nemo.eval.redecode import make_redecoder
-        from medssr_nemo.prompts import encode_prompt, resolve_prompt_style
-
         log = log or self.open_log()
         todo = self.pending(log)
         if not todo:
             return log
         s = self.settings
-        style = resolve_prompt_style(s.prompt_style, self.model_id, tokenizer)
-        protocol = dataclasses.replace(s.protocol(), prompt_style=style)
-        redecoder = make_redecoder(tokenizer, style, self.model_id, self.model_type, new_tokens=1) if s.recovery else None
+        style = resolve_prompt_style(s.protocol.prompt_style, self.model_id, tokenizer)
+        protocol = dataclasses.replace(s.protocol, prompt_style=style)
+        redecoder = (make_redecoder(tokenizer, style, self.model_id, self.model_type, new_tokens=1)
+                     if protocol.recovery else None)
         bar = tqdm(total=len(self.records), initial=len(self.records) - len(todo), desc="pseudo-labelling",
                    unit="q", disable=not progress)
         for start in range(0, len(todo), max(1, questions_per_chunk)):
@@ -142,8 +134,8 @@ class LabelJob:
                 if len(prompt) > s.max_prompt_tokens:
                     finished.append({"id": record.id, "skipped": SKIPPED_PROMPT_TOO_LONG, "prompt_tokens": len(prompt)})
                     continue
-                items += [WorkItem("pseudo-label", record, prompt, k, sample_seed(s.seed, record.id, k))
-                          for k in range(s.num_samples)]
+                items += [WorkItem("pseudo-label", record, prompt, k, sample_seed(protocol.seed, record.id, k))
+                          for k in range(protocol.num_samples)]
             rows = answer_items(engine, items, protocol, redecoder, self.model_id) if items else []
             by_id: dict[str, list[dict[str, Any]]] = {}
             for row in rows:
@@ -159,8 +151,6 @@ class LabelJob:
     # ------------------------------------------------------------------ voting and output
     def finalize(self, log: SamplesLog, seconds: float | None = None) -> dict[str, Any]:
         """Vote on every question, write records, votes and card; return the card."""
-        from medssr_nemo.data.cards import file_sha256, write_json_atomic, write_jsonl_atomic
-
         missing = self.pending(log)
         if missing:
             raise RuntimeError(f"{len(missing)} questions have no samples yet (first: {missing[0].id}); sample first")
@@ -187,17 +177,11 @@ class LabelJob:
                 ))
         write_records(labelled, self.records_path)
         write_jsonl_atomic(self.votes_path, votes)
-        card = {
-            "command": "medssr label",
-            "fingerprint": self.fingerprint,
-            "identity": self.identity,
-            "inputs": self.inputs,
-            "vote_rule": dataclasses.asdict(self.rule),
-            "report": label_report(self.records, log.entries, outcomes),
-            "outputs": {"records": self.records_path.name, "records_sha256": file_sha256(self.records_path),
-                        "votes": self.votes_path.name, "samples": self.samples_path.name},
-            "seconds": None if seconds is None else round(seconds, 1),
-        }
+        card = make_card("medssr label", self.fingerprint, self.records_path,
+                         outputs={"votes": self.votes_path.name, "samples": self.samples_path.name},
+                         identity=self.identity, inputs=self.inputs, vote_rule=dataclasses.asdict(self.rule),
+                         report=label_report(self.records, log.entries, outcomes),
+                         seconds=None if seconds is None else round(seconds, 1))
         write_json_atomic(self.card_path, card)
         return card
 

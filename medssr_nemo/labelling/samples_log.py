@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from medssr_nemo.artifacts import write_text_atomic
+
 
 class SamplesLogError(ValueError):
     """The samples log belongs to another run (different input, model or sampling settings)."""
@@ -27,10 +29,7 @@ class SamplesLog:
         if self.path.exists():
             self._load()
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-            tmp.write_text(json.dumps({"identity": self.identity}, sort_keys=True) + "\n", encoding="utf-8")
-            os.replace(tmp, self.path)
+            write_text_atomic(self.path, json.dumps({"identity": self.identity}, sort_keys=True) + "\n")
 
     def _load(self) -> None:
         data = self.path.read_bytes()

@@ -29,6 +29,8 @@ from typing import Any, Sequence
 
 from medssr_nemo.config import load_config
 from medssr_nemo.config.schema import MedSSRConfig
+from medssr_nemo.launch.layout import ParallelLayout, layout_of
+from medssr_nemo.policy.megatron.backend import MEGATRON_OPTIONS
 
 GIB = 2**30
 
@@ -151,8 +153,6 @@ class Settings:
 
 
 def settings_of(cfg: MedSSRConfig, world_size: int | None = None) -> Settings:
-    from medssr_nemo.launch.layout import ParallelLayout, layout_of
-
     if world_size is None:
         layout = layout_of(cfg)
     else:  # the world this process was started in (torchrun/srun), not the one launch.* describes
@@ -160,8 +160,6 @@ def settings_of(cfg: MedSSRConfig, world_size: int | None = None) -> Settings:
     megatron = cfg.policy.backend == "megatron"
     options = dict(cfg.policy.options or {})
     if megatron:
-        from medssr_nemo.policy.megatron.backend import MEGATRON_OPTIONS
-
         options = {**MEGATRON_OPTIONS, **options}
     seq = cfg.model.max_prompt_tokens + cfg.rollout.max_new_tokens
     rows = cfg.grpo.prompts_per_step * cfg.grpo.group_size

@@ -12,6 +12,9 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from medssr_nemo.artifacts import file_sha256
+from medssr_nemo.models.cache import cache_root
+from medssr_nemo.models.loading import local_model_dir
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".distcp")
 
@@ -37,7 +40,6 @@ def directory_fingerprint(directory: str | os.PathLike) -> str:
 def weights_fingerprint(reference: str) -> str:
     """The fingerprint of the weights ``reference`` loads (embedded name, directory or hub id);
     a hub id with no local snapshot is fingerprinted by its name alone (``hub:<id>``)."""
-    from medssr_nemo.models.loading import local_model_dir
 
     directory = local_model_dir(reference)
     return directory_fingerprint(directory) if directory is not None else f"hub:{reference}"
@@ -45,8 +47,6 @@ def weights_fingerprint(reference: str) -> str:
 
 class _HashCache:
     def __init__(self) -> None:
-        from medssr_nemo.models.cache import cache_root
-
         self.path = cache_root() / "weights_sha256.json"
         try:
             self.entries: dict[str, str] = json.loads(self.path.read_text(encoding="utf-8"))
@@ -58,8 +58,6 @@ class _HashCache:
         stat = path.stat()
         key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
         if key not in self.entries:
-            from medssr_nemo.data.cards import file_sha256
-
             self.entries[key] = file_sha256(path)
             self.dirty = True
         return self.entries[key]

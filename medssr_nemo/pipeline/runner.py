@@ -21,10 +21,12 @@ from typing import Any, Callable, Sequence
 from omegaconf import OmegaConf
 
 from medssr_nemo import distributed
+from medssr_nemo.artifacts import fingerprint, remove_tree
 from medssr_nemo.config import MedSSRConfig
-from medssr_nemo.pipeline.manifest import (Manifest, changed_settings, fingerprint, identify_files, now, read_stamp,
-                                           remove_tree, versions, write_stamp)
-from medssr_nemo.pipeline.steps import STEPS, PipelineContext, Step, StepCallback, dependents
+from medssr_nemo.pipeline.context import PipelineContext, Step, StepCallback
+from medssr_nemo.pipeline.manifest import (Manifest, changed_settings, identify_files, now, read_stamp, versions,
+                                           write_stamp)
+from medssr_nemo.pipeline.steps import STEPS, dependents
 from medssr_nemo.rollout import rank_split
 
 Echo = Callable[[str], None]

@@ -9,39 +9,38 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
+from medssr_nemo import distributed
 from medssr_nemo.config import MedSSRConfig
-from medssr_nemo.records import QuestionRecord, read_records, write_records
+from medssr_nemo.data.eval_files import eval_dir
+from medssr_nemo.data.prepare import prepare_real_data
+from medssr_nemo.data.real import pool_inputs
+from medssr_nemo.eval.runner import Checkpoint, checkpoint_prompt_style, run_eval
+from medssr_nemo.eval.suite import effective_benchmarks
+from medssr_nemo.grpo.trainer import run_training
+from medssr_nemo.labelling.from_config import label, settings_from_config
+from medssr_nemo.labelling.samples_log import SamplesLogError
+from medssr_nemo.paths import data_root
+from medssr_nemo.pipeline.context import PipelineContext, Step, StepCallback
+from medssr_nemo.pipeline.report import write_report
+from medssr_nemo.records import QuestionRecord, is_kg_question, read_records, write_records
+from medssr_nemo.synthesis.from_config import run_synthesis
+from medssr_nemo.tracking.results import log_results
 
-StepCallback = Callable[[int, dict[str, Any]], None]
+__all__ = ["STEPS", "PipelineContext", "Step", "StepCallback", "dependents", "stage1_training_records", "step_named"]
 
 
-@dataclass
-class PipelineContext:
-    """What every step sees: the run's config and where things live."""
-
-    cfg: MedSSRConfig
-    run_dir: Path
-    shared_dir: Path                      # shared steps live here (= run_dir unless an α sweep)
-    progress: bool = True
-    train_callbacks: dict[str, Sequence[StepCallback]] = field(default_factory=dict)  # stage -> hooks (tests)
-
-    def dir(self, step: "Step") -> Path:
-        return (self.shared_dir if step.shared else self.run_dir) / step.name
-
-
-def _section(cfg: MedSSRConfig, name: str, drop: Sequence[str] = ()) -> dict[str, Any]:
+def _section_values(cfg: MedSSRConfig, name: str, drop: Sequence[str] = ()) -> dict[str, Any]:
+    """The config section ``name`` as a dict, without the keys in ``drop``."""
     values = dataclasses.asdict(getattr(cfg, name))
     for key in drop:
         values.pop(key, None)
     return values
 
 
-def _derived(cfg: MedSSRConfig, **sections: dict[str, Any]) -> MedSSRConfig:
+def _config_with(cfg: MedSSRConfig, **sections: dict[str, Any]) -> MedSSRConfig:
     """A copy of ``cfg`` with some fields replaced: ``output_dir="x"``, ``train={"steps": 3}``."""
     out = copy.deepcopy(cfg)
     for name, value in sections.items():
@@ -54,45 +53,6 @@ def _derived(cfg: MedSSRConfig, **sections: dict[str, Any]) -> MedSSRConfig:
     return out
 
 
-class Step(ABC):
-    """One step: ``settings``, ``run`` and ``output_files`` are its own; the rest has defaults.
-    ``shared`` steps live in the context's shared dir."""
-
-    name: str = ""
-    title: str = ""
-    shared: bool = False
-    collective: bool = False        # every rank runs it (training); else the main rank does
-    # every rank runs it on a private copy of its directory, splitting generation over the ranks
-    # (rollout/rank_split.py); the main rank's files are the step's
-    every_rank_generates: bool = False
-    kept_on_rerun: tuple[str, ...] = ()   # files a re-run keeps (the step checks they still fit)
-
-    def disabled_reason(self, cfg: MedSSRConfig) -> str | None:
-        return None
-
-    def upstream(self, cfg: MedSSRConfig) -> list[str]:
-        return []
-
-    @abstractmethod
-    def settings(self, cfg: MedSSRConfig) -> dict[str, Any]:
-        """The config values this step's result depends on (part of its fingerprint)."""
-
-    def input_files(self, ctx: PipelineContext) -> list[Path]:
-        return []
-
-    @abstractmethod
-    def run(self, ctx: PipelineContext, out: Path) -> dict[str, Any]:
-        """Do the work in ``out`` (resuming from what it holds); return a short summary."""
-
-    @abstractmethod
-    def output_files(self, ctx: PipelineContext, out: Path) -> list[Path]:
-        """The files (or directories) whose hashes prove the step finished intact."""
-
-    def recorded_inputs(self, out: Path) -> dict[str, Any]:
-        """Input hashes the step's own card recorded (knowledge files, evaluation files)."""
-        return {}
-
-
 def _card(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
@@ -103,13 +63,9 @@ class RealData(Step):
     shared = True       # an α sweep prepares it once
 
     def settings(self, cfg: MedSSRConfig) -> dict[str, Any]:
-        return {"data": _section(cfg, "data", drop=("output_name",))}
+        return {"data": _section_values(cfg, "data", drop=("output_name",))}
 
     def input_files(self, ctx: PipelineContext) -> list[Path]:
-        from medssr_nemo.data.eval_files import eval_dir
-        from medssr_nemo.data.real import pool_inputs
-        from medssr_nemo.paths import data_root
-
         root = data_root()
         files = [p for pool in ctx.cfg.data.pools for p in pool_inputs(pool, root)]
         evals = eval_dir(root)
@@ -118,9 +74,7 @@ class RealData(Step):
         return files
 
     def run(self, ctx: PipelineContext, out: Path) -> dict[str, Any]:
-        from medssr_nemo.cli.data import prepare_real_data
-
-        prepare_real_data(_derived(ctx.cfg, output_dir=str(out), data={"output_name": "real"}))
+        prepare_real_data(_config_with(ctx.cfg, output_dir=str(out), data={"output_name": "real"}))
         card = _card(out / "real.card.json")
         return {"written": card.get("total_written"), "pools": {k: v.get("written") for k, v in card.get("pools", {}).items()}}
 
@@ -143,8 +97,8 @@ class Synthesis(Step):
         return ["real_data"]
 
     def settings(self, cfg: MedSSRConfig) -> dict[str, Any]:
-        return {"synthesis": _section(cfg, "synthesis", drop=("show_progress", "output_name")),
-                "data.decontam": _section(cfg, "data")["decontam"],
+        return {"synthesis": _section_values(cfg, "synthesis", drop=("show_progress", "output_name")),
+                "data.decontam": _section_values(cfg, "data")["decontam"],
                 "data.stage1_seed_share": cfg.data.stage1_seed_share}
 
     def input_files(self, ctx: PipelineContext) -> list[Path]:
@@ -156,8 +110,6 @@ class Synthesis(Step):
         return [ctx.shared_dir / "real_data" / "real.jsonl"]
 
     def run(self, ctx: PipelineContext, out: Path) -> dict[str, Any]:
-        from medssr_nemo.synthesis.run import run_synthesis
-
         cfg = ctx.cfg
         pools = list(cfg.synthesis.seed_pools)
         missing = [p for p in pools if p not in cfg.data.pools]
@@ -165,7 +117,7 @@ class Synthesis(Step):
             raise ValueError(f"synthesis.seed_pools={pools} names {missing}, which data.pools={list(cfg.data.pools)} "
                              "does not prepare; add them to data.pools or drop them from synthesis.seed_pools")
         seeds = [r for r in read_records(self.input_files(ctx)[0]) if r.source in pools]
-        step_cfg = _derived(cfg, output_dir=str(out), synthesis={"output_name": "synthetic", "show_progress": ctx.progress})
+        step_cfg = _config_with(cfg, output_dir=str(out), synthesis={"output_name": "synthetic", "show_progress": ctx.progress})
         result = run_synthesis(step_cfg, seeds=seeds)
         card = result.card or _card(out / "synthetic.card.json")
         return {"seed_questions": len(seeds), "counts": card.get("counts"),
@@ -180,7 +132,7 @@ class Synthesis(Step):
 
 # ---------------------------------------------------------------------------------------- 3
 def _model_settings(cfg: MedSSRConfig) -> dict[str, Any]:
-    return _section(cfg, "model", drop=("name",))
+    return _section_values(cfg, "model", drop=("name",))
 
 
 class PseudoLabels(Step):
@@ -196,20 +148,14 @@ class PseudoLabels(Step):
         return ["synthesis"]
 
     def settings(self, cfg: MedSSRConfig) -> dict[str, Any]:
-        from medssr_nemo.cli.label import settings_from_config
-
-        return {"model": _model_settings(cfg), "label": _section(cfg, "label", drop=("input", "output_name")),
-                "sampling": dataclasses.asdict(settings_from_config(cfg)), "rollout.engine": cfg.rollout.engine}
+        return {"model": _model_settings(cfg), "label": _section_values(cfg, "label", drop=("input", "output_name")),
+                "sampling": settings_from_config(cfg).identity(), "rollout.engine": cfg.rollout.engine}
 
     def input_files(self, ctx: PipelineContext) -> list[Path]:
         return [ctx.run_dir / "synthesis" / "synthetic.jsonl"]
 
     def run(self, ctx: PipelineContext, out: Path) -> dict[str, Any]:
-        from medssr_nemo.cli.label import label
-
-        from medssr_nemo.labelling.samples_log import SamplesLogError
-
-        step_cfg = _derived(ctx.cfg, output_dir=str(out),
+        step_cfg = _config_with(ctx.cfg, output_dir=str(out),
                             label={"input": str(self.input_files(ctx)[0]), "output_name": "pseudo_labels"})
         try:
             label(step_cfg, progress=ctx.progress)
@@ -224,11 +170,6 @@ class PseudoLabels(Step):
 
 
 # ---------------------------------------------------------------------------------------- 4, 5
-def is_kg_question(record: QuestionRecord) -> bool:
-    """Generated from the knowledge base, whose answer key is known by construction."""
-    return record.meta.get("origin") == "knowledge" and record.gold is not None
-
-
 def stage1_training_records(synthetic: Sequence[QuestionRecord], labelled: Sequence[QuestionRecord],
                             kg_labels: str) -> list[QuestionRecord]:
     """The stage-1 training set, in synthesis order: the questions the vote kept (pseudo-labels);
@@ -271,8 +212,8 @@ class TrainStage(Step):
 
     def settings(self, cfg: MedSSRConfig) -> dict[str, Any]:
         values = {"seed": cfg.seed, "model": _model_settings(cfg),
-                  **{name: _section(cfg, name) for name in ("rollout", "policy", "grpo", "reward")},
-                  "train": _section(cfg, "train", drop=_TRAIN_KEYS_NOT_IN_RESULT),
+                  **{name: _section_values(cfg, name) for name in ("rollout", "policy", "grpo", "reward")},
+                  "train": _section_values(cfg, "train", drop=_TRAIN_KEYS_NOT_IN_RESULT),
                   f"pipeline.{self.name}": dataclasses.asdict(self.stage(cfg))}
         if self.number == 1:
             values["pipeline.kg_labels"] = cfg.pipeline.kg_labels
@@ -289,9 +230,6 @@ class TrainStage(Step):
         return ctx.cfg.model.path
 
     def run(self, ctx: PipelineContext, out: Path) -> dict[str, Any]:
-        from medssr_nemo import distributed
-        from medssr_nemo.grpo.trainer import run_training
-
         cfg, stage = ctx.cfg, self.stage(ctx.cfg)
         data = out / "train.jsonl"
         if self.number == 1:
@@ -305,7 +243,7 @@ class TrainStage(Step):
         if distributed.is_main():
             write_records(records, data)
         distributed.barrier()
-        step_cfg = _derived(cfg, output_dir=str(out), model={"path": self.start_model(ctx)},
+        step_cfg = _config_with(cfg, output_dir=str(out), model={"path": self.start_model(ctx)},
                             train={"data": str(data), "steps": stage.steps},
                             policy={"lr": stage.lr if stage.lr is not None else cfg.policy.lr})
         metrics = run_training(step_cfg, callbacks=list(ctx.train_callbacks.get(self.name, ())),
@@ -339,12 +277,11 @@ class Evaluate(Step):
         return [] if self.label == "base" else [self.label]
 
     def settings(self, cfg: MedSSRConfig) -> dict[str, Any]:
-        values = {"eval": _section(cfg, "eval", drop=("checkpoints", "checkpoint_labels", "output_dir", "chart")),
+        values = {"eval": _section_values(cfg, "eval", drop=("checkpoints", "checkpoint_labels", "output_dir", "chart")),
                   "model.prompt_style": cfg.model.prompt_style, "model.dtype": cfg.model.dtype,
                   "rollout.engine": cfg.rollout.engine}
         if self.label == "base":
             values["model.path"] = cfg.model.path
-        from medssr_nemo.eval.suite import effective_benchmarks
 
         values["eval.suite"] = effective_benchmarks(cfg.eval.benchmarks)   # RareDis-Sub fetched later: re-run
         return values
@@ -353,15 +290,11 @@ class Evaluate(Step):
         return ctx.cfg.model.path if self.label == "base" else str(ctx.run_dir / self.label / "hf_model")
 
     def run(self, ctx: PipelineContext, out: Path) -> dict[str, Any]:
-        from medssr_nemo.eval.runner import run_eval
-
-        from medssr_nemo.eval.runner import Checkpoint, checkpoint_prompt_style
-
         # a trained checkpoint is prompted as its training was: model.prompt_style resolved on model.path
         style = checkpoint_prompt_style(Checkpoint("policy", ctx.cfg.model.path, ctx.cfg.model.prompt_style))
-        step_cfg = _derived(ctx.cfg, eval={"checkpoints": [self.reference(ctx)], "checkpoint_labels": [self.label],
-                                           "checkpoint_prompt_styles": [ctx.cfg.eval.prompt_style or style],
-                                           "output_dir": str(out), "chart": False})
+        step_cfg = _config_with(ctx.cfg, eval={"checkpoints": [self.reference(ctx)], "checkpoint_labels": [self.label],
+                                               "checkpoint_prompt_styles": [ctx.cfg.eval.prompt_style or style],
+                                               "output_dir": str(out), "chart": False})
         summary = run_eval(step_cfg, progress=ctx.progress)
         checkpoint = summary["checkpoints"][0]
         return {"macro_accuracy_pct": checkpoint["macro_accuracy_pct"], "rare_accuracy_pct": checkpoint["rare_accuracy_pct"]}
@@ -381,11 +314,7 @@ class Report(Step):
         return {"pipeline.report_figures": cfg.pipeline.report_figures}
 
     def run(self, ctx: PipelineContext, out: Path) -> dict[str, Any]:
-        from medssr_nemo.pipeline.report import write_report
-
-        from medssr_nemo.tracking.results import log_results
-
-        summary = write_report(ctx, out)
+        summary = write_report(ctx, out, STEPS)
         log_results(ctx.cfg, out, evaluation=summary.get("evaluation"), comparisons=summary.get("comparisons") or (),
                     figures={k: out / v for k, v in summary["figures"].items()},
                     files=[out / "report.md", out / "summary.json"])

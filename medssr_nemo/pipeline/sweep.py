@@ -9,11 +9,12 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from medssr_nemo.artifacts import write_json_atomic, write_text_atomic
 from medssr_nemo.config import MedSSRConfig
-from medssr_nemo.data.cards import write_json_atomic
-from medssr_nemo.eval.store import write_text_atomic
+from medssr_nemo.eval.compare import compare_in_order, markdown_many
+from medssr_nemo.pipeline.context import StepCallback
+from medssr_nemo.pipeline.figures import alpha_comparison
 from medssr_nemo.pipeline.runner import PipelineResult, run_pipeline
-from medssr_nemo.pipeline.steps import StepCallback
 
 
 def alpha_dir(root: Path, alpha: float) -> Path:
@@ -79,8 +80,6 @@ def comparison_markdown(rows: Sequence[dict[str, Any]], figure: str | None,
             lines.append(f"| {r['alpha']:g} | {label} | {t['difference_pct']:+.1f} [{t['ci95_pct'][0]:+.1f}, "
                          f"{t['ci95_pct'][1]:+.1f}] | {t['p_value']:.3f} |")
     if between_alphas:
-        from medssr_nemo.eval.compare import markdown_many
-
         lines += ["", "## Between α values (last stage, same questions)", "", markdown_many(between_alphas).rstrip()]
     return "\n".join(lines) + "\n"
 
@@ -103,10 +102,7 @@ def run_sweep(cfg: MedSSRConfig, *, progress: bool = True, echo: Callable[[str],
         rows.append(comparison_row(alpha, result.run_dir))
     figure = None
     if cfg.pipeline.report_figures:
-        from medssr_nemo.pipeline.figures import alpha_comparison
-
         figure = alpha_comparison(rows, root / "comparison.png").name
-    from medssr_nemo.eval.compare import compare_in_order
 
     finals = [(alpha, final_checkpoint_dir(r.run_dir, cfg)) for alpha, r in zip(alphas, results)]
     finals = [(alpha, d) for alpha, d in finals if d is not None]

@@ -14,7 +14,6 @@ import copy
 import dataclasses
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -22,12 +21,13 @@ import torch
 import torch.distributed as dist
 
 from medssr_nemo import distributed
+from medssr_nemo.artifacts import atomic_directory
 from medssr_nemo.config.schema.policy import PolicyConfig
-from medssr_nemo.grpo.losses import MAX_RESPONSE_LEN, NUM_SEQS, NUM_TOKENS, local_normalisers
+from medssr_nemo.models import load_causal_lm
 from medssr_nemo.policy.batching import check_token_batch, micro_batches
-from medssr_nemo.policy.interfaces import LossFn, PolicyBackend, TokenBatch
+from medssr_nemo.policy.interfaces import Colocatable, PolicyBackend, TokenBatch
 from medssr_nemo.policy.logprobs import token_logprobs
-from medssr_nemo.policy.metrics import TokenWeightedMetrics
+from medssr_nemo.policy.loss_contract import LossFunction, StepLoss, global_normalisers
 from medssr_nemo.policy.schedules import LRSchedule
 
 # policy.options keys this backend understands, with their defaults
@@ -74,24 +74,9 @@ def _enable_activation_checkpointing(model: Any) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Move a fully written ``tmp`` directory to ``final``, replacing an older one."""
-    old = final.with_name(f".{final.name}.old-{os.getpid()}")
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _temp_dir_for(final: Path) -> Path:
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    return tmp
-
-
-class HFPolicyBackend(PolicyBackend):
-    """Train a transformers causal LM; ``model``/``tokenizer`` are public for the rollout engine.
+class HFPolicyBackend(PolicyBackend, Colocatable):
+    """Train a transformers causal LM (``model``); an in-process rollout engine samples from that
+    very module (``rollout_module``), so its refit copies nothing it does not already hold.
 
     Build it from ``model_ref`` (``load_causal_lm`` reference) or pass an already built
     ``model`` and ``tokenizer``. ``reference=False`` skips the frozen copy (kl_coef == 0).
@@ -109,7 +94,6 @@ class HFPolicyBackend(PolicyBackend):
         if model is None:
             if model_ref is None:
                 raise ValueError("HFPolicyBackend needs a model reference (model.path) or a built model")
-            from medssr_nemo.models import load_causal_lm
 
             model, tokenizer = load_causal_lm(model_ref, dtype=dtype)
         elif tokenizer is None:
@@ -188,38 +172,24 @@ class HFPolicyBackend(PolicyBackend):
         return self._logprobs_with(self.reference_model, batch, temperature)
 
     # ------------------------------------------------------------------ training
-    def _global_normalisers(self, response_mask: torch.Tensor) -> dict[str, float]:
-        local = local_normalisers(response_mask)
-        counts = torch.tensor([local[NUM_TOKENS], local[NUM_SEQS]], dtype=torch.float64)
-        longest = torch.tensor([local[MAX_RESPONSE_LEN]], dtype=torch.float64)
-        distributed.all_reduce_sum(counts)
-        distributed.all_reduce_max(longest)
-        return {NUM_TOKENS: float(counts[0]), NUM_SEQS: float(counts[1]), MAX_RESPONSE_LEN: float(longest[0])}
+    def _data_parallel_group(self) -> Any:
+        return dist.group.WORLD if distributed.world_size() > 1 else None
 
-    def train_step(self, batch: TokenBatch, loss_fn: LossFn) -> dict[str, float]:
-        """One AdamW step on ``batch`` (this rank's share). ``loss_fn`` may carry ``temperature``
-        (logits are divided by it, as for ``logprobs``) and ``entropy`` ("off" | "metric" |
-        "loss": per-token entropy is put in the micro-batch under "entropy")."""
+    def train_step(self, batch: TokenBatch, loss_fn: LossFunction) -> dict[str, float]:
+        """One AdamW step on ``batch`` (this rank's share), with the logits divided by
+        ``loss_fn.temperature`` and per-token entropy as ``loss_fn.entropy`` declares."""
         check_token_batch(batch, ("input_ids", "attention_mask", "response_mask"))
         full = self._to_device(batch)
-        norms = self._global_normalisers(full["response_mask"])
-        temperature = float(getattr(loss_fn, "temperature", 1.0))
-        entropy_mode = getattr(loss_fn, "entropy", "off")
-        stats = TokenWeightedMetrics()
-        loss_total = torch.zeros((), dtype=torch.float64, device=self.device)
+        step = StepLoss(loss_fn, global_normalisers(full["response_mask"], self._data_parallel_group(), self.device),
+                        self.device)
         self.model.train()  # enables gradient checkpointing in transformers
         self.optimizer.zero_grad(set_to_none=True)
         for part in micro_batches(full, self.cfg.micro_batch_size):
-            logprobs, entropy = self._forward_logprobs(self.model, part, temperature, entropy_mode)
-            if entropy is not None:
-                part["entropy"] = entropy
-            loss, metrics = loss_fn(logprobs, part, norms)  # type: ignore[arg-type]
-            loss.backward()
-            loss_total += loss.detach().to(torch.float64)
-            stats.add(metrics, float(part["response_mask"].sum()))
+            logprobs, entropy = self._forward_logprobs(self.model, part, loss_fn.temperature, loss_fn.entropy)
+            step(logprobs, part, entropy).backward()
         self.model.eval()
         self._all_reduce_gradients()
-        distributed.all_reduce_sum(loss_total)
+        loss_total = distributed.all_reduce_sum(step.loss_total)
         grad_norm = self._clip_gradients()
         lr = self.schedule(self.step)
         skipped = not torch.isfinite(grad_norm)
@@ -229,9 +199,8 @@ class HFPolicyBackend(PolicyBackend):
             self.optimizer.step()
             self.step += 1
         self.optimizer.zero_grad(set_to_none=True)
-        return {"loss": float(loss_total), "grad_norm": float(grad_norm), "lr": lr,
-                "update_skipped": float(skipped), "num_tokens": norms[NUM_TOKENS],
-                "num_seqs": norms[NUM_SEQS], **stats.reduce(dist.group.WORLD if distributed.world_size() > 1 else None, self.device)}
+        return step.step_metrics(float(loss_total), float(grad_norm), lr, skipped,
+                                 step.metrics.reduce(self._data_parallel_group(), self.device))
 
     def _all_reduce_gradients(self) -> None:
         """Sum gradients over ranks, flattened into buckets to keep the number of calls small."""
@@ -272,6 +241,9 @@ class HFPolicyBackend(PolicyBackend):
                 distributed.broadcast_(tensor.data)
 
     # ------------------------------------------------------------------ weights and checkpoints
+    def rollout_module(self) -> Any:
+        return self.model
+
     def export_hf_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
         for name, tensor in self.model.state_dict().items():
             yield name, tensor.detach()
@@ -283,13 +255,12 @@ class HFPolicyBackend(PolicyBackend):
 
         final = Path(directory)
         if distributed.is_main():
-            tmp = _temp_dir_for(final)
-            save_model(self.model, str(tmp / MODEL_FILE))
-            torch.save(self.optimizer.state_dict(), tmp / OPTIMIZER_FILE)
-            state = {"step": self.step, "schedule": dataclasses.asdict(self.schedule),
-                     "world_size": distributed.world_size()}
-            (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
-            _replace_dir(tmp, final)
+            with atomic_directory(final) as tmp:
+                save_model(self.model, str(tmp / MODEL_FILE))
+                torch.save(self.optimizer.state_dict(), tmp / OPTIMIZER_FILE)
+                state = {"step": self.step, "schedule": dataclasses.asdict(self.schedule),
+                         "world_size": distributed.world_size()}
+                (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
         distributed.barrier()
 
     def load(self, directory: str | os.PathLike) -> None:
@@ -311,8 +282,6 @@ class HFPolicyBackend(PolicyBackend):
         """A Hugging Face directory (config, generation config, tokenizer, safetensors); rank 0."""
         if not distributed.is_main():
             return
-        final = Path(directory)
-        tmp = _temp_dir_for(final)
-        self.model.save_pretrained(tmp, safe_serialization=True)
-        self.tokenizer.save_pretrained(tmp)
-        _replace_dir(tmp, final)
+        with atomic_directory(directory) as tmp:
+            self.model.save_pretrained(tmp, safe_serialization=True)
+            self.tokenizer.save_pretrained(tmp)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import abc
 import os
-from typing import Any, Callable, Iterator, TypedDict
+from typing import Any, Iterator, TypedDict
 
 import torch
+
+from medssr_nemo.policy.loss_contract import LossFunction
 
 
 class TokenBatch(TypedDict, total=False):
@@ -24,12 +26,9 @@ class TokenBatch(TypedDict, total=False):
     old_logprobs: torch.Tensor     # [B, T] logprobs of the policy that sampled (for the ratio)
     ref_logprobs: torch.Tensor     # [B, T] logprobs of the frozen reference policy
     group_ids: torch.Tensor        # [B] long: which prompt group each row belongs to
-
-
-# loss_fn(logprobs [b, T] of a micro-batch, micro-batch, global normalisers) -> (loss, metrics)
-# The loss must already be divided by the *global* normaliser (token or sequence count of the
-# whole step, across data-parallel ranks), so summing micro-batch losses gives the step loss.
-LossFn = Callable[[torch.Tensor, TokenBatch, dict[str, float]], tuple[torch.Tensor, dict[str, float]]]
+    rollout_logprobs: torch.Tensor  # [B, T] the engine's sampling logprobs (for the gap metric)
+    entropy: torch.Tensor          # [b, T] per-token entropy, put in a micro-batch by the backend
+                                   # when the loss declares ``entropy`` != "off"
 
 
 class PolicyBackend(abc.ABC):
@@ -44,9 +43,10 @@ class PolicyBackend(abc.ABC):
         """Per-token logprobs of the frozen initial policy: [B, T]."""
 
     @abc.abstractmethod
-    def train_step(self, batch: TokenBatch, loss_fn: LossFn) -> dict[str, float]:
-        """One optimiser step over the whole batch (micro-batched inside); returns metrics
-        (loss, grad_norm, lr, and whatever ``loss_fn`` reported, token-weighted)."""
+    def train_step(self, batch: TokenBatch, loss_fn: LossFunction) -> dict[str, float]:
+        """One optimiser step over the whole batch (micro-batched inside), honouring what
+        ``loss_fn`` declares (``policy/loss_contract.py``); returns metrics (loss, grad_norm, lr,
+        and whatever ``loss_fn`` reported, token-weighted): ``StepLoss.step_metrics``."""
 
     @abc.abstractmethod
     def export_hf_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
@@ -63,3 +63,27 @@ class PolicyBackend(abc.ABC):
     @abc.abstractmethod
     def save_hf(self, directory: str | os.PathLike) -> None:
         """Write a Hugging Face checkpoint (config, tokenizer, safetensors) of the policy."""
+
+
+class Colocatable(abc.ABC):
+    """Optional, declared: a policy whose process a rollout engine may share (NeMo RL splits its
+    policy interface from a colocatable one the same way).
+
+    The trainer checks ``isinstance(policy, Colocatable)``; it never probes for attributes.
+    An engine built in-process runs on ``rollout_module()`` and is refit from
+    ``export_hf_weights`` after every step; around generation the trainer calls
+    ``offload_before_generation`` / ``onload_after_generation`` so a backend can hand accelerator
+    memory (optimiser state, gradients) to the engine while it samples.
+    """
+
+    @abc.abstractmethod
+    def rollout_module(self) -> Any:
+        """A transformers causal LM holding the policy's weights, for an in-process engine. May
+        be expensive (a backend that shards its weights builds a full copy on the first call,
+        collectively: every rank must call it)."""
+
+    def offload_before_generation(self) -> None:
+        """Free accelerator memory the engine may use while sampling (default: nothing)."""
+
+    def onload_after_generation(self) -> None:
+        """Bring back what ``offload_before_generation`` moved (default: nothing)."""

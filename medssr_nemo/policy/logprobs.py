@@ -11,12 +11,12 @@ same distribution, so a response mask selects both consistently.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Callable
 
 import torch
 from torch.utils.checkpoint import checkpoint
 
-EntropyMode = Literal["off", "metric", "loss"]
+from medssr_nemo.policy.loss_contract import EntropyUse
 
 
 def _slice_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -31,14 +31,16 @@ def _slice_entropy(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     return lse - (torch.softmax(z, dim=-1) * z).sum(-1)
 
 
-def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, temperature: float = 1.0,
-                   chunk_positions: int = 1024, entropy: EntropyMode = "off"
-                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(logprobs [B, T] float32, entropy [B, T] float32 or None) for ``logits`` [B, T, V].
+# slice_stats(logits slice [B, t, V], target ids [B, t], recompute) -> (logprobs [B, t], entropy [B, t] or None)
+SliceStats = Callable[[torch.Tensor, torch.Tensor, bool], tuple[torch.Tensor, "torch.Tensor | None"]]
 
-    ``chunk_positions`` bounds how many (row, position) pairs share one float32 softmax.
-    ``entropy``: "off" (None), "metric" (computed without gradient) or "loss" (with gradient).
-    """
+
+def chunked_token_stats(logits: torch.Tensor, input_ids: torch.Tensor, temperature: float, chunk_positions: int,
+                        entropy: EntropyUse, slice_stats: SliceStats) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The loop both backends share: positions 1..T-1 in slices of at most ``chunk_positions``
+    (row, position) pairs (the logits at t-1 predict the token at t), ``slice_stats`` on each,
+    position 0 set to 0. ``recompute`` tells ``slice_stats`` that the slice's softmax should be
+    recomputed in the backward pass instead of kept (a gradient is being taken)."""
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0 for logprobs, got {temperature}")
     batch, length, _ = logits.shape
@@ -51,18 +53,35 @@ def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, temperature: f
     lp_parts, ent_parts = [], []
     for start in range(0, length - 1, step):
         stop = min(start + step, length - 1)
-        # logits at t-1 predict the token at t
-        piece, targets = logits[:, start:stop], input_ids[:, start + 1:stop + 1]
-        if recompute:
-            lp_parts.append(checkpoint(_slice_logprobs, piece, targets, temperature, use_reentrant=False))
-        else:
-            lp_parts.append(_slice_logprobs(piece, targets, temperature))
-        if entropy == "loss" and recompute:
-            ent_parts.append(checkpoint(_slice_entropy, piece, temperature, use_reentrant=False))
-        elif entropy != "off":
-            with torch.no_grad():
-                ent_parts.append(_slice_entropy(piece.detach(), temperature))
+        lp, en = slice_stats(logits[:, start:stop], input_ids[:, start + 1:stop + 1], recompute)
+        lp_parts.append(lp)
+        if en is not None:
+            ent_parts.append(en)
     logprobs = torch.cat([logprobs[:, :1], *lp_parts], dim=1)
     if ent is not None:
         ent = torch.cat([ent[:, :1], *ent_parts], dim=1)
     return logprobs, ent
+
+
+def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, temperature: float = 1.0,
+                   chunk_positions: int = 1024, entropy: EntropyUse = "off"
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(logprobs [B, T] float32, entropy [B, T] float32 or None) for ``logits`` [B, T, V].
+
+    ``chunk_positions`` bounds how many (row, position) pairs share one float32 softmax.
+    ``entropy``: "off" (None), "metric" (computed without gradient) or "loss" (with gradient).
+    """
+    def slice_stats(piece: torch.Tensor, targets: torch.Tensor, recompute: bool
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if recompute:
+            lp = checkpoint(_slice_logprobs, piece, targets, temperature, use_reentrant=False)
+        else:
+            lp = _slice_logprobs(piece, targets, temperature)
+        if entropy == "loss" and recompute:
+            return lp, checkpoint(_slice_entropy, piece, temperature, use_reentrant=False)
+        if entropy != "off":
+            with torch.no_grad():
+                return lp, _slice_entropy(piece.detach(), temperature)
+        return lp, None
+
+    return chunked_token_stats(logits, input_ids, temperature, chunk_positions, entropy, slice_stats)

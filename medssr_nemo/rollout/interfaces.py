@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Iterable, Literal, Sequence
+from typing import Any, Iterable, Literal, Sequence
 
 import torch
 
@@ -77,3 +77,8 @@ class RolloutEngine(abc.ABC):
 
     def wake(self) -> None:
         """Reacquire what ``sleep`` released (optional)."""
+
+    def attach_trainer_memory(self, policy: Any) -> None:
+        """Optional: the trainer hands its policy to the engine once; an engine colocated with
+        training may move the policy's optimizer state and gradients aside around refits (the
+        ``tensorrt_llm`` engine does). Default: nothing."""

@@ -29,6 +29,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
+from medssr_nemo.knowledge.merge import merged_knowledge
 from medssr_nemo.knowledge.names import normalise
 from medssr_nemo.records import QuestionRecord
 from medssr_nemo.synthesis.kg_questions import INHERITANCE_MODES, KGQuestionBuilder, display_name, main_inheritance
@@ -289,7 +290,6 @@ def auditor_for(knowledge: Any, margin: float, num_options: int = 5,
     if builder is None:
         if getattr(knowledge, "ontology", None) is None or not knowledge.profiles():
             return None
-        from medssr_nemo.knowledge.merge import merged_knowledge
 
         merged = merged_knowledge(knowledge)
         rows = [i for i, p in enumerate(merged.profiles) if p.rare]

@@ -18,6 +18,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
+from medssr_nemo.rollout.interfaces import SamplingParams
 
 Messages = list[dict[str, str]]
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -183,8 +184,6 @@ class EngineGenerator(Generator):
 
     def __init__(self, engine: Any, tokenizer: Any, temperature: float = 0.7, top_p: float = 0.95,
                  max_new_tokens: int = 768, batch_size: int = 8, max_prompt_tokens: int | None = None) -> None:
-        from medssr_nemo.rollout.interfaces import SamplingParams
-
         if getattr(tokenizer, "chat_template", None) is None:
             raise ValueError("the rollout-engine generator needs a tokenizer with a chat template")
         self.engine, self.tokenizer = engine, tokenizer

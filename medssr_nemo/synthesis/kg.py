@@ -17,9 +17,9 @@ from typing import Any, Sequence
 from medssr_nemo.knowledge.interfaces import KnowledgeSource
 from medssr_nemo.knowledge.merge import merged_knowledge
 from medssr_nemo.records import LETTERS, QuestionRecord
+from medssr_nemo.synthesis.distinct import DEFAULT_MARGIN
 from medssr_nemo.synthesis.interfaces import Candidate, Synthesizer
 from medssr_nemo.synthesis.kg_questions import QUESTION_TYPES, KGQuestionBuilder, Unbuildable
-from medssr_nemo.synthesis.distinct import DEFAULT_MARGIN
 from medssr_nemo.synthesis.plan import Slot
 from medssr_nemo.synthesis.seeds import order_is_free
 

@@ -26,11 +26,14 @@ import random
 from typing import Any, Sequence
 
 from medssr_nemo.knowledge.interfaces import KnowledgeSource
+from medssr_nemo.knowledge.names import normalise
 from medssr_nemo.knowledge.render import profile_text
 from medssr_nemo.records import QuestionRecord, RecordError
+from medssr_nemo.synthesis.audit import auditor_for
+from medssr_nemo.synthesis.distinct import DEFAULT_MARGIN
 from medssr_nemo.synthesis.generators import Generator
 from medssr_nemo.synthesis.interfaces import Candidate, Synthesizer
-from medssr_nemo.knowledge.names import normalise
+from medssr_nemo.synthesis.kg_questions import Unbuildable
 from medssr_nemo.synthesis.llm_format import (QUESTION_TYPE_TASKS, ParseError, build_blind_prompt, build_grounded_prompt,
                                               build_prompt, parse_question, read_blind_answer, strip_reasoning)
 from medssr_nemo.synthesis.plan import Slot
@@ -75,9 +78,6 @@ class LLMSynthesizer(Synthesizer):
         self.blind_solver = blind_solver
         self.builder = None
         if knowledge.profiles() and getattr(knowledge, "ontology", None) is not None:
-            from medssr_nemo.synthesis.audit import auditor_for
-            from medssr_nemo.synthesis.distinct import DEFAULT_MARGIN
-
             self.builder = auditor_for(knowledge, DEFAULT_MARGIN if margin is None else margin, num_options).b
         self.profiles = list(self.builder.profiles) if self.builder is not None else \
             [p for p in knowledge.profiles() if p.rare]
@@ -126,7 +126,6 @@ class LLMSynthesizer(Synthesizer):
 
     def _grounded(self, slot: Slot, rng: random.Random) -> tuple[Any, Any, list[dict[str, str]], list[str]]:
         """(profile, built draft, conversation, option texts) for a rare slot over merged profiles."""
-        from medssr_nemo.synthesis.kg_questions import Unbuildable
 
         qtype, difficulty = slot.question_type or "diagnosis", slot.difficulty or "medium"
         pool = self.builder.candidates(qtype, slot.category)

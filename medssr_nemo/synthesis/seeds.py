@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any, Sequence
 
+from medssr_nemo.data.real import load_real_pools
+from medssr_nemo.data.seed_split import split_reserve
 from medssr_nemo.records import QuestionRecord
 
 # options that point at other options ("All of the above", "Both A and B") fix the option order
@@ -23,9 +25,6 @@ def load_seed_pool(pools: Sequence[str], decontaminator: Any = None,
     """(clean gold-labelled seed records of ``pools``, in pool then file order; a summary).
     ``reserve_share`` > 0: only the stage-1 reserve (``data.seed_split``), which ``medssr data
     real`` leaves out of the stage-2 pool; 0: the whole pool, overlapping stage 2."""
-    from medssr_nemo.data.real import load_real_pools
-    from medssr_nemo.data.seed_split import split_reserve
-
     records, report = load_real_pools(pools, decontaminator=decontaminator)
     if reserve_share > 0:
         records, _ = split_reserve(records, reserve_share)

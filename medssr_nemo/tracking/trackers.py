@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from medssr_nemo.tracking.interfaces import RunIdentity, Tracker
+from medssr_nemo.tracking.mlflow_tracker import MlflowTracker
+from medssr_nemo.tracking.tensorboard_tracker import TensorBoardTracker
+from medssr_nemo.tracking.wandb_tracker import WandbTracker
 
 log = logging.getLogger(__name__)
 
@@ -19,13 +22,10 @@ INSTALL_HINT = {"wandb": "pip install 'medssr_nemo[wandb]'", "mlflow": "pip inst
 
 def _factory(name: str) -> Callable[[RunIdentity, Any], Tracker]:
     if name == "tensorboard":
-        from medssr_nemo.tracking.tensorboard_tracker import TensorBoardTracker
         return TensorBoardTracker
     if name == "wandb":
-        from medssr_nemo.tracking.wandb_tracker import WandbTracker
         return WandbTracker
     if name == "mlflow":
-        from medssr_nemo.tracking.mlflow_tracker import MlflowTracker
         return MlflowTracker
     raise KeyError(f"no tracker {name!r}; known: tensorboard, wandb, mlflow")
 

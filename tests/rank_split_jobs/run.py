@@ -44,7 +44,7 @@ def run_job(model_dir: str, questions: str, out: Path) -> None:
 
 
 def _label_and_eval(model_dir: str, questions: str, out: Path, rank: int) -> None:
-    from medssr_nemo.cli.label import label
+    from medssr_nemo.labelling.from_config import label
     from medssr_nemo.config import load_config
     from medssr_nemo.eval.runner import run_eval
     from medssr_nemo.rollout import rank_split

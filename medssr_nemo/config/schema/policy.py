@@ -12,7 +12,7 @@ from medssr_nemo.config.schema.common import check_choice, check_range
 class PolicyConfig:
     backend: str = "hf"                 # a registered policy_backend or a dotted path
     lr: float = 1e-6
-    weight_decay: float = 0.0
+    weight_decay: float = 0.01          # AdamW decoupled weight decay (verl 0.3.1 default)
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
     adam_eps: float = 1e-8
     grad_clip: float = 1.0              # max global grad norm; 0 = off

@@ -28,15 +28,14 @@ import torch
 import torch.distributed as dist
 
 from medssr_nemo.config.schema.policy import PolicyConfig
-from medssr_nemo.grpo.losses import MAX_RESPONSE_LEN, NUM_SEQS, NUM_TOKENS, local_normalisers
+from medssr_nemo.models import load_tokenizer, resolve_model_dir
 from medssr_nemo.policy import packing
-from medssr_nemo.policy.interfaces import LossFn, PolicyBackend, TokenBatch
+from medssr_nemo.policy.batching import check_token_batch, micro_batches
+from medssr_nemo.policy.interfaces import Colocatable, PolicyBackend, TokenBatch
+from medssr_nemo.policy.loss_contract import LossFunction, StepLoss, global_normalisers
 from medssr_nemo.policy.megatron import checkpoint, conversion, offload, parallel, weights
 from medssr_nemo.policy.megatron.cpu_compat import in_device_scope
 from medssr_nemo.policy.megatron.logprobs import vocab_parallel_token_logprobs
-from medssr_nemo.policy.megatron.speed import speed_settings
-from medssr_nemo.policy.batching import check_token_batch, micro_batches
-from medssr_nemo.policy.metrics import TokenWeightedMetrics
 from medssr_nemo.policy.megatron.model import (
     DEFAULT_VOCAB_MULTIPLE,
     arch_spec_from_hf,
@@ -44,6 +43,7 @@ from medssr_nemo.policy.megatron.model import (
     transformer_config,
     transformer_engine_available,
 )
+from medssr_nemo.policy.megatron.speed import speed_settings
 from medssr_nemo.policy.schedules import LRSchedule
 
 # policy.options keys this backend understands, with their defaults
@@ -86,7 +86,7 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-class MegatronPolicyBackend(PolicyBackend):
+class MegatronPolicyBackend(PolicyBackend, Colocatable):
     """Train a Llama/Qwen2/Qwen3 checkpoint with megatron-core.
 
     Build it from ``model_ref`` (a ``load_causal_lm`` reference: embedded name, HF directory) or
@@ -141,8 +141,6 @@ class MegatronPolicyBackend(PolicyBackend):
             raise ValueError("MegatronPolicyBackend needs a model reference (model.path) or a built model")
         from transformers import AutoConfig
 
-        from medssr_nemo.models import load_tokenizer, resolve_model_dir
-
         directory = resolve_model_dir(model_ref)
         if not Path(directory).exists():
             raise FileNotFoundError(f"model.path={model_ref!r}: the megatron backend reads local Hugging Face "
@@ -156,8 +154,6 @@ class MegatronPolicyBackend(PolicyBackend):
         if model is not None:
             return getattr(model, "generation_config", None)
         from transformers import GenerationConfig
-
-        from medssr_nemo.models import resolve_model_dir
 
         directory = Path(resolve_model_dir(model_ref))
         return GenerationConfig.from_pretrained(directory) if (directory / "generation_config.json").exists() else None
@@ -197,7 +193,9 @@ class MegatronPolicyBackend(PolicyBackend):
             clip_grad=self.cfg.grad_clip, bf16=self.bf16, params_dtype=config.params_dtype,
             use_distributed_optimizer=True,
         )
-        optimizer = get_megatron_optimizer(optimizer_config, [model])
+        # config_overrides={}: weight decay on every parameter, as torch AdamW in the hf backend and
+        # verl 0.3.1's FSDP actor (megatron's default, None, exempts biases and 1-D parameters)
+        optimizer = get_megatron_optimizer(optimizer_config, [model], config_overrides={})
         return model, optimizer, ref
 
     # ------------------------------------------------------------------ batches
@@ -330,8 +328,6 @@ class MegatronPolicyBackend(PolicyBackend):
     def full_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Logits over the real vocabulary [B, T, V] for ``input_ids`` (the same on every rank of a
         replica); gathered over TP and broadcast over PP. For parity checks, not for training."""
-        from megatron.core import parallel_state
-
         ids = input_ids.to(parallel.device())
         micro = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
         vocab_start, group = self._vocab_slice()
@@ -350,58 +346,42 @@ class MegatronPolicyBackend(PolicyBackend):
         return full[..., : self.arch.vocab_size].to(input_ids.device)
 
     # ------------------------------------------------------------------ training
-    def _global_normalisers(self, response_mask: torch.Tensor) -> dict[str, float]:
+    def _data_parallel_group(self) -> Any:
         from megatron.core import parallel_state
 
-        local = local_normalisers(response_mask)
-        counts = torch.tensor([local[NUM_TOKENS], local[NUM_SEQS]], dtype=torch.float64, device=parallel.device())
-        longest = torch.tensor([local[MAX_RESPONSE_LEN]], dtype=torch.float64, device=parallel.device())
-        if self.layout.data_parallel > 1:
-            group = parallel_state.get_data_parallel_group()
-            dist.all_reduce(counts, group=group)
-            dist.all_reduce(longest, op=dist.ReduceOp.MAX, group=group)
-        return {NUM_TOKENS: float(counts[0]), NUM_SEQS: float(counts[1]), MAX_RESPONSE_LEN: float(longest[0])}
+        return parallel_state.get_data_parallel_group() if self.layout.data_parallel > 1 else None
 
-    def train_step(self, batch: TokenBatch, loss_fn: LossFn) -> dict[str, float]:
-        """One optimiser step on the step's rows (this rank's share). ``loss_fn`` may carry
-        ``temperature`` and ``entropy`` ("off" | "metric" | "loss") like for the ``hf`` backend."""
+    def train_step(self, batch: TokenBatch, loss_fn: LossFunction) -> dict[str, float]:
+        """One optimiser step on the step's rows (this rank's share), honouring what ``loss_fn``
+        declares (temperature, entropy) like the ``hf`` backend."""
         self._park_rollout_copy()
         with self.training_state.on_gpu():
             return self._train_step(batch, loss_fn)
 
     @in_device_scope
-    def _train_step(self, batch: TokenBatch, loss_fn: LossFn) -> dict[str, float]:
+    def _train_step(self, batch: TokenBatch, loss_fn: LossFunction) -> dict[str, float]:
         from megatron.core import parallel_state
 
         check_token_batch(batch, ("input_ids", "attention_mask", "response_mask"))
         joint, _, _ = self._joint_batch(batch)
-        norms = self._global_normalisers(joint["response_mask"])
-        temperature = float(getattr(loss_fn, "temperature", 1.0))
-        entropy_mode = getattr(loss_fn, "entropy", "off")
+        dp_group = self._data_parallel_group()
+        step = StepLoss(loss_fn, global_normalisers(joint["response_mask"], dp_group, parallel.device()),
+                        parallel.device())
         vocab_start, group = self._vocab_slice()
-        stats = TokenWeightedMetrics()
-        loss_total = torch.zeros((), dtype=torch.float64, device=parallel.device())
 
         def loss_func(micro, logits):
-            nonlocal loss_total
             logprobs, entropy = vocab_parallel_token_logprobs(
                 logits, micro["input_ids"], vocab_start=vocab_start, vocab_size=self.arch.vocab_size,
-                group=group, temperature=temperature, chunk_positions=self.options["logprob_chunk_positions"],
-                entropy=entropy_mode)
+                group=group, temperature=loss_fn.temperature, chunk_positions=self.options["logprob_chunk_positions"],
+                entropy=loss_fn.entropy)
             if "cu_seqlens" in micro:  # packed: the loss sees the bin's rows in their padded form
                 logprobs = packing.unpack(logprobs, micro)
                 entropy = packing.unpack(entropy, micro) if entropy is not None else None
                 micro = micro["rows"]
-            part = dict(micro)
-            if entropy is not None:
-                part["entropy"] = entropy
-            loss, metrics = loss_fn(logprobs, part, norms)  # type: ignore[arg-type]
-            tokens = micro["response_mask"].sum()
-            loss_total = loss_total + loss.detach().to(torch.float64)
-            stats.add(metrics, float(tokens))
+            loss = step(logprobs, micro, entropy)
             # (loss, token count, reduced metrics): with calculate_per_token_loss the schedule
             # neither divides by the number of micro-batches nor by the tokens
-            return loss, tokens.to(torch.int), {}
+            return loss, micro["response_mask"].sum().to(torch.int), {}
 
         self.megatron_model.train()
         self.megatron_model.zero_grad_buffer()
@@ -415,14 +395,13 @@ class MegatronPolicyBackend(PolicyBackend):
         if not skipped:
             self.step += 1
         last = parallel_state.is_pipeline_last_stage()
-        if last and self.layout.data_parallel > 1:
-            dist.all_reduce(loss_total, group=parallel_state.get_data_parallel_group())
+        loss_total = step.loss_total
+        if last and dp_group is not None:
+            dist.all_reduce(loss_total, group=dp_group)
         loss_value = parallel.broadcast_from_last_stage(loss_total.reshape(1) if last else None, (1,), torch.float64)
-        metrics = stats.reduce(parallel_state.get_data_parallel_group() if self.layout.data_parallel > 1 else None,
-                               parallel.device()) if last else None
-        metrics = parallel.broadcast_object_from_last_stage(metrics)
-        return {"loss": float(loss_value[0]), "grad_norm": grad_norm, "lr": lr, "update_skipped": float(skipped),
-                "num_tokens": norms[NUM_TOKENS], "num_seqs": norms[NUM_SEQS], **metrics}
+        metrics = parallel.broadcast_object_from_last_stage(step.metrics.reduce(dp_group, parallel.device()) if last
+                                                            else None)
+        return step.step_metrics(float(loss_value[0]), grad_norm, lr, skipped, metrics)
 
     def _optimizer_step(self, lr: float) -> tuple[float, bool]:
         """Gradient norm, then (if finite) clip and Adam step at ``lr``. A nan/inf gradient would
@@ -470,14 +449,13 @@ class MegatronPolicyBackend(PolicyBackend):
         offload.unpark(self._rollout_model, parallel.device())  # the refit writes into it next
         yield from weights.iter_hf_weights(self.megatron_model, self.arch)
 
-    @property
-    def model(self) -> Any:
-        """A transformers model with the policy's weights *at first access*, for the in-process
-        rollout engine (the trainer passes ``policy.model`` to it and refits it in place from
-        ``export_hf_weights`` after every step). Lean: bf16 when training in bf16 on a GPU, built
-        once, and parked on the CPU during logprob passes and updates (``offload_rollout_copy``).
-        The trained module is ``megatron_model``. Collective on first access: every rank must
-        touch it."""
+    def rollout_module(self) -> Any:
+        """A transformers model with the policy's weights *at the first call*, for the in-process
+        rollout engine (the trainer refits it in place from ``export_hf_weights`` after every
+        step). Lean: bf16 when training in bf16 on a GPU, built once, and parked on the CPU during
+        logprob passes and updates (``offload_rollout_copy``). An explicit method, not a property:
+        the first call is a collective that builds a full, unsharded copy (every rank must call it).
+        The trained module is ``megatron_model``."""
         if self._rollout_model is None:
             from transformers import AutoModelForCausalLM
 

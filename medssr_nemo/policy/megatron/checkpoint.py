@@ -21,6 +21,7 @@ from typing import Any, Iterable
 import torch
 import torch.distributed as dist
 
+from medssr_nemo.artifacts import replace_directory
 from medssr_nemo.policy.megatron import cpu_compat
 
 OPTIMIZER_SHARDING = {"distrib_optim_sharding_type": "fully_reshardable"}
@@ -43,12 +44,7 @@ def _temp_sibling(final: Path) -> Path:
 def _publish(tmp: Path, final: Path) -> None:
     """Rename a complete ``tmp`` over ``final`` (rank 0), then let every rank see it."""
     if _rank() == 0:
-        old = final.with_name(f".{final.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if final.exists():
-            os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_directory(tmp, final)
     _barrier()
 
 

@@ -18,13 +18,12 @@ loss from the reduced values, so each rank's partial sum receives the same gradi
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.distributed as dist
 from torch.utils.checkpoint import checkpoint
 
-EntropyMode = Literal["off", "metric", "loss"]
+from medssr_nemo.policy.logprobs import chunked_token_stats
+from medssr_nemo.policy.loss_contract import EntropyUse
 
 
 class _AllReduceSum(torch.autograd.Function):
@@ -89,7 +88,7 @@ def vocab_parallel_token_logprobs(
     group=None,
     temperature: float = 1.0,
     chunk_positions: int = 1024,
-    entropy: EntropyMode = "off",
+    entropy: EntropyUse = "off",
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(logprobs [B, T], entropy [B, T] or None), float32, from this rank's logits slice
     [B, T, V_local] covering vocabulary ids ``vocab_start .. vocab_start + V_local``.
@@ -98,30 +97,10 @@ def vocab_parallel_token_logprobs(
     ``group`` is the tensor-parallel group (None: one rank holds the whole vocabulary).
     Every rank of ``group`` must call this with the same ``input_ids``.
     """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0 for logprobs, got {temperature}")
-    batch, length, _ = logits.shape
-    logprobs = logits.new_zeros((batch, length), dtype=torch.float32)
-    ent = logits.new_zeros((batch, length), dtype=torch.float32) if entropy != "off" else None
-    if length < 2:
-        return logprobs, ent
-    step = max(1, chunk_positions // max(batch, 1))
-    recompute = torch.is_grad_enabled() and logits.requires_grad
-    lp_parts, ent_parts = [], []
-    for start in range(0, length - 1, step):
-        stop = min(start + step, length - 1)
-        # logits at t-1 predict the token at t
-        piece, targets = logits[:, start:stop], input_ids[:, start + 1:stop + 1]
+    def slice_stats(piece: torch.Tensor, targets: torch.Tensor, recompute: bool
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         args = (piece, targets, temperature, vocab_start, vocab_size, group, entropy != "off")
-        if recompute:
-            lp, en = checkpoint(_slice_stats, *args, use_reentrant=False)
-        else:
-            lp, en = _slice_stats(*args)
-        if entropy == "metric":
-            en = en.detach()
-        lp_parts.append(lp)
-        ent_parts.append(en)
-    logprobs = torch.cat([logprobs[:, :1], *lp_parts], dim=1)
-    if ent is not None:
-        ent = torch.cat([ent[:, :1], *ent_parts], dim=1)
-    return logprobs, ent
+        lp, en = checkpoint(_slice_stats, *args, use_reentrant=False) if recompute else _slice_stats(*args)
+        return lp, (en.detach() if entropy == "metric" and en is not None else en)
+
+    return chunked_token_stats(logits, input_ids, temperature, chunk_positions, entropy, slice_stats)

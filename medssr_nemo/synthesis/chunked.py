@@ -12,7 +12,6 @@ rerun with the same config and inputs does nothing.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from medssr_nemo.artifacts import fingerprint, is_finished, make_card, write_json_atomic
 from medssr_nemo.records import QuestionRecord, read_records, write_records
 from medssr_nemo.synthesis.filters import FilterReport, QualityFilter
 from medssr_nemo.synthesis.interfaces import Synthesizer
@@ -104,16 +104,6 @@ def generate_chunk(synthesizer: Synthesizer, slots: Sequence[Slot], quality: Qua
                        given_up=[s.index for s in pending], attempts=attempts)
 
 
-def _write_json(path: Path, payload: Any) -> None:
-    from medssr_nemo.data.cards import write_json_atomic
-
-    write_json_atomic(path, payload)
-
-
-def fingerprint_of(identity: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
-
-
 def run_chunks(synthesizer: Synthesizer, plan: list[Slot], quality: QualityFilter, parts_dir: Path,
                chunk_size: int, max_attempts: int, show_progress: bool = True,
                stop_after_chunks: int | None = None) -> tuple[list[QuestionRecord], list[ChunkResult], int]:
@@ -144,7 +134,7 @@ def run_chunks(synthesizer: Synthesizer, plan: list[Slot], quality: QualityFilte
                 result = generate_chunk(synthesizer, slots, quality, max_attempts)
                 result.filters = quality.report.to_dict()
                 write_records(result.records, records_path)
-                _write_json(report_path, {"num_records": len(result.records),
+                write_json_atomic(report_path, {"num_records": len(result.records),
                                           "generation_failures": result.generation_failures,
                                           "failure_examples": result.failure_examples,
                                           "given_up": result.given_up, "attempts": result.attempts,
@@ -189,49 +179,33 @@ def synthesize_to(out_dir: Path, name: str, synthesizer: Synthesizer, plan: list
                   audit: Callable[[list[QuestionRecord]], dict[str, Any]] | None = None) -> SynthesisOutputs:
     """Chunked, resumable generation into ``<out_dir>/<name>.jsonl`` + ``<name>.card.json``;
     ``audit`` (records -> report) puts the knowledge-base audit of the set in the card."""
-    from medssr_nemo.data.cards import file_sha256
-
     records_path, card_path = out_dir / f"{name}.jsonl", out_dir / f"{name}.card.json"
-    fingerprint = fingerprint_of(identity)
-    if _finished(card_path, records_path, fingerprint):
+    run_fingerprint = fingerprint(identity)
+    if is_finished(card_path, records_path, run_fingerprint):
         return SynthesisOutputs(records_path, card_path, json.loads(card_path.read_text()), skipped=True)
     parts_dir = out_dir / f".{name}.parts"
     manifest = parts_dir / "manifest.json"
     if manifest.exists():
         stored = json.loads(manifest.read_text(encoding="utf-8")).get("fingerprint")
-        if stored != fingerprint:
+        if stored != run_fingerprint:
             raise ValueError(f"{parts_dir} holds an unfinished run with a different config or inputs; remove "
                              f"that directory to start over, or choose another output_dir / synthesis.output_name")
     else:
         parts_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(manifest, {"fingerprint": fingerprint})
+        write_json_atomic(manifest, {"fingerprint": run_fingerprint})
     started = time.perf_counter()
     records, results, reloaded = run_chunks(synthesizer, plan, quality, parts_dir, chunk_size, max_attempts,
                                             show_progress, stop_after_chunks)
     write_records(records, records_path)
-    card = {"command": "medssr synth", "card_format": CARD_FORMAT, "fingerprint": fingerprint, **identity,
-            **summarise(plan, records, results, target, synthesizer),
-            # the only part of the card that differs between an interrupted and a straight run
-            "run": {"chunks": len(results), "chunks_reloaded": reloaded},
-            **({"audit": audit(records)} if audit is not None else {}),
-            "outputs": {"records": records_path.name, "records_sha256": file_sha256(records_path)}}
-    _write_json(card_path, card)
+    card = make_card("medssr synth", run_fingerprint, records_path, card_format=CARD_FORMAT, **identity,
+                     **summarise(plan, records, results, target, synthesizer),
+                     # the only part of the card that differs between an interrupted and a straight run
+                     run={"chunks": len(results), "chunks_reloaded": reloaded},
+                     **({"audit": audit(records)} if audit is not None else {}))
+    write_json_atomic(card_path, card)
     shutil.rmtree(parts_dir, ignore_errors=True)
     log.info("synthesis: %d records in %.1f s", len(records), time.perf_counter() - started)
     return SynthesisOutputs(records_path, card_path, card)
-
-
-def _finished(card_path: Path, records_path: Path, fingerprint: str) -> bool:
-    from medssr_nemo.data.cards import file_sha256
-
-    if not card_path.exists() or not records_path.exists():
-        return False
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return False
-    return card.get("fingerprint") == fingerprint and \
-        card.get("outputs", {}).get("records_sha256") == file_sha256(records_path)
 
 
 def config_identity(cfg: Any) -> dict[str, Any]:

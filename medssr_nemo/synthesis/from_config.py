@@ -15,11 +15,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from medssr_nemo import registry
+from medssr_nemo.data.eval_suite import load_eval_suite
+from medssr_nemo.data.real import real_decontaminator
 from medssr_nemo.records import QuestionRecord
+from medssr_nemo.synthesis.audit import audit_records, auditor_for
+from medssr_nemo.synthesis.chunked import SynthesisOutputs, check_plan_supported, config_identity, synthesize_to, target_of
 from medssr_nemo.synthesis.filters import QualityFilter
 from medssr_nemo.synthesis.interfaces import Synthesizer
 from medssr_nemo.synthesis.plan import plan_slots
-from medssr_nemo.synthesis.runner import SynthesisOutputs, check_plan_supported, config_identity, synthesize_to, target_of
+from medssr_nemo.synthesis.seeds import load_seed_pool
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +34,6 @@ def build_knowledge(cfg: Any) -> Any:
 
 
 def build_decontaminator(cfg: Any) -> Any:
-    from medssr_nemo.data.real import real_decontaminator
-
     return real_decontaminator(**dataclasses.asdict(cfg.data.decontam))
 
 
@@ -54,8 +56,6 @@ def run_synthesis(cfg: Any, *, knowledge: Any = None, decontaminator: Any = None
         decontaminator = timed("decontaminator", lambda: build_decontaminator(cfg))
     needs_seeds = any(not s.rare for s in plan) or syn.synthesizer != "kg"
     if seeds is None and needs_seeds and synthesizer is None:
-        from medssr_nemo.synthesis.seeds import load_seed_pool
-
         seeds, seed_summary = timed("seeds", lambda: load_seed_pool(syn.seed_pools, decontaminator,
                                                                     cfg.data.stage1_seed_share))
         inputs["seeds"] = seed_summary
@@ -73,15 +73,11 @@ def run_synthesis(cfg: Any, *, knowledge: Any = None, decontaminator: Any = None
         synthesizer.prepare(plan)
     inputs["synthesizer"] = synthesizer.describe()
     if decontaminator is not None:
-        from medssr_nemo.data.eval_suite import load_eval_suite
-
         inputs["eval_files"] = load_eval_suite().file_sha256
     quality = QualityFilter.from_config(syn.filters, decontaminator)
     identity = {"config": config_identity(cfg), "inputs": inputs}
     audit = None
     if knowledge is not None:
-        from medssr_nemo.synthesis.audit import audit_records, auditor_for
-
         auditor = timed("auditor", lambda: auditor_for(knowledge, syn.distinct_margin, syn.num_options,
                                                         getattr(synthesizer, "builder", None)))
         audit = (lambda records: audit_records(records, auditor)) if auditor is not None else None
