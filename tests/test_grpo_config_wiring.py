@@ -242,6 +242,14 @@ def hand_advantages(cfg: Any, rows: list[dict[str, Any]]) -> list[float]:
     out = []
     for row in rows:
         rewards = by_question[row["record"].id]
+        n, mean = len(rewards), statistics.fmean(rewards)
+        if g.advantage_estimator == "rloo":   # r_i minus the mean of the others; alone: baseline 0
+            out.append(row["reward"] if n == 1 else n / (n - 1) * (row["reward"] - mean))
+            continue
+        if g.advantage_estimator == "dr_grpo":   # centred, never divided by the std
+            out.append(row["reward"] if n == 1 else row["reward"] - mean)
+            continue
+        assert g.advantage_estimator == "grpo", f"no hand formula for {g.advantage_estimator}"
         if len(rewards) == 1:   # verl 0.3.1: a group of one has mean 0 and std 1
             out.append(row["reward"] / (1 + g.advantage_eps) if g.normalize_std else row["reward"])
             continue
@@ -271,7 +279,9 @@ def hand_loss(cfg: Any, update: Update, old: torch.Tensor, advantages: torch.Ten
     a = advantages[:, None].expand_as(lp)
     ratio = torch.exp(torch.where(mask, lp - old, torch.zeros_like(lp)))
     per_token = torch.maximum(-a * ratio, -a * ratio.clamp(1 - g.clip_low, 1 + g.clip_high))
-    if g.dual_clip:
+    if g.policy_loss == "gpg":   # plain policy gradient: -A * logp, no ratio, no clip
+        per_token = -a * torch.where(mask, lp, torch.zeros_like(lp))
+    elif g.dual_clip:
         per_token = torch.where(a < 0, torch.minimum(per_token, -a * g.dual_clip), per_token)
     kl = hand_kl(cfg, lp, update.ref_logprobs)
     if g.kl_coef > 0:
@@ -414,6 +424,10 @@ PAIRS = {
     "grpo.loss_aggregation=seq-mean-token-sum-norm": ([], ["grpo.loss_aggregation=seq-mean-token-sum-norm",
                                                            "rollout.max_new_tokens=16"], "losses"),
     "grpo.ppo_epochs": ([], EPOCHS2, "losses"),
+    "grpo.advantage_estimator=rloo": ([], ["grpo.advantage_estimator=rloo"], "advantages"),
+    "grpo.advantage_estimator=dr_grpo": ([], ["grpo.advantage_estimator=dr_grpo"], "advantages"),
+    "grpo.policy_loss=gpg": ([], ["grpo.policy_loss=gpg"], "losses"),
+    "grpo.loss_aggregation=seq-mean-token-sum": ([], ["grpo.loss_aggregation=seq-mean-token-sum"], "losses"),
     "grpo.entropy_coef": ([], ["grpo.entropy_coef=0.05"], "losses"),
     "rollout.temperature": ([], ["rollout.temperature=0.7"], "losses"),
     "rollout.top_k": ([], ["rollout.top_k=1"], "advantages"),
