@@ -282,7 +282,7 @@ def scenario_offload(spec, models):
     path = models[spec["model"]]
     backend = _backend(path, 1, 1, reference=True)
     events.append("-- built")
-    names = {id(backend.reference_model): "reference", id(backend.model): "rollout copy"}
+    names = {id(backend.reference_model): "reference", id(backend.rollout_module()): "rollout copy"}
     batch = _grpo_batch(_load_hf(path))
     events.append("-- reference pass")
     backend.reference_logprobs(batch)
