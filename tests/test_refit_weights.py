@@ -5,6 +5,8 @@ half-applied refit)."""
 
 from __future__ import annotations
 
+import copy
+
 import sys
 import tempfile
 
@@ -57,7 +59,8 @@ def test_inprocess_refit_of_a_copy_in_another_dtype_holds_every_source_tensor(ti
 def test_inprocess_refit_from_bfloat16_into_float32_is_exact(tiny_llama):
     """The other direction: a bf16 trainer refitting a float32 engine (every value representable)."""
     model, tokenizer = tiny_llama
-    engine = InProcessEngine(model, tokenizer, dtype="float32")
+    # a float32 engine shares a float32 module: refit a copy, never the session's tiny model
+    engine = InProcessEngine(copy.deepcopy(model), tokenizer, dtype="float32")
     source = {k: v.detach().to(torch.bfloat16) for k, v in trained().state_dict().items()}
     engine.update_weights(source.items())
     assert_engine_holds(engine.model, source, torch.float32)
