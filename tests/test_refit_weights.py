@@ -6,7 +6,6 @@ half-applied refit)."""
 from __future__ import annotations
 
 import copy
-
 import sys
 import tempfile
 
