@@ -21,20 +21,7 @@ from medssr_nemo.rollout.trtllm.buckets import plan_buckets
 from medssr_nemo.rollout.trtllm.options import TrtllmOptions
 from medssr_nemo.rollout.trtllm.refit import StaleWeightsError
 
-FAKES = str(Path(__file__).parent / "fakes")
 
-
-@pytest.fixture()
-def fake_trtllm(monkeypatch):
-    monkeypatch.syspath_prepend(FAKES)
-    for name in [m for m in sys.modules if m == "tensorrt_llm" or m.startswith("tensorrt_llm.")]:
-        monkeypatch.delitem(sys.modules, name)
-    import tensorrt_llm
-
-    yield tensorrt_llm
-    for name in [m for m in sys.modules if m == "tensorrt_llm" or m.startswith("tensorrt_llm.")
-                 or m == "medssr_nemo.rollout.trtllm.worker_extension"]:
-        sys.modules.pop(name, None)
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,6 @@ against the fake engine's own layout, then end to end through a refit."""
 from __future__ import annotations
 
 import socket
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,21 +12,8 @@ import torch
 from medssr_nemo.models import make_tiny_model, save_tiny_model
 from medssr_nemo.rollout.trtllm.fused_names import engine_tensor, expected_shard
 
-FAKES = str(Path(__file__).parent / "fakes")
 ARCHES = ("llama", "qwen2", "qwen3")
 
-
-@pytest.fixture()
-def fake_trtllm(monkeypatch):
-    monkeypatch.syspath_prepend(FAKES)
-    for name in [m for m in sys.modules if m == "tensorrt_llm" or m.startswith("tensorrt_llm.")]:
-        monkeypatch.delitem(sys.modules, name)
-    import tensorrt_llm
-
-    yield tensorrt_llm
-    for name in [m for m in sys.modules if m == "tensorrt_llm" or m.startswith("tensorrt_llm.")
-                 or m == "medssr_nemo.rollout.trtllm.worker_extension"]:
-        sys.modules.pop(name, None)
 
 
 def test_qkv_and_gate_up_are_stacked_in_order_hand_worked():
