@@ -343,6 +343,7 @@ def test_two_ranks_under_torchrun_give_the_single_process_result(finished_run, t
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # the whole quickstart: 12 to 35 minutes on 2 cores, past the suite's 900 s
 def test_quickstart_runs_every_step_on_the_embedded_policy(tmp_path):
     """README's first command (minus the install): SmolLM2 + HPO, all steps, about 20 minutes."""
     import subprocess
