@@ -6,7 +6,6 @@ half-applied refit)."""
 from __future__ import annotations
 
 import copy
-import sys
 import tempfile
 
 import pytest
@@ -106,32 +105,22 @@ def test_trainer_refits_the_engine_copy_with_the_updated_weights(tmp_path):
     assert seen == [1, 2]
 
 
-def test_tensorrt_llm_refit_in_bfloat16_holds_every_tensor(monkeypatch):
+def test_tensorrt_llm_refit_in_bfloat16_holds_every_tensor(fake_trtllm):
     """The TensorRT-LLM engine (against the fake in tests/fakes: the refit protocol, not the
     kernels) in bf16: every tensor the fake engine ends up with is the source rounded to bf16.
     Catches: a bucket dropped or a tensor left uncast. Planted by hand: the refit's dtype cast
     removed fails on the first tensor that is not exactly representable in bf16."""
-    from test_trtllm_engine import FAKES, hf_named, make_engine
-
-    monkeypatch.syspath_prepend(FAKES)
-    for name in [m for m in sys.modules if m == "tensorrt_llm" or m.startswith("tensorrt_llm.")]:
-        monkeypatch.delitem(sys.modules, name)
-    import tensorrt_llm
+    from test_trtllm_engine import hf_named, make_engine
     from medssr_nemo.models import save_tiny_model
 
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            tiny_dir = str(save_tiny_model(f"{tmp}/llama", "llama", seed=0))
-            engine = make_engine(tensorrt_llm, tiny_dir, dtype="bfloat16", bucket_mb=1)
-            source = dict(hf_named(trained()))
-            engine.update_weights(list(source.items()))
-            for worker in engine.llm.workers:
-                state = worker.engine.model_engine.model.hf.state_dict()   # fused shards aside, the full HF copy
-                for name, tensor in source.items():
-                    assert torch.equal(state[name], tensor.to(torch.bfloat16).to(state[name].dtype)), name
-                inexact = [n for n, t in source.items() if not torch.equal(t.to(torch.bfloat16).float(), t)]
-                assert inexact   # the check would see a missing cast
-    finally:
-        for name in [m for m in sys.modules if m == "tensorrt_llm" or m.startswith("tensorrt_llm.")
-                     or m == "medssr_nemo.rollout.trtllm.worker_extension"]:
-            sys.modules.pop(name, None)
+    with tempfile.TemporaryDirectory() as tmp:
+        tiny_dir = str(save_tiny_model(f"{tmp}/llama", "llama", seed=0))
+        engine = make_engine(fake_trtllm, tiny_dir, dtype="bfloat16", bucket_mb=1)
+        source = dict(hf_named(trained()))
+        engine.update_weights(list(source.items()))
+        for worker in engine.llm.workers:
+            state = worker.engine.model_engine.model.hf.state_dict()   # fused shards aside, the full HF copy
+            for name, tensor in source.items():
+                assert torch.equal(state[name], tensor.to(torch.bfloat16).to(state[name].dtype)), name
+            inexact = [n for n, t in source.items() if not torch.equal(t.to(torch.bfloat16).float(), t)]
+            assert inexact   # the check would see a missing cast
