@@ -1,5 +1,6 @@
 """Every rank generates (rollout/rank_split.py): pseudo-labelling and evaluation with their
-prompts split over two gloo ranks write the same tokens and files as one process."""
+prompts split over two gloo ranks write the same tokens and files as one process, both inside the
+pipeline and as the standalone ``medssr label`` / ``medssr eval`` commands under torchrun."""
 
 from __future__ import annotations
 
@@ -22,27 +23,29 @@ COMPARED = ["label/pseudo_labels.jsonl", "label/pseudo_labels.votes.jsonl", "lab
             "eval/base/medqa/generations.jsonl", "eval/base/medqa/metrics.json"]
 
 
-def _run(nproc: int, model: Path, questions: Path, out: Path) -> None:
+def _run(nproc: int, model: Path, questions: Path, out: Path, *mode: str) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-                           str(JOB), str(model), str(questions), str(out)],
+                           str(JOB), str(model), str(questions), str(out), *mode],
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("rank_split")
+@pytest.fixture(scope="module", params=["pipeline", "cli"])
+def runs(request, tmp_path_factory):
+    """(one process, two ranks) output directories; ``cli``: the standalone commands."""
+    cli = request.param == "cli"
+    root = tmp_path_factory.mktemp(f"rank_split_{request.param}")
     model = save_tiny_model(root / "model", "llama", seed=0)
     questions = root / "questions.jsonl"
     write_records(read_paper_eval_file(paper_eval_path("medmcqa"))[:4], questions)
     one, two = root / "one", root / "two"
-    _run(2, model, questions, two)
+    _run(2, model, questions, two, *(["cli"] if cli else []))
     # the reference: one process, this one (no process group: the engine is not split)
     spec = importlib.util.spec_from_file_location("rank_split_job", JOB)
     job = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(job)
-    job.run_job(str(model), str(questions), one)
+    job.run_job(str(model), str(questions), one, cli=cli)
     return one, two
 
 

@@ -9,12 +9,18 @@ Examples::
         'eval.checkpoint_labels=[base,stage1,stage2]'
     medssr eval --list
     medssr eval compare runs/x:base runs/x:stage2        # paired test, same questions (see eval/compare.py)
+    torchrun --nproc_per_node 8 -m medssr_nemo.cli.main eval ...   # every GPU samples a share
+
+Under torchrun every rank generates its share of each batch and the main rank writes the files
+and prints the table (rollout/rank_split.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from medssr_nemo.cli.common import config_parser, parse_config, run_guarded
@@ -74,10 +80,16 @@ def main(argv: list[str]) -> int:
         return run_guarded(lambda: list_benchmarks(custom, configured), "medssr eval")
 
     def job() -> int:
+        from medssr_nemo import distributed
         from medssr_nemo.eval.report import markdown_table
         from medssr_nemo.eval.runner import run_eval
+        from medssr_nemo.rollout.rank_split import command_on_every_rank
 
-        summary = run_eval(cfg, progress=not args.no_progress)
+        with command_on_every_rank(Path(cfg.eval.output_dir or Path(cfg.output_dir) / "eval")) as where:
+            here = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, output_dir=str(where)))
+            summary = run_eval(here, progress=not args.no_progress and distributed.is_main())
+        if not distributed.is_main():
+            return 0
         print(markdown_table(summary), end="")
         _log_to_trackers(cfg, summary)
         return 0

@@ -11,12 +11,15 @@ single process) ``split`` returns the engine unchanged.
 
 ``rank_scratch(out, main)`` gives the other ranks a private copy of a step's directory, so the
 same code runs everywhere (same resume decisions, same collective calls) while only the main
-rank's files count.
+rank's files count. ``command_on_every_rank(out)`` is all of that for a standalone ``medssr label``
+or ``medssr eval`` started by torchrun: the process group, the block, the scratch copy, and quiet
+standard output on the other ranks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -105,3 +108,23 @@ def rank_scratch(out: Path, main: bool) -> Iterator[Path]:
     finally:
         if not main:
             shutil.rmtree(where, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def command_on_every_rank(out: Path) -> Iterator[Path]:
+    """Where this rank writes a standalone labelling/evaluation command's files: ``out`` itself
+    without torchrun (nothing else changes); under torchrun the process group is started, every
+    rank samples its share, the main rank writes ``out`` and the others a scratch copy, printing
+    nothing (their summaries would repeat the main rank's)."""
+    if not distributed.launched_distributed():
+        yield out
+        return
+    distributed.init_distributed()
+    main = distributed.is_main()
+    with every_rank_generates(), rank_scratch(Path(out), main) as where:
+        if main:
+            yield where
+        else:
+            with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+                yield where
+    distributed.barrier()   # the main rank's files are complete before any rank returns
