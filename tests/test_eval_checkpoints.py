@@ -20,6 +20,8 @@ from medssr_nemo.eval.runner import default_policy_loader, run_eval
 from medssr_nemo.models import save_tiny_model
 from medssr_nemo.models.tiny import make_tiny_tokenizer
 
+from eval_loaders import watching_loader
+
 SHAPE = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
              num_key_value_heads=1, head_dim=16)
 
@@ -55,19 +57,8 @@ def _cfg(out, checkpoints, bench_file, *extra):
 
 def _recording_loader(cfg, seen):
     """The real loader; records the first free-generation prompt each checkpoint is given."""
-    load = default_policy_loader(cfg)
-
-    def loader(reference):
-        engine, tokenizer = load(reference)
-        original = engine.generate
-
-        def generate(prompts, sampling, seeds):
-            if sampling.allowed_token_ids is None:
-                seen.setdefault(reference, tokenizer.decode(prompts[0]))
-            return original(prompts, sampling, seeds)
-        engine.generate = generate
-        return engine, tokenizer
-    return loader
+    return watching_loader(cfg, lambda reference, tokenizer, prompts:
+                           seen.setdefault(reference, tokenizer.decode(prompts[0])))
 
 
 def test_base_and_instruct_checkpoints_each_get_their_own_template(tmp_path, bench_file):

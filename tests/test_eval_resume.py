@@ -8,6 +8,8 @@ import pytest
 from medssr_nemo.config import load_config
 from medssr_nemo.eval.runner import default_policy_loader, run_eval
 
+from eval_loaders import watching_loader
+
 FILES = ["generations.jsonl", "metrics.json", "protocol.json"]
 BENCHMARKS = ["pubmedqa", "bioasq"]
 
@@ -32,19 +34,7 @@ def _cfg(tiny_dir, out, *extra):
 
 
 def _counting_loader(cfg, counter):
-    load = default_policy_loader(cfg)
-
-    def loader(reference):
-        engine, tokenizer = load(reference)
-        original = engine.generate
-
-        def generate(prompts, sampling, seeds):
-            if sampling.allowed_token_ids is None:
-                counter.append(len(prompts))
-            return original(prompts, sampling, seeds)
-        engine.generate = generate
-        return engine, tokenizer
-    return loader
+    return watching_loader(cfg, lambda reference, tokenizer, prompts: counter.append(len(prompts)))
 
 
 def test_kill_and_resume_gives_the_same_results_files(tiny_dir, tmp_path):
