@@ -352,6 +352,42 @@ def test_raredis_sub_fetched_into_the_data_root_joins_the_suite_beside_rarebench
     assert [r.id for r in records] == ["rd-0", "rd-1", "rd-2"] and all(r.rare for r in records)
 
 
+def test_raredis_sub_checksum_is_recorded_at_first_fetch_and_a_change_is_caught(server, tmp_path):
+    """The manifest cannot pin RareDis-Sub, so its first fetch writes PINNED_SHA256SUMS beside the
+    data; bytes that change later (same row count) read as corrupt, and a refetch that brings
+    other bytes is refused, keeping the file that was there."""
+    import io
+
+    import datasets
+
+    from medssr_nemo.data.pins import PINS_NAME, read_pins
+
+    entry = replace(_entry("eval/raredis_sub/test.parquet"), rows=2)
+
+    def parquet(tag: str) -> bytes:
+        buf = io.BytesIO()
+        datasets.Dataset.from_list([{"id": f"{tag}-{i}", "question": "Q?\nA. a\nB. b", "gold": "A"}
+                                    for i in range(2)]).to_parquet(buf)
+        return buf.getvalue()
+
+    first, other = parquet("v1"), parquet("v2")
+    hub = mirror_path(entry.sources[0].resolved_url())
+    with DataServer(MANIFEST, SOURCE_ROOT, extra={hub: first}) as srv:
+        download([entry], tmp_path, manifest=MANIFEST, mirror=srv.base, echo=lambda _: None, **FAST)
+    target = tmp_path / entry.path
+    assert read_pins(tmp_path) == {entry.path: hashlib.sha256(first).hexdigest()}
+    assert check_file(entry, tmp_path).state == "present"
+    target.write_bytes(other)                                   # same rows, other bytes
+    state = check_file(entry, tmp_path)
+    assert state.state == "corrupt" and PINS_NAME in state.detail
+    target.unlink()
+    with DataServer(MANIFEST, SOURCE_ROOT, extra={hub: other}) as srv:
+        with pytest.raises(DownloadError, match="when first fetched"):
+            fetch_file(entry, tmp_path, tmp_path / ".download", mirror=srv.base, **FAST)
+    assert not target.exists() and not _leftovers(tmp_path)
+    assert read_pins(tmp_path) == {entry.path: hashlib.sha256(first).hexdigest()}
+
+
 def test_docs_list_every_source_and_licence():
     text = (Path(__file__).resolve().parent.parent / "docs" / "data.md").read_text()
     for f in MANIFEST.files:

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from medssr_nemo.artifacts import atomic_path, write_text_atomic
 from medssr_nemo.data.convert import convert, extract_member
 from medssr_nemo.data.manifest import FileEntry, Manifest, Source, file_sha256, load_manifest
+from medssr_nemo.data.pins import PINS_NAME, read_pins, record_pin
 from medssr_nemo.data.root import cache_root
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,12 @@ def check_file(entry: FileEntry, root: Path) -> FileState:
         rows = _parquet_rows(path)
         if entry.rows is not None and rows != entry.rows:
             return FileState(entry, "corrupt", f"{rows} rows, expected {entry.rows}")
-        return FileState(entry, "present", f"not pinned; sha256 {file_sha256(path)}")
+        digest, pin = file_sha256(path), read_pins(root).get(entry.path)
+        if pin is None:
+            return FileState(entry, "present", f"not pinned; sha256 {digest}")
+        if digest != pin:
+            return FileState(entry, "corrupt", f"sha256 {digest}, but {pin} when first fetched ({PINS_NAME})")
+        return FileState(entry, "present", f"not in the manifest; sha256 as first fetched ({PINS_NAME})")
     size = path.stat().st_size
     if entry.size is not None and size != entry.size:
         return FileState(entry, "corrupt", f"{size} bytes, expected {entry.size}")
@@ -216,20 +222,27 @@ def _from_source(entry: FileEntry, source: Source, root: Path, work: Path, *, mi
                 convert(source.convert, raw, tmp)
             else:
                 shutil.copyfile(raw, tmp)
-            _verify(entry, tmp, source, url)
+            _verify(entry, tmp, source, url, pin=read_pins(root).get(entry.path))
         except (ChecksumError, ValueError, OSError):
             if not source.extract:               # bad bytes: never reuse them (an archive's other members may
                 raw.unlink(missing_ok=True)      # still verify; it goes at the end of the run either way)
             raise
+    if entry.sha256 is None:                 # the manifest cannot pin it: the first fetch does
+        record_pin(root, entry.path, file_sha256(target))
     if not (source.extract or source.convert):
         raw.unlink(missing_ok=True)          # archives stay until the run ends (other members)
 
 
-def _verify(entry: FileEntry, path: Path, source: Source, url: str) -> None:
+def _verify(entry: FileEntry, path: Path, source: Source, url: str, pin: str | None = None) -> None:
     if entry.sha256 is None:
         rows = _parquet_rows(path)
         if entry.rows is not None and rows != entry.rows:
             raise ChecksumError(f"{entry.path} from {source.describe()} ({url}): {rows} rows, expected {entry.rows}")
+        digest = file_sha256(path)
+        if pin is not None and digest != pin:
+            raise ChecksumError(f"{entry.path} from {source.describe()} ({url}): sha256 {digest}, but {pin} when "
+                                f"first fetched ({PINS_NAME} in the data root; delete its line to accept the new "
+                                "bytes)")
         return
     digest = file_sha256(path)
     if digest != entry.sha256:
