@@ -13,16 +13,17 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
+import pytest
 import torch
 
 from medssr_nemo.config import load_config
 from medssr_nemo.grpo.metrics_log import read_metrics
 from medssr_nemo.grpo.trainer import GRPOTrainer
 from medssr_nemo.models import make_tiny_model
-from medssr_nemo.policy.interfaces import Colocatable, PolicyBackend, TokenBatch
+from medssr_nemo.policy.interfaces import Colocatable, PolicyBackend, TokenBatch, TrainerMemory
 from medssr_nemo.policy.loss_contract import LossFunction, StepLoss, global_normalisers
 from medssr_nemo.records import QuestionRecord
-from medssr_nemo.rollout.interfaces import Completion, RolloutEngine, SamplingParams
+from medssr_nemo.rollout.interfaces import Completion, RolloutEngine, SamplingParams, engine_factory
 
 
 def _unigram_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -32,7 +33,9 @@ def _unigram_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, temperature
     return torch.cat([torch.zeros_like(out[:, :1]), out[:, 1:]], dim=1)
 
 
-class UnigramPolicy(PolicyBackend, Colocatable):
+class UnigramPolicy(PolicyBackend):
+    """Not colocatable: it lends no module and frees no memory."""
+
     def __init__(self, tokenizer: Any, lr: float = 0.5) -> None:
         self.tokenizer = tokenizer
         self.logits = torch.nn.Parameter(torch.zeros(len(tokenizer)))
@@ -78,7 +81,30 @@ class UnigramPolicy(PolicyBackend, Colocatable):
     def save_hf(self, directory: str | os.PathLike) -> None:
         self.save(directory)
 
+
+
+class UnigramMemory(TrainerMemory):
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+
+    def release(self) -> None:
+        self.optimizer.zero_grad()
+
+    def restore(self) -> None:
+        return None
+
+    def held(self) -> dict[str, int]:
+        return {}
+
+
+class ColocatedUnigramPolicy(UnigramPolicy, Colocatable):
+    def __init__(self, tokenizer: Any, lr: float = 0.5) -> None:
+        super().__init__(tokenizer, lr)
+        self.module_requests = 0
+        self.memory = UnigramMemory(self.optimizer)
+
     def rollout_module(self) -> Any:
+        self.module_requests += 1
         return self.logits            # the engine samples from these very numbers
 
     def offload_before_generation(self) -> None:
@@ -87,11 +113,15 @@ class UnigramPolicy(PolicyBackend, Colocatable):
     def onload_after_generation(self) -> None:
         self.onloads += 1
 
+    def trainer_memory(self) -> TrainerMemory:
+        return self.memory
+
 
 class UnigramEngine(RolloutEngine):
     def __init__(self, logits: torch.Tensor, tokenizer: Any) -> None:
         self.logits, self.tokenizer = logits.detach().clone(), tokenizer
         self._version = 0
+        self.trainer_memory: TrainerMemory | None = None
 
     def generate(self, prompt_token_ids: Sequence[Sequence[int]], sampling: SamplingParams,
                  seeds: Sequence[int]) -> list[Completion]:
@@ -114,10 +144,22 @@ class UnigramEngine(RolloutEngine):
     def weight_version(self) -> int:
         return self._version
 
+    def attach_trainer_memory(self, memory: TrainerMemory | None) -> None:
+        self.trainer_memory = memory
 
+
+@engine_factory(needs_policy_module=True)
 def build_unigram_engine(rollout_cfg: Any, *, model: Any, tokenizer: Any, **_: Any) -> UnigramEngine:
-    """The engine factory, selected by dotted path as a third-party plugin would be."""
+    """The engine factory, selected by dotted path as a third-party plugin would be: it samples
+    on the policy's own module."""
     return UnigramEngine(model, tokenizer)
+
+
+@engine_factory(needs_policy_module=False)
+def build_standalone_unigram_engine(rollout_cfg: Any, *, tokenizer: Any, **_: Any) -> UnigramEngine:
+    """An engine that loads its own copy of the initial weights (all zeros, as the policy starts)
+    and is refit from ``export_hf_weights``, as the tensorrt_llm engine is."""
+    return UnigramEngine(torch.zeros(len(tokenizer)), tokenizer)
 
 
 def fewer_characters(prompts, completions, **columns):
@@ -128,21 +170,28 @@ RECORDS = [QuestionRecord(id=f"q{i}", question=f"Question {i}?", options=["yes",
            for i in range(4)]
 
 
-def test_a_backend_and_engine_written_from_the_interfaces_train_two_grpo_steps(tmp_path):
-    cfg = load_config("base", [
+def _config(tmp_path: Path, engine: str = "build_unigram_engine") -> Any:
+    return load_config("base", [
         f"output_dir={tmp_path}", "train.steps=2", "train.save_every=1", "train.tensorboard=false",
         "train.save_hf=false", "model.prompt_style=base", "grpo.group_size=4", "grpo.prompts_per_step=2",
         "grpo.kl_coef=0.01", "rollout.max_new_tokens=5", "rollout.temperature=0.8",
-        f"rollout.engine={__name__}:build_unigram_engine",
+        f"rollout.engine={__name__}:{engine}",
         f"reward.sources.gold=[{{name: '{__name__}:fewer_characters'}}]"])
+
+
+def test_a_backend_and_engine_written_from_the_interfaces_train_two_grpo_steps(tmp_path):
+    cfg = _config(tmp_path)
     _, tokenizer = make_tiny_model("llama", seed=0)
-    policy = UnigramPolicy(tokenizer)
+    policy = ColocatedUnigramPolicy(tokenizer)
     trainer = GRPOTrainer(cfg, records=RECORDS, policy=policy, show_progress=False).setup()
     metrics = trainer.train()
 
-    # the engine was built on the module the policy declares (Colocatable.rollout_module)
+    # the engine was built on the module the policy declares (Colocatable.rollout_module), asked
+    # for once, and received the training state the policy declares (Colocatable.trainer_memory)
     engine = trainer.engine
     assert isinstance(engine, UnigramEngine)
+    assert policy.module_requests == 1
+    assert engine.trainer_memory is policy.memory
     logged = read_metrics(tmp_path)
     assert [m["step"] for m in logged] == [1, 2]
     for m in logged:
@@ -160,3 +209,36 @@ def test_a_backend_and_engine_written_from_the_interfaces_train_two_grpo_steps(t
     latest = tmp_path / "checkpoints" / (tmp_path / "checkpoints" / "latest").read_text()
     assert torch.equal(torch.load(latest / "policy" / "logits.pt"), policy.logits.detach())
     assert json.loads((latest / "trainer_state.json").read_text())["step"] == 2
+
+
+def _train_two_steps(tmp_path: Path, policy: UnigramPolicy, engine: str) -> GRPOTrainer:
+    trainer = GRPOTrainer(_config(tmp_path, engine), records=RECORDS, policy=policy, show_progress=False).setup()
+    metrics = trainer.train()
+    assert metrics["weight_version"] == 2 == trainer.engine.weight_version
+    assert torch.equal(trainer.engine.logits, policy.logits.detach())      # refit with the policy's weights
+    assert not torch.equal(policy.logits.detach(), torch.zeros_like(policy.logits))
+    assert [m["step"] for m in read_metrics(tmp_path)] == [1, 2]
+    return trainer
+
+
+def test_an_engine_with_its_own_weights_never_asks_for_the_policy_module(tmp_path):
+    _, tokenizer = make_tiny_model("llama", seed=0)
+    policy = ColocatedUnigramPolicy(tokenizer)
+    trainer = _train_two_steps(tmp_path, policy, "build_standalone_unigram_engine")
+    assert policy.module_requests == 0          # on megatron: no unsharded copy built for nothing
+    assert trainer.engine.trainer_memory is policy.memory
+    assert (policy.offloads, policy.onloads) == (2, 2)
+
+
+def test_a_policy_that_is_not_colocatable_trains_with_an_engine_that_needs_no_module(tmp_path):
+    _, tokenizer = make_tiny_model("llama", seed=0)
+    policy = UnigramPolicy(tokenizer)
+    trainer = _train_two_steps(tmp_path, policy, "build_standalone_unigram_engine")
+    assert trainer.engine.trainer_memory is None
+
+
+def test_an_engine_that_needs_the_module_of_a_policy_that_lends_none_is_a_clear_error(tmp_path):
+    _, tokenizer = make_tiny_model("llama", seed=0)
+    trainer = GRPOTrainer(_config(tmp_path), records=RECORDS, policy=UnigramPolicy(tokenizer), show_progress=False)
+    with pytest.raises(ValueError, match="is not Colocatable"):
+        trainer.setup()

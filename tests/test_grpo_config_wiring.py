@@ -31,6 +31,7 @@ from medssr_nemo.models import make_tiny_model
 from medssr_nemo.policy.interfaces import Colocatable
 from medssr_nemo.prompts import encode_prompt
 from medssr_nemo.records import QuestionRecord
+from medssr_nemo.rollout.interfaces import engine_factory
 
 
 # ---- reward functions the configs name (TRL shape); the hand computation calls them directly ----
@@ -85,6 +86,7 @@ class RecordingEngine:
 ENGINES: list[RecordingEngine] = []
 
 
+@engine_factory(needs_policy_module=True)
 def recording_engine(rollout_cfg, *, model, tokenizer, model_path=None):
     """A ``rollout.engine`` dotted-path factory: the registered in-process engine, recorded."""
     inner = registry.get("rollout_engine", "inprocess")(rollout_cfg, model=model, tokenizer=tokenizer,
@@ -144,6 +146,9 @@ class RecordingPolicy(Colocatable):
 
     def onload_after_generation(self) -> None:
         self.inner.onload_after_generation()
+
+    def trainer_memory(self) -> Any:
+        return self.inner.trainer_memory()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -279,7 +279,7 @@ def test_separate_gpus_refit_by_broadcast_over_a_real_gloo_group(fake_trtllm, ti
 
 # ---------------------------------------------------------------- sleep / wake / colocated memory
 def _trainer_with_adam_state():
-    from medssr_nemo.rollout.trtllm.colocation import TorchTrainerMemory
+    from medssr_nemo.policy.trainer_memory import TorchTrainerMemory
 
     model = torch.nn.Linear(16, 16)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -419,21 +419,35 @@ def test_engine_workers_start_without_the_srun_tasks_pmi_and_slurm_variables(fak
 
 
 def test_a_backend_that_offloads_its_own_optimizer_is_driven_not_duplicated():
-    from medssr_nemo.rollout.trtllm.colocation import BackendTrainerMemory, TorchTrainerMemory
+    from medssr_nemo.policy.megatron.offload import TrainingStateMemory
 
     class State:                    # the megatron backend's training_state (policy/megatron/offload.py)
         offloaded = False
+        restored = 0
 
         def offload(self):
             self.offloaded = True
 
-    class Policy:
-        training_state = State()
-        optimizer = torch.optim.AdamW(torch.nn.Linear(2, 2).parameters())
+        def restore(self):
+            self.restored += 1
 
-    memory = TorchTrainerMemory.of_policy(Policy())
-    assert isinstance(memory, BackendTrainerMemory)
+    state = State()
+    memory = TrainingStateMemory(state)
     memory.release()
-    assert Policy.training_state.offloaded and memory.note() == "backend-managed, offloaded=True"
-    plain = TorchTrainerMemory.of_policy(type("P", (), {"optimizer": Policy.optimizer})())
-    assert isinstance(plain, TorchTrainerMemory)
+    memory.restore()                # the backend's update restores its state itself: not the engine
+    assert state.offloaded and state.restored == 0
+    assert memory.held() == {} and memory.note() == "backend-managed, offloaded=True"
+
+
+def test_the_hf_backend_declares_its_adam_state_as_trainer_memory():
+    from medssr_nemo.config import load_config
+    from medssr_nemo.models import make_tiny_model
+    from medssr_nemo.policy.hf import HFPolicyBackend
+    from medssr_nemo.policy.trainer_memory import TorchTrainerMemory
+
+    model, tokenizer = make_tiny_model("llama", seed=0)
+    policy = HFPolicyBackend(load_config("base").policy, model=model, tokenizer=tokenizer, reference=False,
+                             total_steps=1)
+    memory = policy.trainer_memory()
+    assert isinstance(memory, TorchTrainerMemory)
+    assert memory.optimizer is policy.optimizer and memory.module is policy.model

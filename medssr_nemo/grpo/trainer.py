@@ -33,7 +33,7 @@ from medssr_nemo.policy.interfaces import Colocatable, PolicyBackend
 from medssr_nemo.prompts import resolve_prompt_style
 from medssr_nemo.records import QuestionRecord
 from medssr_nemo.rewards.composite import RewardRouter
-from medssr_nemo.rollout.interfaces import RolloutEngine, SamplingParams
+from medssr_nemo.rollout.interfaces import RolloutEngine, SamplingParams, needs_policy_module
 from medssr_nemo.timing import PhaseTimer
 
 log = logging.getLogger(__name__)
@@ -77,14 +77,12 @@ class GRPOTrainer:
         if self.policy is None:
             build_policy = registry.get("policy_backend", cfg.policy.backend)
             self.policy = build_policy(cfg, reference=cfg.grpo.kl_coef > 0)
-        # a colocatable policy lends its module to an in-process engine and frees memory for it
+        # a colocatable policy lends its module to an engine that declares it needs it, and
+        # frees memory around generation and refits
         self.colocated = self.policy if isinstance(self.policy, Colocatable) else None
         if self.engine is None:
-            build_engine = registry.get("rollout_engine", cfg.rollout.engine)
-            module = self.colocated.rollout_module() if self.colocated is not None else None
-            self.engine = build_engine(cfg.rollout, model=module, tokenizer=self.policy.tokenizer,
-                                       model_path=cfg.model.path)
-        self.engine.attach_trainer_memory(self.policy)  # a colocated engine may move optimizer state aside
+            self.engine = self._build_engine()
+        self.engine.attach_trainer_memory(self.colocated.trainer_memory() if self.colocated is not None else None)
         style = resolve_prompt_style(cfg.model.prompt_style, cfg.model.path, self.policy.tokenizer)
         self.questions, report = prepare_questions(records, self.policy.tokenizer, style, cfg.model.max_prompt_tokens)
         self.answer_reader = AnswerReader(answer_extraction(cfg, "reward"), cfg.model.path)
@@ -106,6 +104,17 @@ class GRPOTrainer:
         self.collapse = monitor if monitor.enabled_for([q.record for q in self.questions]) else None
         self._resume()
         return self
+
+    def _build_engine(self) -> RolloutEngine:
+        cfg = self.cfg
+        build_engine = registry.get("rollout_engine", cfg.rollout.engine)
+        module = None
+        if needs_policy_module(build_engine):
+            if self.colocated is None:
+                raise ValueError(f"rollout.engine={cfg.rollout.engine} samples on the policy's own module, but "
+                                 f"policy.backend={cfg.policy.backend} is not Colocatable (no rollout_module)")
+            module = self.colocated.rollout_module()
+        return build_engine(cfg.rollout, model=module, tokenizer=self.policy.tokenizer, model_path=cfg.model.path)
 
     def _config_hash(self) -> str:
         return hashlib.sha256(to_yaml(self.cfg).encode()).hexdigest()[:16]

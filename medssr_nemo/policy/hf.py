@@ -25,10 +25,11 @@ from medssr_nemo.artifacts import atomic_directory
 from medssr_nemo.config.schema.policy import PolicyConfig
 from medssr_nemo.models import load_causal_lm
 from medssr_nemo.policy.batching import check_token_batch, micro_batches
-from medssr_nemo.policy.interfaces import Colocatable, PolicyBackend, TokenBatch
+from medssr_nemo.policy.interfaces import Colocatable, PolicyBackend, TokenBatch, TrainerMemory
 from medssr_nemo.policy.logprobs import token_logprobs
 from medssr_nemo.policy.loss_contract import LossFunction, StepLoss, global_normalisers
 from medssr_nemo.policy.schedules import LRSchedule
+from medssr_nemo.policy.trainer_memory import TorchTrainerMemory
 
 # policy.options keys this backend understands, with their defaults
 HF_OPTIONS: dict[str, int] = {
@@ -243,6 +244,10 @@ class HFPolicyBackend(PolicyBackend, Colocatable):
     # ------------------------------------------------------------------ weights and checkpoints
     def rollout_module(self) -> Any:
         return self.model
+
+    def trainer_memory(self) -> TrainerMemory:
+        """Its AdamW state and gradients, which a colocated engine moves aside during refits."""
+        return TorchTrainerMemory(self.optimizer, self.model)
 
     def export_hf_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
         for name, tensor in self.model.state_dict().items():

@@ -65,15 +65,41 @@ class PolicyBackend(abc.ABC):
         """Write a Hugging Face checkpoint (config, tokenizer, safetensors) of the policy."""
 
 
+class TrainerMemory(abc.ABC):
+    """The training state a colocated engine may move aside around a refit (optimiser state,
+    gradients), declared by the policy that owns it (``Colocatable.trainer_memory``): the engine
+    never looks inside the policy. Built-ins: ``policy/trainer_memory.py`` ``TorchTrainerMemory``
+    (a torch optimizer) and ``policy/megatron/offload.py`` ``TrainingStateMemory``."""
+
+    @abc.abstractmethod
+    def release(self) -> None:
+        """Free gradients and move optimizer state off the accelerator."""
+
+    @abc.abstractmethod
+    def restore(self) -> None:
+        """Bring optimizer state back for the next update (a no-op for a backend whose update
+        brings it back itself)."""
+
+    @abc.abstractmethod
+    def held(self) -> dict[str, int]:
+        """Bytes of each kind of training state now on the accelerator ({} when not counted)."""
+
+    def note(self) -> str:
+        """What the memory ledger prints when ``held`` counts nothing."""
+        return "unmanaged"
+
+
 class Colocatable(abc.ABC):
     """Optional, declared: a policy whose process a rollout engine may share (NeMo RL splits its
     policy interface from a colocatable one the same way).
 
     The trainer checks ``isinstance(policy, Colocatable)``; it never probes for attributes.
-    An engine built in-process runs on ``rollout_module()`` and is refit from
-    ``export_hf_weights`` after every step; around generation the trainer calls
+    An engine that declares ``needs_policy_module`` (``rollout/interfaces.py`` ``EngineFactory``)
+    runs on ``rollout_module()`` and is refit from ``export_hf_weights`` after every step; the
+    trainer calls ``rollout_module()`` for no other engine. Around generation the trainer calls
     ``offload_before_generation`` / ``onload_after_generation`` so a backend can hand accelerator
-    memory (optimiser state, gradients) to the engine while it samples.
+    memory (optimiser state, gradients) to the engine while it samples, and it hands the engine
+    ``trainer_memory()`` once, for an engine that shares the GPUs during refits.
     """
 
     @abc.abstractmethod
@@ -87,3 +113,7 @@ class Colocatable(abc.ABC):
 
     def onload_after_generation(self) -> None:
         """Bring back what ``offload_before_generation`` moved (default: nothing)."""
+
+    def trainer_memory(self) -> TrainerMemory | None:
+        """The training state a colocated engine may move aside around refits (default: none)."""
+        return None

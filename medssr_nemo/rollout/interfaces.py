@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Callable, Iterable, Literal, Sequence
 
 import torch
+
+from medssr_nemo.policy.interfaces import TrainerMemory
 
 FinishReason = Literal["stop", "length"]
 
@@ -78,7 +80,38 @@ class RolloutEngine(abc.ABC):
     def wake(self) -> None:
         """Reacquire what ``sleep`` released (optional)."""
 
-    def attach_trainer_memory(self, policy: Any) -> None:
-        """Optional: the trainer hands its policy to the engine once; an engine colocated with
-        training may move the policy's optimizer state and gradients aside around refits (the
-        ``tensorrt_llm`` engine does). Default: nothing."""
+    def attach_trainer_memory(self, memory: TrainerMemory | None) -> None:
+        """Optional: the trainer hands the policy's declared training state
+        (``Colocatable.trainer_memory``) to the engine once; an engine colocated with training may
+        move it aside around refits (the ``tensorrt_llm`` engine does). Default: nothing."""
+
+
+@dataclass(frozen=True)
+class EngineFactory:
+    """A registered rollout engine: how it is built, and what it needs from the policy.
+
+    ``needs_policy_module``: the engine samples on the policy's own module, which the trainer asks
+    for (``Colocatable.rollout_module()``) and passes as ``model``. An engine that loads its own
+    weights (from ``model_path``) and is refit from ``export_hf_weights`` leaves it False, so the
+    trainer never builds a module nobody uses (on the megatron backend a full, unsharded copy).
+    A ``rollout_engine`` plugin that is a plain callable is taken as needing no module.
+    """
+
+    build: Callable[..., RolloutEngine]
+    needs_policy_module: bool = False
+
+    def __call__(self, rollout_cfg: Any, *, model: Any = None, tokenizer: Any = None,
+                 model_path: str | None = None) -> RolloutEngine:
+        return self.build(rollout_cfg, model=model, tokenizer=tokenizer, model_path=model_path)
+
+
+def engine_factory(*, needs_policy_module: bool) -> Callable[[Callable[..., RolloutEngine]], EngineFactory]:
+    """Decorator for a rollout engine factory: declares whether it runs on the policy's module."""
+    def wrap(build: Callable[..., RolloutEngine]) -> EngineFactory:
+        return EngineFactory(build, needs_policy_module)
+    return wrap
+
+
+def needs_policy_module(factory: Callable[..., RolloutEngine]) -> bool:
+    """Whether a registered ``rollout_engine`` plugin declared that it runs on the policy's module."""
+    return isinstance(factory, EngineFactory) and factory.needs_policy_module

@@ -10,11 +10,13 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from medssr_nemo.registry import register
+from medssr_nemo.rollout.interfaces import engine_factory
 
 OPTION_KEYS = ("device", "dtype", "cache", "compile")
 
 
 @register("rollout_engine", "inprocess")
+@engine_factory(needs_policy_module=True)
 def build_inprocess_engine(config: Any, *, model: Any, tokenizer: Any, **_: Any) -> Any:
     """An ``InProcessEngine`` for ``model`` from a ``RolloutConfig``-like object."""
     from medssr_nemo.rollout.inprocess import InProcessEngine  # torch/transformers only when used
@@ -22,7 +24,7 @@ def build_inprocess_engine(config: Any, *, model: Any, tokenizer: Any, **_: Any)
     if model is None or tokenizer is None:
         raise ValueError(
             "rollout.engine=inprocess samples from the policy's own module: the policy backend "
-            "must expose `model` and `tokenizer` (or choose another rollout.engine)"
+            "must be Colocatable (rollout_module) and have a tokenizer (or choose another rollout.engine)"
         )
     options: Mapping[str, Any] = dict(getattr(config, "options", None) or {})
     unknown = sorted(set(options) - set(OPTION_KEYS))

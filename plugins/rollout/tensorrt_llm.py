@@ -11,9 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from medssr_nemo.registry import register
+from medssr_nemo.rollout.interfaces import engine_factory
 
 
 @register("rollout_engine", "tensorrt_llm")
+@engine_factory(needs_policy_module=False)   # loads its own weights; refit from export_hf_weights
 def build_tensorrt_llm_engine(rollout_cfg: Any, model: Any = None, tokenizer: Any = None,
                               model_path: str | None = None, **_: Any) -> Any:
     """Build the engine from the ``rollout`` config section. The checkpoint the engine starts

@@ -31,7 +31,7 @@ from medssr_nemo.config.schema.policy import PolicyConfig
 from medssr_nemo.models import load_tokenizer, resolve_model_dir
 from medssr_nemo.policy import packing
 from medssr_nemo.policy.batching import check_token_batch, micro_batches
-from medssr_nemo.policy.interfaces import Colocatable, PolicyBackend, TokenBatch
+from medssr_nemo.policy.interfaces import Colocatable, PolicyBackend, TokenBatch, TrainerMemory
 from medssr_nemo.policy.loss_contract import LossFunction, StepLoss, global_normalisers
 from medssr_nemo.policy.megatron import checkpoint, conversion, offload, parallel, weights
 from medssr_nemo.policy.megatron.cpu_compat import in_device_scope
@@ -448,6 +448,10 @@ class MegatronPolicyBackend(PolicyBackend, Colocatable):
         """Full HF-named tensors on every rank (collective: all ranks must iterate to the end)."""
         offload.unpark(self._rollout_model, parallel.device())  # the refit writes into it next
         yield from weights.iter_hf_weights(self.megatron_model, self.arch)
+
+    def trainer_memory(self) -> TrainerMemory:
+        """Its own offload of the optimizer state and gradient buffer, for a colocated engine."""
+        return offload.TrainingStateMemory(self.training_state)
 
     def rollout_module(self) -> Any:
         """A transformers model with the policy's weights *at the first call*, for the in-process

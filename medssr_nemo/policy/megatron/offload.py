@@ -19,6 +19,8 @@ from typing import Any, Iterator
 
 import torch
 
+from medssr_nemo.policy.interfaces import TrainerMemory
+
 
 def _cuda() -> bool:
     return torch.cuda.is_available()
@@ -52,6 +54,27 @@ class TrainingState:
             yield
         finally:
             self.offload()
+
+
+class TrainingStateMemory(TrainerMemory):
+    """The megatron backend's ``TrainerMemory`` (``Colocatable.trainer_memory``): a colocated
+    engine's refit asks the training state to offload; the backend's update brings it back itself
+    (``TrainingState.on_gpu``), so ``restore`` has nothing to do and nothing is moved twice."""
+
+    def __init__(self, state: TrainingState) -> None:
+        self.state = state
+
+    def release(self) -> None:
+        self.state.offload()
+
+    def restore(self) -> None:
+        return None
+
+    def held(self) -> dict[str, int]:
+        return {}
+
+    def note(self) -> str:
+        return f"backend-managed, offloaded={self.state.offloaded}"
 
 
 def park(module: Any) -> None:

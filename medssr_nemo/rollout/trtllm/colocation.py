@@ -9,11 +9,12 @@ The order (``TensorRTLLMEngine`` drives it):
 3. the engine wakes its WEIGHT tags only, and the refit writes the new weights;
 4. the engine wakes its KV cache last, when the trainer holds the least.
 
-``TorchTrainerMemory`` does step 2 for a torch optimizer (Adam's two moments are 2/3 of the
-static training state). A policy backend that manages this itself (the megatron backend's
-``training_state``: optimizer state on the CPU and gradient buffer freed except inside the update,
-``policy/megatron/offload.py``) is driven through ``BackendTrainerMemory`` instead, so the two never
-move the same tensors.
+Step 2 is the policy's declared ``TrainerMemory`` (``policy/interfaces.py``), handed over once by
+the trainer (``Colocatable.trainer_memory``): on the ``hf`` backend ``TorchTrainerMemory``
+(``policy/trainer_memory.py``, a torch optimizer), on the ``megatron`` backend
+``TrainingStateMemory`` (``policy/megatron/offload.py``: the backend keeps its optimizer state on
+the CPU and its gradient buffer freed except inside the update, so the engine only asks it to
+offload and never moves the same tensors twice).
 ``MemoryLedger`` logs one line per phase with the tensor bytes each side holds on the GPU, and
 ``torch.cuda.memory_allocated`` when CUDA is there.
 """
@@ -22,108 +23,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Iterator, Protocol
 
 import torch
 
+from medssr_nemo.policy.interfaces import TrainerMemory
+
 log = logging.getLogger(__name__)
 MIB = 2**20
-
-
-class TrainerMemory(Protocol):
-    def release(self) -> None:
-        """Free gradients and move optimizer state off the GPU."""
-
-    def restore(self) -> None:
-        """Bring optimizer state back for the next update."""
-
-    def held(self) -> dict[str, int]:
-        """Bytes of each kind of training state now on the accelerator."""
-
-
-def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> Iterator[tuple[dict, str, torch.Tensor]]:
-    for state in optimizer.state.values():
-        for key, value in state.items():
-            if isinstance(value, torch.Tensor) and value.dim() > 0:
-                yield state, key, value
-
-
-class TorchTrainerMemory:
-    """Offloads a torch optimizer's state to (pinned, with CUDA) host memory and frees gradients."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer, module: torch.nn.Module | None = None) -> None:
-        self.optimizer = optimizer
-        self.module = module
-        self.offloaded = False
-        self._devices: dict[tuple[int, str], torch.device] = {}
-
-    @classmethod
-    def of_policy(cls, policy: Any) -> "TrainerMemory | None":
-        """For a policy backend: its own offload (``training_state``) when it has one, else its torch
-        optimizer (``policy.optimizer``); None when there is nothing to manage."""
-        state = getattr(policy, "training_state", None)
-        if state is not None and hasattr(state, "offload"):
-            return BackendTrainerMemory(state)
-        optimizer = getattr(policy, "optimizer", None)
-        if not isinstance(optimizer, torch.optim.Optimizer):
-            return None
-        module = getattr(policy, "model", None)
-        return cls(optimizer, module if isinstance(module, torch.nn.Module) else None)
-
-    def _params(self) -> Iterator[torch.nn.Parameter]:
-        if self.module is not None:
-            yield from self.module.parameters()
-        else:
-            for group in self.optimizer.param_groups:
-                yield from group["params"]
-
-    def release(self) -> None:
-        for param in self._params():
-            param.grad = None
-        if self.offloaded:
-            return
-        pin = torch.cuda.is_available()
-        for state, key, value in _optimizer_tensors(self.optimizer):
-            self._devices[(id(state), key)] = value.device
-            if value.device.type != "cpu":
-                state[key] = value.to("cpu", non_blocking=True).pin_memory() if pin else value.to("cpu")
-        self.offloaded = True
-
-    def restore(self) -> None:
-        if not self.offloaded:
-            return
-        for state, key, value in _optimizer_tensors(self.optimizer):
-            device = self._devices.get((id(state), key), value.device)
-            if device != value.device:
-                state[key] = value.to(device, non_blocking=True)
-        self._devices.clear()
-        self.offloaded = False
-
-    def held(self) -> dict[str, int]:
-        optimizer = 0 if self.offloaded else sum(v.numel() * v.element_size() for _, _, v in _optimizer_tensors(self.optimizer))
-        grads = sum(p.grad.numel() * p.grad.element_size() for p in self._params() if p.grad is not None)
-        params = sum(p.numel() * p.element_size() for p in self._params())
-        return {"params": params, "grads": grads, "optimizer": optimizer}
-
-
-class BackendTrainerMemory:
-    """A backend that moves its own optimizer state and gradient buffers (``offload()``, and back
-    inside its update): a refit asks it to offload; it restores itself for the update."""
-
-    def __init__(self, state: Any) -> None:
-        self.state = state
-
-    def release(self) -> None:
-        self.state.offload()
-
-    def restore(self) -> None:
-        return None   # the backend's update brings its state back (training_state.on_gpu())
-
-    def held(self) -> dict[str, int]:
-        return {}
-
-    def note(self) -> str:
-        return f"backend-managed, offloaded={bool(getattr(self.state, 'offloaded', False))}"
 
 
 @dataclasses.dataclass
@@ -145,9 +51,8 @@ class MemoryLedger:
         allocated = torch.cuda.memory_allocated() if torch.cuda.is_available() else None
         row = LedgerRow(phase, tuple(engine_awake), held, allocated)
         self.rows.append(row)
-        note = getattr(trainer, "note", None)
         trainer_text = (" ".join(f"{k}={v / MIB:.1f}MiB" for k, v in held.items())
-                        or (note() if callable(note) else "unmanaged"))
+                        or (trainer.note() if trainer is not None else "unmanaged"))
         gpu = "n/a (no CUDA)" if allocated is None else f"{allocated / MIB:.1f}MiB"
         awake = ",".join(engine_awake) if engine_awake else "nothing"
         log.info("memory ledger | %-28s | trainer %s | engine awake: %s | allocated here: %s",

@@ -38,11 +38,12 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
-from medssr_nemo.launch.slurm_env import launcher_env_cleared
+from medssr_nemo.distributed import launcher_env_cleared
+from medssr_nemo.policy.interfaces import TrainerMemory
 from medssr_nemo.rollout.interfaces import Completion, RolloutEngine, SamplingParams
 from medssr_nemo.rollout.trtllm.api import (WORKER_EXTENSION, Capabilities, check_capabilities,
                                             import_trtllm, probe)
-from medssr_nemo.rollout.trtllm.colocation import MemoryLedger, TorchTrainerMemory, TrainerMemory
+from medssr_nemo.rollout.trtllm.colocation import MemoryLedger
 from medssr_nemo.rollout.trtllm.engine_groups import (EngineGroup, GroupCollective, engine_groups,
                                                       engine_visible_devices, group_of, refit_address)
 from medssr_nemo.rollout.trtllm.fused_names import check_architecture
@@ -147,18 +148,15 @@ class TensorRTLLMEngine(RolloutEngine):
             else:
                 os.environ["CUDA_VISIBLE_DEVICES"] = previous
 
-    def attach_trainer_memory(self, policy_or_memory: Any) -> None:
+    def attach_trainer_memory(self, memory: TrainerMemory | None) -> None:
         """Let a colocated engine move the trainer's optimizer state and gradients out of the way
-        (``colocation.py``): a ``TrainerMemory``, or a policy backend with a torch optimizer."""
+        around refits (``colocation.py``): the policy's declared ``TrainerMemory``."""
         if not self.options.colocated:
             return
-        if hasattr(policy_or_memory, "release") and hasattr(policy_or_memory, "held"):
-            self.trainer_memory = policy_or_memory
-        else:
-            self.trainer_memory = TorchTrainerMemory.of_policy(policy_or_memory)
-        if self.trainer_memory is None:
-            log.warning("colocated tensorrt_llm engine: the policy has no torch optimizer to offload; the "
-                        "trainer's state stays on the GPU during refits")
+        self.trainer_memory = memory
+        if memory is None:
+            log.warning("colocated tensorrt_llm engine: the policy declares no trainer memory to offload "
+                        "(Colocatable.trainer_memory); the trainer's state stays on the GPU during refits")
 
     def _awake(self) -> tuple[str, ...]:
         return tuple(t for t in self.options.sleep_tags if t not in self._asleep)
