@@ -6,9 +6,10 @@ unconditionally instead of branching on whether it was launched with torchrun.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, MutableMapping
 
 import torch
 import torch.distributed as dist
@@ -105,3 +106,23 @@ def mean_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
 def broadcast_(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
     """Overwrite ``tensor`` on every rank with rank ``src``'s copy; identity in a single process."""
     return _collective_in_place(tensor, lambda t: dist.broadcast(t, src=src))
+
+
+# What an MPI library reads to join the Slurm job it was started in. A process that spawns its own
+# workers (TensorRT-LLM's Ray/MPI executors) must not hand these on: a worker's MPI_Init would try
+# to join the training job's PMI/PMIx world instead of starting its own.
+LAUNCHER_PREFIXES = ("PMI_", "PMIX_", "OMPI_", "SLURM_", "MPI_LOCALRANKID", "MPI_LOCALNRANKS")
+
+
+@contextlib.contextmanager
+def launcher_env_cleared(env: MutableMapping[str, str] | None = None) -> Iterator[dict[str, str]]:
+    """Remove the Slurm/PMI/MPI launcher variables from ``env`` (``os.environ``) for the block,
+    then put them back; yields what was removed."""
+    env = os.environ if env is None else env
+    removed = {k: v for k, v in env.items() if k.startswith(LAUNCHER_PREFIXES)}
+    for key in removed:
+        del env[key]
+    try:
+        yield removed
+    finally:
+        env.update(removed)

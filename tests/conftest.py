@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from medssr_nemo.paths import data_root
+from medssr_nemo.data.root import data_root
 
 
 @pytest.fixture(scope="session")

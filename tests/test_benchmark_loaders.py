@@ -92,7 +92,7 @@ def test_the_case_without_a_mapped_name_is_named_through_orphanet(loaded):
 
 
 def _rarebench_dir():
-    from medssr_nemo.paths import data_root
+    from medssr_nemo.data.root import data_root
 
     return data_root() / "eval" / "rarebench"
 

@@ -11,7 +11,7 @@ import pytest
 from medssr_nemo.cli.data import main as data_main
 from medssr_nemo.data.decontam import Decontaminator
 from medssr_nemo.data.real import load_pool, read_medmcqa, read_mmlu_file, read_pubmedqa, real_decontaminator
-from medssr_nemo.paths import data_root
+from medssr_nemo.data.root import data_root
 from medssr_nemo.records import QuestionRecord, RecordError, read_records
 
 DATA = data_root()

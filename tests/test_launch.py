@@ -79,7 +79,7 @@ def test_dry_run_without_an_image_has_no_container_flags_and_mpi_can_be_left_to_
 
 
 def test_launcher_variables_are_cleared_for_the_block_and_restored():
-    from medssr_nemo.launch.slurm_env import launcher_env_cleared
+    from medssr_nemo.distributed import launcher_env_cleared
 
     env = {"SLURM_PROCID": "3", "PMI_RANK": "3", "PMIX_RANK": "3", "OMPI_COMM_WORLD_RANK": "3", "RANK": "3",
            "MASTER_ADDR": "gpu01", "NCCL_DEBUG": "WARN"}

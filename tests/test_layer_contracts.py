@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,56 @@ def _resolved(name: str) -> str | None:
     while name not in MODULES and "." in name:
         name = name.rsplit(".", 1)[0]
     return name if name in MODULES else None
+
+
+DESIGN = PACKAGE.parent / "docs" / "design.md"
+# the declared exception of docs/design.md: the schema's choice lists come from the registries
+SCHEMA_READS_REGISTRIES = {
+    ("medssr_nemo.config.schema.grpo", "medssr_nemo.grpo.advantages"),
+    ("medssr_nemo.config.schema.grpo", "medssr_nemo.grpo.losses"),
+    ("medssr_nemo.config.schema.policy", "medssr_nemo.policy.schedules"),
+}
+
+
+def _layer_table() -> dict[str, int]:
+    """``docs/design.md``'s layer table, bottom row first: module or package prefix -> layer."""
+    text = DESIGN.read_text(encoding="utf-8")
+    section = text[text.index("## Layers"):text.index("## Seams")]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| layer")]
+    layers = {}
+    for index, row in enumerate(rows):
+        cells = row.split("|")[2]
+        for name in re.findall(r"`([^`]+)`", cells):
+            layers["medssr_nemo." + name.removesuffix("/").removesuffix(".py").replace("/", ".")] = index
+    return layers
+
+
+def _layer_of(module: str, layers: dict[str, int]) -> int | None:
+    name = module
+    while name not in layers and "." in name:
+        name = name.rsplit(".", 1)[0]
+    return layers.get(name)
+
+
+def test_the_design_documents_layer_table_places_every_module():
+    layers = _layer_table()
+    assert len(set(layers.values())) == 7
+    unplaced = [m for m in MODULES if m != "medssr_nemo" and _layer_of(m, layers) is None]
+    assert unplaced == []
+    missing = [prefix for prefix in layers if not any(m == prefix or m.startswith(prefix + ".") for m in MODULES)]
+    assert missing == []          # the table names no module that is gone
+
+
+def test_every_import_goes_to_the_same_layer_or_below_as_the_design_document_says():
+    layers = _layer_table()
+    upward = []
+    for module, path in MODULES.items():
+        own = _layer_of(module, layers)
+        for target in filter(None, map(_resolved, _project_imports(path))):
+            theirs = _layer_of(target, layers)
+            if theirs is not None and own is not None and theirs > own and (module, target) not in SCHEMA_READS_REGISTRIES:
+                upward.append(f"{module} -> {target}")
+    assert sorted(upward) == []
 
 
 def test_the_package_has_no_import_cycles():

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medssr_nemo.paths import data_root
+from medssr_nemo.data.root import data_root
 from medssr_nemo.jsonl import iter_json_objects, read_json_document
 from medssr_nemo.records import LETTERS, QuestionRecord, RecordError, split_question_text
 
@@ -38,7 +38,7 @@ _PAPER_CORE_FIELDS = ("id", "question", "gold")
 
 
 def eval_dir(root: str | os.PathLike | None = None) -> Path:
-    """``<data>/eval``: under ``root`` when given, else under ``medssr_nemo.paths.data_root()``."""
+    """``<data>/eval``: under ``root`` when given, else under ``medssr_nemo.data.root.data_root()``."""
     return Path(root) / "eval" if root is not None else data_root() / "eval"
 
 

@@ -20,7 +20,7 @@ from medssr_nemo.config import MedSSRConfig
 from medssr_nemo.data.eval_suite import load_eval_suite
 from medssr_nemo.data.real import load_pool, pool_inputs, real_decontaminator
 from medssr_nemo.data.seed_split import split_reserve
-from medssr_nemo.paths import data_root
+from medssr_nemo.data.root import data_root
 from medssr_nemo.records import write_records
 
 

@@ -42,7 +42,7 @@ from typing import Iterable
 from medssr_nemo.artifacts import file_sha256
 from medssr_nemo.data.decontam import Contamination, Decontaminator, normalise_text
 from medssr_nemo.data.eval_suite import load_eval_suite
-from medssr_nemo.paths import data_root
+from medssr_nemo.data.root import data_root
 from medssr_nemo.jsonl import iter_json_objects, read_json_document
 from medssr_nemo.records import LETTERS, QuestionRecord, RecordError
 

@@ -18,7 +18,7 @@ from typing import Callable, Mapping, Sequence
 from medssr_nemo import registry
 from medssr_nemo.eval.interfaces import Benchmark
 from medssr_nemo.eval.readers import read_benchmark_file
-from medssr_nemo.paths import data_root
+from medssr_nemo.data.root import data_root
 from medssr_nemo.records import QuestionRecord, RecordError
 
 log = logging.getLogger(__name__)

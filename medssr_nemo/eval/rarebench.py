@@ -37,7 +37,7 @@ from pathlib import Path
 
 from medssr_nemo.data.eval_files import read_rarebench_file
 from medssr_nemo.jsonl import read_json_document
-from medssr_nemo.paths import data_root
+from medssr_nemo.data.root import data_root
 from medssr_nemo.records import QuestionRecord, RecordError
 
 DISEASE_MAPPING = "disease_mapping.json"

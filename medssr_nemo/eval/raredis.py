@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 
 from medssr_nemo.eval.formats import record_from_row
-from medssr_nemo.paths import data_root
+from medssr_nemo.data.root import data_root
 from medssr_nemo.records import QuestionRecord, RecordError
 
 HUB_REPO_ID = "tdlhl/RareDis-Sub"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Sequence
 from medssr_nemo.eval.raredis import ENV_VAR
-from medssr_nemo.paths import data_root
+from medssr_nemo.data.root import data_root
 
 RAREDIS_DIR = "eval/raredis_sub"
 STANDS_IN = ("RareDis-Sub (the paper's tenth benchmark, Hugging Face Hub only) is not in the data root: "

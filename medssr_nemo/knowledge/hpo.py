@@ -30,7 +30,7 @@ from medssr_nemo.knowledge.names import DiseaseNameIndex, name_variants
 from medssr_nemo.knowledge.obo import Ontology, read_obo, top_level_groups
 from medssr_nemo.knowledge.render import profile_text
 from medssr_nemo.models.cache import cache_root
-from medssr_nemo.paths import data_root
+from medssr_nemo.data.root import data_root
 
 CACHE_FORMAT = 4   # bump when the pickled structure changes
 HPO_FILES = {"obo": "hp.obo", "hpoa": "phenotype.hpoa", "genes": "genes_to_phenotype.txt"}

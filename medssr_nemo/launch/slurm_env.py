@@ -9,11 +9,10 @@ signals and the exit code are CMD's own. torch.distributed's ``env://`` rendezvo
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import sys
-from typing import Iterator, Mapping, MutableMapping
+from typing import Mapping
 
 DEFAULT_MASTER_PORT = "29500"
 
@@ -58,26 +57,6 @@ def rank_env(env: Mapping[str, str]) -> dict[str, str]:
         "MASTER_ADDR": env.get("MASTER_ADDR") or first_host(nodelist),
         "MASTER_PORT": env.get("MASTER_PORT") or DEFAULT_MASTER_PORT,
     }
-
-
-# What an MPI library reads to join the Slurm job it was started in. A process that spawns its own
-# workers (TensorRT-LLM's Ray/MPI executors) must not hand these on: a worker's MPI_Init would try
-# to join the training job's PMI/PMIx world instead of starting its own.
-LAUNCHER_PREFIXES = ("PMI_", "PMIX_", "OMPI_", "SLURM_", "MPI_LOCALRANKID", "MPI_LOCALNRANKS")
-
-
-@contextlib.contextmanager
-def launcher_env_cleared(env: MutableMapping[str, str] | None = None) -> Iterator[dict[str, str]]:
-    """Remove the Slurm/PMI/MPI launcher variables from ``env`` (``os.environ``) for the block,
-    then put them back; yields what was removed."""
-    env = os.environ if env is None else env
-    removed = {k: v for k, v in env.items() if k.startswith(LAUNCHER_PREFIXES)}
-    for key in removed:
-        del env[key]
-    try:
-        yield removed
-    finally:
-        env.update(removed)
 
 
 def main(argv: list[str] | None = None) -> int:

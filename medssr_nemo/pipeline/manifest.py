@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from medssr_nemo.artifacts import file_sha256, write_json_atomic
-from medssr_nemo.paths import data_root
+from medssr_nemo.data.root import data_root
 
 STAMP_FILE = "_step.json"
 MANIFEST_FILE = "manifest.json"

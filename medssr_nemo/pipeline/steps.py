@@ -22,7 +22,7 @@ from medssr_nemo.eval.suite import effective_benchmarks
 from medssr_nemo.grpo.trainer import run_training
 from medssr_nemo.labelling.from_config import label, settings_from_config
 from medssr_nemo.labelling.samples_log import SamplesLogError
-from medssr_nemo.paths import data_root
+from medssr_nemo.data.root import data_root
 from medssr_nemo.pipeline.context import PipelineContext, Step, StepCallback
 from medssr_nemo.pipeline.report import write_report
 from medssr_nemo.records import QuestionRecord, is_kg_question, read_records, write_records
