@@ -139,6 +139,28 @@ def test_patient_rules_know_sex_and_age_of_findings(hpo):
     assert not age_fits_onset(5, ["Adult onset"]) and age_fits_onset(30, ["Childhood onset"])
 
 
+def test_no_developmental_delay_in_a_newborn_and_no_46xy_female_finding_in_a_boy(hpo):
+    rules = PatientRules(hpo.ontology)
+    by_name = {t.name: t.id for t in hpo.ontology.terms.values()}
+    newborn, three_months, eight_months = Patient(0.0, "male"), Patient(0.25, "female"), Patient(8 / 12, "male")
+    for motor in ("Global developmental delay", "Delayed ability to sit", "Motor delay", "Persistent head lag"):
+        assert "developmental delay in a newborn" in rules.fits(by_name[motor], newborn), motor
+        assert rules.fits(by_name[motor], three_months) is not None, motor
+        assert rules.fits(by_name[motor], eight_months) is None, motor
+    speech = by_name["Delayed speech and language development"]
+    assert "speech" in rules.fits(speech, eight_months) and rules.fits(speech, Patient(3.0, "male")) is None
+    assert rules.fits(by_name["Hypotonia"], newborn) is None            # not a milestone
+    xy_female = by_name["Female external genitalia in individual with 46,XY karyotype"]
+    assert "46,XY" in rules.fits(xy_female, Patient(3.0, "male"))
+    # presents as a girl, whatever the annotation's sex column says about the karyotype
+    assert rules.fits(xy_female, Patient(3.0, "female"), annotated_sex="male") is None
+    for ambiguous in ("Ambiguous genitalia", "Ambiguous genitalia, male", "Ovotestis", "Sex reversal"):
+        for sex in ("male", "female"):
+            assert "unassigned" in rules.fits(by_name[ambiguous], Patient(0.0, sex)), (ambiguous, sex)
+    assert clinical_phrase("Female external genitalia in individual with 46,XY karyotype") == \
+        "female external genitalia with a 46,XY karyotype"
+
+
 def test_every_vignette_states_an_age_and_fits_its_patient(builder):
     rng = random.Random(11)
     rows = rng.sample(builder.eligible["diagnosis"], 60)
@@ -219,6 +241,21 @@ def test_audit_flags_each_planted_defect(auditor, hpo):
     assert "leakage" in verdicts["leaky"].problems
     assert verdicts["no-age"].problems.get("incoherent") == "no age stated"
     assert "male-only" in verdicts["female-male"].problems["incoherent"]
+    delayed_newborn = _record("newborn-delay", "diagnosis", "A newborn boy is examined because of hypotonia and "
+                              "global developmental delay. Which of the following is the most likely diagnosis?",
+                              ["Congenital muscular dystrophy, Fukuyama type", "Walker-Warburg syndrome",
+                               "Muscle-eye-brain disease", "Congenital myotonic dystrophy", "Prader-Willi syndrome"],
+                              disease_id="ORPHA:272")
+    xy_boy = _record("xy-boy", "diagnosis", "A 3-year-old boy is evaluated for female external genitalia with a "
+                     "46,XY karyotype and adrenal insufficiency. Which of the following is the most likely diagnosis?",
+                     ["Congenital adrenal hyperplasia due to 17-alpha-hydroxylase deficiency",
+                      "Congenital adrenal hyperplasia due to 21-hydroxylase deficiency", "Addison disease",
+                      "Adrenal hypoplasia congenita", "Smith-Lemli-Opitz syndrome"], disease_id="ORPHA:90793")
+    xy_girl = _record("xy-girl", "diagnosis", xy_boy.question.replace("boy", "girl"), xy_boy.options,
+                      disease_id="ORPHA:90793")
+    assert "developmental delay in a newborn" in auditor.audit(delayed_newborn).problems["incoherent"]
+    assert "46,XY" in auditor.audit(xy_boy).problems["incoherent"]
+    assert "incoherent" not in auditor.audit(xy_girl).problems
     report = audit_records(planted, auditor)
     assert report["checkable"] == len(planted) and report["by_question_type"]["gene"]["contradicted_share"] == 0.5
 

@@ -33,6 +33,7 @@ CURATED: dict[str, str] = {
     "Autosomal recessive inheritance": "autosomal recessive inheritance",
     "Failure to thrive": "failure to thrive",
     "Mentalretardation": "intellectual disability",
+    "Female external genitalia in individual with 46,XY karyotype": "female external genitalia with a 46,XY karyotype",
 }
 # trailing qualifiers HPO writes after a comma ("Intellectual disability, severe")
 _QUALIFIERS = {"severe", "mild", "moderate", "profound", "borderline", "progressive", "bilateral",
