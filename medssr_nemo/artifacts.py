@@ -94,6 +94,47 @@ def write_jsonl_atomic(path: str | os.PathLike, rows: Iterable[Any]) -> Path:
     return write_text_atomic(path, "".join(jsonl_line(row) for row in rows))
 
 
+class CorruptLogError(ValueError):
+    """An append-only log holds a complete line that is not JSON (not what a kill leaves)."""
+
+
+def append_jsonl_durable(path: str | os.PathLike, rows: Iterable[Any]) -> None:
+    """Append ``rows`` (one ``jsonl_line`` each) to an append-only log in one write, flushed and
+    fsynced: a kill loses at most this call's rows and leaves at most one torn last line, which
+    ``read_jsonl_log`` cuts off. The resume point of evaluation, labelling and training logs."""
+    text = "".join(jsonl_line(row) for row in rows)
+    if not text:
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_jsonl_log(path: str | os.PathLike, *, remedy: str, repair: bool = True) -> list[Any]:
+    """The rows of a log ``append_jsonl_durable`` wrote ([] when there is no file). Bytes after the
+    last newline are a torn write (killed mid-append): skipped, and with ``repair`` cut from the
+    file so later appends start on a clean line. A complete line that is not JSON cannot come
+    from a kill: ``CorruptLogError`` naming file:line and ``remedy`` (what the user should do)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    good_end = data.rfind(b"\n") + 1
+    rows = []
+    for lineno, line in enumerate(data[:good_end].decode("utf-8").split("\n")[:-1], 1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise CorruptLogError(f"{path}:{lineno}: not a JSON line (a kill leaves only a torn last line); "
+                                  f"{remedy}") from None
+    if repair and good_end < len(data):
+        with open(path, "r+b") as handle:
+            handle.truncate(good_end)
+    return rows
+
+
 def read_json(path: str | os.PathLike) -> Any:
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)

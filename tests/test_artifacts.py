@@ -69,3 +69,43 @@ def test_is_finished_needs_the_same_fingerprint_and_untouched_records(tmp_path):
     assert not artifacts.is_finished(card, records, fp)
     card.write_text("{torn")
     assert artifacts.read_card(card) is None and not artifacts.is_finished(card, records, fp)
+
+
+def test_a_durable_log_reads_back_its_rows_and_cuts_a_torn_last_line(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = artifacts.os.fsync
+    monkeypatch.setattr(artifacts.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    log = tmp_path / "sub" / "log.jsonl"
+    artifacts.append_jsonl_durable(log, [{"b": 1, "a": "é"}, {"c": 2}])
+    artifacts.append_jsonl_durable(log, [])                      # nothing to write: no fsync either
+    assert len(synced) == 1
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write('{"c": 3, "d')                              # what a kill mid-write leaves
+    assert artifacts.read_jsonl_log(log, remedy="x", repair=False) == [{"a": "é", "b": 1}, {"c": 2}]
+    assert log.read_text(encoding="utf-8").endswith('{"c": 3, "d')   # a plain read leaves the file
+    assert artifacts.read_jsonl_log(log, remedy="x") == [{"a": "é", "b": 1}, {"c": 2}]
+    artifacts.append_jsonl_durable(log, [{"e": 4}])              # starts on a clean line
+    assert log.read_text(encoding="utf-8") == '{"a": "é", "b": 1}\n{"c": 2}\n{"e": 4}\n'
+    assert artifacts.read_jsonl_log(tmp_path / "none.jsonl", remedy="x") == []
+
+
+def test_a_bad_complete_line_in_a_durable_log_is_an_error_naming_file_and_line(tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"a": 1}\nnot json\n{"a": 2}\n')
+    with pytest.raises(artifacts.CorruptLogError, match=rf"{log}:2: not a JSON line .*; delete it"):
+        artifacts.read_jsonl_log(log, remedy="delete it")
+
+
+def test_the_training_metrics_log_resumes_past_a_torn_last_line(tmp_path):
+    from medssr_nemo.grpo.metrics_log import MetricsLogger, read_metrics
+
+    logger = MetricsLogger(tmp_path, tensorboard=False)
+    for step in (1, 2, 3):
+        logger.log(step, {"loss": float(step), "bad": float("nan")})
+    with open(tmp_path / "metrics.jsonl", "a") as handle:
+        handle.write('{"step": 4, "lo')                         # killed while logging step 4
+    assert [m["step"] for m in read_metrics(tmp_path)] == [1, 2, 3]
+    logger.truncate_after(2)                                     # resumed from the step-2 checkpoint
+    logger.log(3, {"loss": 30.0})
+    assert [(m["step"], m["loss"]) for m in read_metrics(tmp_path)] == [(1, 1.0), (2, 2.0), (3, 30.0)]
+    assert read_metrics(tmp_path)[0]["bad"] is None

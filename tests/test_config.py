@@ -147,3 +147,13 @@ def test_each_model_size_composes_with_paper_scale_settings(name):
     # the quickstart's demonstration sizes win over the model file's when both are named
     quick = load_config("quickstart", [f"model={name}"])
     assert quick.model.path == path and quick.pipeline.stage1.steps == 6 and scale_gaps(quick)
+
+
+def test_the_schedule_choices_are_the_schedules_the_policy_module_defines(monkeypatch):
+    from medssr_nemo.policy import schedules
+
+    with pytest.raises(ConfigError, match=r"\['constant', 'cosine'\]"):
+        load_config("base", ["policy.schedule=linear"])
+    # a schedule added to policy/schedules.py is selectable without touching the schema
+    monkeypatch.setattr(schedules, "SCHEDULES", (*schedules.SCHEDULES, "linear"))
+    assert load_config("base", ["policy.schedule=linear"]).policy.schedule == "linear"

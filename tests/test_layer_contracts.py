@@ -183,3 +183,41 @@ def test_step_loss_sums_micro_batch_losses_and_weights_metrics_by_tokens():
     assert step.metrics.reduce() == {"value": pytest.approx(-2.5)}
     reported = step.step_metrics(-2.5, 0.1, 1e-6, False, step.metrics.reduce())
     assert reported["num_tokens"] == 4.0 and reported["num_seqs"] == 2.0 and reported["update_skipped"] == 0.0
+
+
+# Writes outside artifacts.py, each into a temporary place that is renamed whole afterwards (or no
+# file a run leaves); any other module writes through artifacts.py (atomic, or durable appends).
+WRITES_INTO_A_TEMPORARY_PLACE = {
+    "medssr_nemo.policy.hf": "files inside artifacts.atomic_directory's temporary directory",
+    "medssr_nemo.policy.megatron.checkpoint": "files inside artifacts.atomic_directory's temporary directory",
+    "medssr_nemo.grpo.checkpoint": "files inside artifacts.atomic_directory's temporary directory",
+    "medssr_nemo.knowledge.corpus": "files inside artifacts.atomic_directory's temporary directory",
+    "medssr_nemo.knowledge.hpo": "into artifacts.atomic_path's temporary file",
+    "medssr_nemo.data.download": "a .part file renamed when verified; a lock file",
+    "medssr_nemo.data.convert": "into the download's temporary file",
+    "medssr_nemo.pipeline.runner": "renames whole step directories aside and back",
+    "medssr_nemo.rollout.rank_split": "opens os.devnull",
+    "medssr_nemo.launch.sbatch": "regenerates the example sbatch scripts in the source tree",
+}
+
+
+def _file_writes(path: Path) -> list[int]:
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Attribute) and func.attr in ("write_text", "write_bytes", "replace", "rename"):
+            if func.attr in ("write_text", "write_bytes") or getattr(func.value, "id", None) == "os":
+                lines.append(node.lineno)
+        elif isinstance(func, ast.Name) and func.id == "open":
+            mode = node.args[1] if len(node.args) > 1 else next((k.value for k in node.keywords if k.arg == "mode"), None)
+            if isinstance(mode, ast.Constant) and set(str(mode.value)) & set("wax"):
+                lines.append(node.lineno)
+    return lines
+
+
+def test_files_are_written_through_the_artifacts_module():
+    ad_hoc = {module: _file_writes(path) for module, path in MODULES.items()
+              if module != "medssr_nemo.artifacts" and module not in WRITES_INTO_A_TEMPORARY_PLACE}
+    assert {module: lines for module, lines in ad_hoc.items() if lines} == {}

@@ -152,3 +152,16 @@ def test_cluster_doc_table_is_the_script_output():
     doc = (ROOT / "docs" / "cluster.md").read_text()
     table = memory.markdown_table([plan(shipped(s)) for s in SIZES])
     assert table in doc, "docs/cluster.md is stale: rerun python -m medssr_nemo.launch.memory"
+
+
+def test_the_memory_plan_loads_without_megatron_core_and_pads_the_vocabulary_as_the_backend_does():
+    import subprocess
+    import sys
+
+    from medssr_nemo.policy.megatron.model import padded_vocab_size
+
+    code = "import sys, medssr_nemo.launch.memory; print(sorted(m for m in sys.modules if m.startswith('megatron')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    assert memory.padded_vocab_size is padded_vocab_size          # one rule, not a copy
+    assert padded_vocab_size(151936, 8) == 151552 + 1024 and padded_vocab_size(1024, 8) == 1024

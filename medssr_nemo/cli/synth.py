@@ -67,9 +67,9 @@ def audit_main(argv: list[str]) -> int:
 
 
 def _audit(cfg, args) -> int:
-    import json
     from pathlib import Path
 
+    from medssr_nemo.artifacts import write_json_atomic
     from medssr_nemo.records import read_records
     from medssr_nemo.synthesis.audit import audit_records, auditor_for, verdicts_of
     from medssr_nemo.synthesis.from_config import build_knowledge
@@ -86,7 +86,7 @@ def _audit(cfg, args) -> int:
     if args.verdicts:
         report["verdicts"] = [v.to_dict() for v in verdicts_of(records, auditor)]
     out = Path(args.out) if args.out else path.with_suffix(".audit.json")
-    out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    write_json_atomic(out, report)
     print(f"audited {report['questions']} questions ({report['checkable']} checkable against the knowledge base)")
     print(f"{'type':<14}{'n':>6}{'checked':>9}{'contradicted':>14}{'leakage':>9}{'ambiguous':>11}{'incoherent':>12}")
     for qtype, row in report["by_question_type"].items():

@@ -52,7 +52,7 @@ from medssr_nemo.eval.store import PartialLog, row_key
 from medssr_nemo.eval.suite import effective_benchmarks
 from medssr_nemo.models import load_causal_lm
 from medssr_nemo.models.fingerprint import name_only, weights_fingerprint
-from medssr_nemo.models.loading import load_tokenizer, model_type_of, resolve_model_dir
+from medssr_nemo.models.loading import load_tokenizer, model_type_or_none, resolve_model_dir
 from medssr_nemo.prompts import encode_prompt
 from medssr_nemo.prompts import resolve_prompt_style
 from medssr_nemo.records import QuestionRecord
@@ -361,7 +361,7 @@ def _generate_missing(states: Sequence[_BenchmarkState], engine: RolloutEngine, 
                  for i in order for s in range(protocol.num_samples)]
     redecoder = None
     if protocol.recovery:
-        model_type = _safe_model_type(reference, model_type_of)
+        model_type = model_type_or_none(reference)
         redecoder = make_redecoder(tokenizer, protocol.prompt_style, reference, model_type)  # type: ignore[arg-type]
 
     started, generated = time.perf_counter(), 0
@@ -403,13 +403,6 @@ def _check_references(checkpoints: Sequence[Checkpoint]) -> None:
             resolve_model_dir(ckpt.reference)
         except FileNotFoundError as err:
             raise FileNotFoundError(f"checkpoint {ckpt.label!r}: {err}") from None
-
-
-def _safe_model_type(reference: str, lookup: Callable[[str], str | None]) -> str | None:
-    try:
-        return lookup(reference)
-    except (OSError, ValueError):   # e.g. a test's in-memory policy: fall back to the name rules
-        return None
 
 
 def run_eval(cfg: Any, policy_loader: PolicyLoader | None = None, progress: bool = True,

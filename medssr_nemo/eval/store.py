@@ -9,10 +9,11 @@ appends start on a clean line).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Iterable
+
+from medssr_nemo.artifacts import append_jsonl_durable, read_jsonl_log
 
 Key = tuple[str, str, int]
 
@@ -29,34 +30,8 @@ class PartialLog:
 
     def load(self) -> dict[Key, dict[str, Any]]:
         """Finished rows by key; a torn final line (killed mid-write) is dropped from the file."""
-        if not self.path.exists():
-            return {}
-        data = self.path.read_bytes()
-        rows: dict[Key, dict[str, Any]] = {}
-        good_end = 0
-        for line in data.splitlines(keepends=True):
-            try:
-                if not line.endswith(b"\n"):
-                    raise ValueError("unterminated line")
-                row = json.loads(line)
-            except ValueError:
-                if good_end + len(line) < len(data):  # a bad line in the middle is not a torn write
-                    raise ValueError(f"{self.path}: corrupt line at byte {good_end}; delete the file to restart "
-                                     "this benchmark") from None
-                break
-            rows[row_key(row)] = row
-            good_end += len(line)
-        if good_end < len(data):
-            with open(self.path, "r+b") as handle:
-                handle.truncate(good_end)
-        return rows
+        rows = read_jsonl_log(self.path, remedy="delete the file to restart this benchmark")
+        return {row_key(row): row for row in rows}
 
     def append(self, rows: Iterable[dict[str, Any]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        text = "".join(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n" for row in rows)
-        if not text:
-            return
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        append_jsonl_durable(self.path, rows)

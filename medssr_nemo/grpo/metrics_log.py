@@ -6,15 +6,16 @@ uninterrupted trajectory."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
 from typing import Any
 
-from medssr_nemo.artifacts import write_text_atomic
+from medssr_nemo.artifacts import append_jsonl_durable, read_jsonl_log, write_jsonl_atomic
 from medssr_nemo.tracking import TrackerSet
 from medssr_nemo.tracking import RunIdentity, config_dict, trackers_for
+
+_REMEDY = "delete metrics.jsonl (the checkpoints are unaffected) or the run directory"
 
 
 class MetricsLogger:
@@ -42,16 +43,14 @@ class MetricsLogger:
         """Drop lines logged after ``step`` (they belong to the run that was interrupted)."""
         if not self.enabled or not self.path.exists():
             return
-        kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        write_text_atomic(self.path, "".join(line + "\n" for line in kept))
+        kept = [row for row in read_jsonl_log(self.path, remedy=_REMEDY) if row["step"] <= step]
+        write_jsonl_atomic(self.path, kept)
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"step": step, **clean}, sort_keys=True) + "\n")
+        append_jsonl_durable(self.path, [{"step": step, **clean}])
         self.trackers.log_metrics(step, metrics)
 
     def close(self) -> None:
@@ -59,5 +58,9 @@ class MetricsLogger:
 
 
 def read_metrics(output_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The logged steps (a torn last line, from a kill mid-write, is skipped; the file is left as
+    it is)."""
     path = Path(output_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not path.exists():
+        raise FileNotFoundError(f"no training metrics: {path} does not exist")
+    return read_jsonl_log(path, remedy=_REMEDY, repair=False)

@@ -66,8 +66,7 @@ class GRPOTrainer:
         torch.manual_seed(cfg.seed)
         self.is_main = distributed.is_main()
         if self.is_main:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            (self.output_dir / "config.yaml").write_text(to_yaml(cfg))
+            write_text_atomic(self.output_dir / "config.yaml", to_yaml(cfg))
         records = self._records
         if records is None:   # before the model loads: a missing or bad train.data fails in seconds
             if not cfg.train.data:

@@ -20,7 +20,7 @@ from medssr_nemo.config.schema.answer import answer_extraction
 from medssr_nemo.labelling.run import LabelJob, LabelSettings
 from medssr_nemo.labelling.vote import VoteRule
 from medssr_nemo.models import load_causal_lm
-from medssr_nemo.models.loading import model_type_of
+from medssr_nemo.models.loading import model_type_or_none
 from medssr_nemo.records import read_records
 from medssr_nemo.rollout import rank_split
 
@@ -53,7 +53,7 @@ def label(cfg: MedSSRConfig, engine: Any = None, tokenizer: Any = None, progress
     job = LabelJob(records, settings_from_config(cfg), rule, cfg.output_dir, cfg.label.output_name,
                    model_id=cfg.model.path, extra_identity={"engine": cfg.rollout.engine},
                    inputs={str(cfg.label.input): file_sha256(cfg.label.input)},
-                   model_type=_model_type(cfg.model.path) if engine is None else None)
+                   model_type=model_type_or_none(cfg.model.path) if engine is None else None)
     if job.finished():
         print(f"medssr label: {job.records_path} is up to date (same input, model and settings); nothing to do")
         return 0
@@ -76,13 +76,6 @@ def label(cfg: MedSSRConfig, engine: Any = None, tokenizer: Any = None, progress
               f"= {accuracy['accuracy']}")
     print(f"wrote {job.records_path} (card: {job.card_path})")
     return 0
-
-
-def _model_type(reference: str) -> str | None:
-    try:
-        return model_type_of(reference)
-    except (OSError, ValueError):
-        return None
 
 
 def build_engine(cfg: MedSSRConfig) -> tuple[Any, Any]:

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from medssr_nemo.artifacts import write_text_atomic
+from medssr_nemo.artifacts import CorruptLogError, append_jsonl_durable, read_jsonl_log, write_text_atomic
 
 
 class SamplesLogError(ValueError):
@@ -32,40 +32,25 @@ class SamplesLog:
             write_text_atomic(self.path, json.dumps({"identity": self.identity}, sort_keys=True) + "\n")
 
     def _load(self) -> None:
-        data = self.path.read_bytes()
-        good_end = data.rfind(b"\n") + 1          # everything after the last newline is torn
-        lines = data[:good_end].decode("utf-8").splitlines()
+        try:
+            lines = read_jsonl_log(self.path, remedy="delete the file to start over")
+        except CorruptLogError as err:
+            raise SamplesLogError(str(err)) from None
         if not lines:
             raise SamplesLogError(f"{self.path}: empty samples log (no header line); delete it to start over")
-        try:
-            header = json.loads(lines[0])
-        except json.JSONDecodeError:
-            raise SamplesLogError(f"{self.path}:1: the header is not valid JSON; delete the file to start over") from None
-        if header.get("identity") != self.identity:
+        header = lines[0]
+        if not isinstance(header, dict) or header.get("identity") != self.identity:
             raise SamplesLogError(
                 f"{self.path} was written by a run with other settings: "
-                f"{_differences(header.get('identity') or {}, self.identity)}. Delete it, or choose "
-                "another label.output_name, to label with the new settings"
+                f"{_differences((header.get('identity') if isinstance(header, dict) else None) or {}, self.identity)}. "
+                "Delete it, or choose another label.output_name, to label with the new settings"
             )
-        for lineno, line in enumerate(lines[1:], 2):
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                raise SamplesLogError(f"{self.path}:{lineno}: not valid JSON in the middle of the log") from None
+        for entry in lines[1:]:
             self.entries[entry["id"]] = entry
-        if good_end < len(data):
-            with open(self.path, "r+b") as handle:
-                handle.truncate(good_end)
 
     def append(self, entries: list[dict[str, Any]]) -> None:
         """Add finished questions durably (one write, flush and fsync per call)."""
-        if not entries:
-            return
-        text = "".join(json.dumps(e, sort_keys=True, ensure_ascii=False) + "\n" for e in entries)
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        append_jsonl_durable(self.path, entries)
         for entry in entries:
             self.entries[entry["id"]] = entry
 

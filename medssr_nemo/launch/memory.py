@@ -31,6 +31,7 @@ from medssr_nemo.config import load_config
 from medssr_nemo.config.schema import MedSSRConfig
 from medssr_nemo.launch.layout import ParallelLayout, layout_of
 from medssr_nemo.policy.megatron.backend import MEGATRON_OPTIONS
+from medssr_nemo.policy.megatron.model import padded_vocab_size   # megatron.core loads only when a model is built
 
 GIB = 2**30
 
@@ -193,11 +194,6 @@ def settings_of(cfg: MedSSRConfig, world_size: int | None = None) -> Settings:
         gpu_bytes=int(cfg.launch.gpu_memory_gib * GIB), reserve_bytes=int(cfg.launch.memory_reserve_gib * GIB))
 
 
-def padded_vocab(vocab: int, tp: int, multiple: int = 128) -> int:
-    step = multiple * tp
-    return -(-vocab // step) * step
-
-
 def parameters_per_gpu(arch: Architecture, tp: int, pp: int) -> int:
     """Parameters of the largest pipeline stage's tensor-parallel shard: ceil(L / PP) layers
     (matrices split by TP, norms replicated) plus the embedding (first stage) or the output
@@ -206,7 +202,7 @@ def parameters_per_gpu(arch: Architecture, tp: int, pp: int) -> int:
     norms = 2 * arch.hidden + (2 * arch.head_dim if arch.qk_norm else 0)
     layer = (arch.layer_parameters() - norms) // tp + norms
     per_stage = math.ceil(arch.layers / pp) * layer
-    vocab_rows = padded_vocab(arch.vocab, tp) // tp * arch.hidden
+    vocab_rows = padded_vocab_size(arch.vocab, tp) // tp * arch.hidden
     if pp == 1:
         ends = vocab_rows * (1 if arch.tied else 2) + arch.hidden
     else:
@@ -296,7 +292,7 @@ def plan(cfg: MedSSRConfig, world_size: int | None = None) -> MemoryPlan:
     n = arch.parameters()
     if s.backend == "megatron":
         per_gpu = parameters_per_gpu(arch, s.tp, s.pp)
-        vocab_shard = padded_vocab(arch.vocab, s.tp) // s.tp
+        vocab_shard = padded_vocab_size(arch.vocab, s.tp) // s.tp
     else:  # the hf backend: one full replica per GPU, data parallel only
         per_gpu, vocab_shard = n, arch.vocab
     weights = s.bytes_per_weight * per_gpu

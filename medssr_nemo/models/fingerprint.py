@@ -12,7 +12,8 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from medssr_nemo.artifacts import file_sha256
+
+from medssr_nemo.artifacts import file_sha256, write_text_atomic
 from medssr_nemo.models.cache import cache_root
 from medssr_nemo.models.loading import local_model_dir
 
@@ -71,9 +72,7 @@ class _HashCache:
     def save(self) -> None:
         if not self.dirty:
             return
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
         try:
-            tmp.write_text(json.dumps(self.entries, indent=0, sort_keys=True), encoding="utf-8")
-            os.replace(tmp, self.path)
+            write_text_atomic(self.path, json.dumps(self.entries, indent=0, sort_keys=True))
         except OSError:   # a read-only cache only costs re-hashing next time
-            tmp.unlink(missing_ok=True)
+            pass

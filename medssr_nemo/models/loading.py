@@ -64,6 +64,15 @@ def model_type_of(reference: str) -> str | None:
     return json.loads((directory / "config.json").read_text(encoding="utf-8")).get("model_type")
 
 
+def model_type_or_none(reference: str) -> str | None:
+    """``model_type_of``, or None where the reference cannot be read (a test's in-memory policy,
+    an unreadable config): callers then fall back to rules on the name."""
+    try:
+        return model_type_of(reference)
+    except (OSError, ValueError):
+        return None
+
+
 def _from_pretrained(loader: Any, reference: str, directory: str, **kwargs: Any) -> Any:
     """``loader.from_pretrained`` with a hub failure as one line naming the reference."""
     try:

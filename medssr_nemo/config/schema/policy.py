@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List
 
 from medssr_nemo.config.schema.common import check_choice, check_range
+import medssr_nemo.policy.schedules as schedules   # the schema's choices are the schedules that exist
 
 
 @dataclass
@@ -16,7 +17,7 @@ class PolicyConfig:
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
     adam_eps: float = 1e-8
     grad_clip: float = 1.0              # max global grad norm; 0 = off
-    schedule: str = "constant"          # constant | cosine (both with linear warm-up)
+    schedule: str = "constant"          # constant | cosine (policy/schedules.py SCHEDULES; linear warm-up)
     warmup_steps: int = 0
     min_lr_ratio: float = 0.0           # cosine floor as a fraction of lr
     micro_batch_size: int = 8           # sequences per forward/backward
@@ -30,7 +31,7 @@ class PolicyConfig:
         check_range("policy.weight_decay", self.weight_decay, 0.0)
         check_range("policy.adam_eps", self.adam_eps, 0.0, low_open=True)
         check_range("policy.grad_clip", self.grad_clip, 0.0)
-        check_choice("policy.schedule", self.schedule, ["constant", "cosine"])
+        check_choice("policy.schedule", self.schedule, list(schedules.SCHEDULES))
         check_range("policy.warmup_steps", self.warmup_steps, 0)
         check_range("policy.min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
         check_range("policy.micro_batch_size", self.micro_batch_size, 1)
