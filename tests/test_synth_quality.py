@@ -11,6 +11,7 @@ import pytest
 from medssr_nemo.knowledge.hpo import HPOKnowledge
 from medssr_nemo.knowledge.interfaces import DiseaseProfile, PhenotypeAnnotation
 from medssr_nemo.knowledge.merge import merge_profiles, merged_knowledge
+from medssr_nemo.knowledge.names import family_name
 from medssr_nemo.knowledge.obo import Ontology, Term
 from medssr_nemo.records import QuestionRecord
 from medssr_nemo.synthesis.audit import Auditor, audit_records
@@ -177,6 +178,31 @@ def test_every_vignette_states_an_age_and_fits_its_patient(builder):
 
 
 # -- distractors ----------------------------------------------------------------------------------
+def test_family_name_strips_letter_and_number_subtypes():
+    same_family = [("Fanconi anemia, complementation group D1", "Fanconi anemia, complementation group Q"),
+                   ("Charcot-Marie-Tooth disease type 1C", "Charcot-Marie-Tooth disease, type 2A"),
+                   ("Mucopolysaccharidosis type IIIA", "Mucopolysaccharidosis, type IVB"),
+                   ("Niemann-Pick disease, type C", "Niemann-Pick disease, type A"),
+                   ("Joubert syndrome 15", "Joubert syndrome 2"), ("Hemophilia A", "Hemophilia B"),
+                   ("Brachydactyly, type A2", "Brachydactyly type B1"),
+                   ("Xeroderma pigmentosum, complementation group A", "Xeroderma pigmentosum, group G")]
+    for a, b in same_family:
+        assert family_name(a) == family_name(b), (a, b)
+    assert family_name("Fanconi anemia, complementation group D1") == "fanconi anemia"
+    # words that are part of the name stay
+    assert family_name("Fragile X syndrome") == "fragile x syndrome"
+    assert family_name("Protein S deficiency") == "protein s deficiency"
+    assert family_name("Vitamin D-dependent rickets, type 1A") == "vitamin d dependent rickets"
+
+
+def test_letter_named_siblings_are_never_distractors_of_each_other(builder):
+    rows = {p.name: i for i, p in enumerate(builder.profiles)}
+    fanconi = sorted(i for name, i in rows.items() if name.lower().startswith("fanconi anemia, complementation group"))
+    assert len(fanconi) >= 5
+    assert not any(builder._distinct_from(j, [fanconi[0]]) for j in fanconi[1:])
+    assert builder._distinct_from(rows["Marfan syndrome"], [fanconi[0]])
+
+
 def test_inheritance_options_always_hold_the_four_main_modes_and_keys_are_balanced(builder):
     for mode in INHERITANCE_MODES:
         options = [mode, *builder.inheritance_options(mode)]
