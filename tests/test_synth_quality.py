@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import pytest
 
@@ -123,6 +124,38 @@ def test_clinical_phrases_rewrite_ontology_labels():
     assert clinical_phrase("Seizure") == "seizure" and option_phrase("seizure") == "Seizure"
     assert clinical_phrase("Stiff/rigid neck") == "stiff or rigid neck"
     assert is_vague("Abnormality of movement") and not is_vague("Focal seizure")
+    # morphology headings read as a structural abnormality of a named part; adjectives and cells stay
+    assert clinical_phrase("Abnormal Descemet membrane morphology") == "a structural abnormality of the Descemet membrane"
+    assert clinical_phrase("Abnormal ear morphology") == "a structural abnormality of the ear"
+    assert clinical_phrase("Abnormal vertebral morphology") == "abnormal vertebral morphology"
+    assert clinical_phrase("Abnormal eosinophil morphology") == "abnormal eosinophil morphology"
+    # laboratory headings read as levels
+    assert clinical_phrase("Elevated circulating creatine kinase concentration") == "elevated circulating creatine kinase levels"
+    assert clinical_phrase("Decreased CSF leucine concentration") == "low CSF leucine levels"
+    assert clinical_phrase("Abnormal circulating IgM concentration") == "abnormal circulating IgM levels"
+    # lesions and paired parts in the plural a case uses; one bare part stays singular
+    assert clinical_phrase("Papule") == "papules" and clinical_phrase("Skin vesicle") == "skin vesicles"
+    assert clinical_phrase("Erythematous plaque") == "erythematous plaques" and clinical_phrase("Comedo") == "comedones"
+    assert clinical_phrase("Sparse eyebrow") == "sparse eyebrows" and clinical_phrase("Natal tooth") == "natal teeth"
+    assert clinical_phrase("Hand tremor") == "hand tremor" and clinical_phrase("Ear") == "ear"
+    assert option_phrase("Papule") == "Papules"
+
+
+def test_no_raw_morphology_or_level_heading_in_a_built_case(builder):
+    raw = re.compile(r"\b(abnormal [a-z ]+ morphology|concentration)\b|(?:^|\s)(papule|skin vesicle|macule|pustule)\b")
+    seen = 0
+    for row in builder.eligible["diagnosis"][::41]:
+        try:
+            vignette = builder._vignette(row, random.Random(row))
+        except Exception:
+            continue
+        seen += 1
+        for f in vignette.findings:
+            phrase = clinical_phrase(f.name)
+            assert phrase in vignette.text
+            if not re.search(r"(al|ar|ic|ous|ary|cell|cells|fiber|phil|cyte|let|fluid) morphology$", phrase):
+                assert not raw.search(phrase), (f.name, phrase)
+    assert seen >= 50
 
 
 def test_patient_rules_know_sex_and_age_of_findings(hpo):
