@@ -338,7 +338,8 @@ def render_markdown(summary: Mapping[str, Any], eval_table: str | None) -> str:
         if summary.get("comparisons"):
             lines += ["", "### Paired comparisons on the same questions", "",
                       "Differences are in percentage points, later checkpoint minus earlier; one sample per question: "
-                      "exact McNemar p-value and Newcombe interval; several samples: paired bootstrap over questions.",
+                      "exact McNemar p-value and Newcombe interval; several samples: sign-flip permutation p-value and "
+                      "a question-bootstrap interval widened where few questions make it too narrow (docs/statistics.md).",
                       "", markdown_many(summary["comparisons"]).rstrip()]
     lines += ["", "All numbers are in `summary.json` next to this file; every step's settings, input hashes, "
                   "versions and timings are in the run's `manifest.json`.", ""]
