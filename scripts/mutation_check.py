@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -230,23 +231,91 @@ def python_exe() -> str:
     return str(venv) if venv.exists() else sys.executable
 
 
+# the editable install maps these import names to the original checkout's folders
+PACKAGES = {"medssr_nemo": "medssr_nemo", "medssr_nemo_conf": "conf", "medssr_nemo_plugins": "plugins"}
+IMPORT_PROBE = "import importlib, sys\nfor name in sys.argv[1:]:\n    print(importlib.import_module(name).__file__)\n"
+
+
+def import_path(tree: Path) -> Path:
+    """A folder of links, one per package name the editable install maps, to the copy's folders
+    (``medssr_nemo_conf`` is ``conf/``): on PYTHONPATH with the copy's root, every process the
+    tests start imports the copy (PYTHONPATH precedes the editable finder, which is appended to
+    ``sys.meta_path``)."""
+    links = tree.parent / "import_path"
+    links.mkdir(exist_ok=True)
+    for name, folder in PACKAGES.items():
+        if name != folder and not (links / name).exists():
+            (links / name).symlink_to(tree / folder, target_is_directory=True)
+    return links
+
+
+def test_env(tree: Path, base: dict[str, str]) -> dict[str, str]:
+    """The environment of the copy's test runs: PYTHONPATH points at the copy, so a child
+    started as a script (``python tests/seed_probe.py``, a torchrun job), whose sys.path[0] is
+    its own folder rather than the copy's root, imports the mutated copy too, not the original
+    through the editable install."""
+    return {**base, "PYTHONPATH": os.pathsep.join([str(tree), str(import_path(tree))])}
+
+
 def check_imports_from(tree: Path, env: dict[str, str]) -> None:
-    """The copy's package must be the one its tests import (not the editable install's)."""
-    out = subprocess.run([python_exe(), "-c", "import medssr_nemo; print(medssr_nemo.__file__)"], cwd=tree, env=env,
-                         capture_output=True, text=True, check=True).stdout.strip()
-    if not Path(out).resolve().is_relative_to(tree.resolve()):
-        raise SystemExit(f"mutation check: tests in the copy import medssr_nemo from {out}, not from {tree}")
+    """Every package must come from the copy, both for pytest's process (run from the copy's
+    root) and for a script run from the copy's tests/ folder, as the subprocess tests start
+    theirs; otherwise a mutation would be "caught" because parent and child run different code."""
+    probe = tree / "tests" / "_mutation_import_probe.py"
+    probe.write_text(IMPORT_PROBE, encoding="utf-8")
+    try:
+        for how, cmd, cwd in (("python -c from the copy's root", ["-c", IMPORT_PROBE], tree),
+                              ("a script in the copy's tests/", [str(probe)], tree / "tests")):
+            done = subprocess.run([python_exe(), *cmd, *PACKAGES], cwd=cwd, env=env, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"mutation check: the import probe ({how}) failed: {done.stderr[-2000:]}")
+            for name, out in zip(PACKAGES, done.stdout.split()):
+                if not Path(out).resolve().is_relative_to(tree.resolve()):
+                    raise SystemExit(f"mutation check: {how} imports {name} from {out}, not from the copy {tree}")
+    finally:
+        probe.unlink()
 
 
-def run_tests(tree: Path, tests: tuple[str, ...], env: dict[str, str], timeout: int) -> tuple[int, str]:
-    cmd = [python_exe(), "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", "not gpu", *tests]
+@dataclass
+class Outcome:
+    verdict: str     # caught | SURVIVED | broken | timeout | ERROR rc=N
+    detail: str      # the first failure (test and message), or pytest's last line
+
+
+def verdict_of(rc: int, report: Path) -> tuple[str, str]:
+    """Caught only when tests ran and one failed: pytest exits 1 for setup errors too, and 2 for
+    collection errors, and neither says the mutation was detected (it may just not import)."""
+    if rc == 124:
+        return "timeout", ""
+    failures, errors = [], []
+    if report.exists():
+        for case in ET.parse(report).getroot().iter("testcase"):
+            name = f"{case.get('classname', '')}::{case.get('name', '')}"
+            for tag, found in (("failure", failures), ("error", errors)):
+                for node in case.findall(tag):
+                    message = (node.get("message") or tag).strip().splitlines() or [tag]
+                    found.append(f"{name}: {message[0][:160]}")
+    if errors:
+        return "broken", errors[0]
+    if rc == 1 and failures:
+        return "caught", failures[0]
+    if rc == 0:
+        return "SURVIVED", ""
+    return f"ERROR rc={rc}", ""
+
+
+def run_tests(tree: Path, tests: tuple[str, ...], env: dict[str, str], timeout: int) -> Outcome:
+    report = tree.parent / "junit.xml"
+    report.unlink(missing_ok=True)
+    cmd = [python_exe(), "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", "not gpu",
+           f"--junitxml={report}", *tests]
     try:
         done = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return 124, "timed out"
+        return Outcome("timeout", "timed out")
     lines = (done.stdout + done.stderr).strip().splitlines()
-    failed = [line.split(" - ")[0] for line in lines if line.startswith(("FAILED ", "ERROR "))]
-    return done.returncode, "; ".join([*failed[:2], lines[-1]] if lines else failed)
+    verdict, first = verdict_of(done.returncode, report)
+    return Outcome(verdict, first or (lines[-1] if lines else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -270,11 +339,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONDONTWRITEBYTECODE": "1"}
     env.setdefault("MEDSSR_DATA", str(ROOT.parent / "shared" / "data"))
-    env.pop("PYTHONPATH", None)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="medssr-mutation-") as tmp:
         tree = Path(tmp) / "tree"
         copy_tree(tree)
+        env = test_env(tree, env)
         check_imports_from(tree, env)
         # every original must be found before anything runs: a moved line fails loudly, at once
         problems = []
@@ -292,27 +361,29 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not args.no_baseline:
             tests = tuple(dict.fromkeys(t for m in selected for t in m.tests))
-            rc, last = run_tests(tree, tests, env, args.timeout * 4)
-            if rc != 0:
-                print(f"mutation check: the selected tests fail WITHOUT any mutation (rc {rc}): {last}", file=sys.stderr)
+            baseline = run_tests(tree, tests, env, args.timeout * 4)
+            if baseline.verdict != "SURVIVED":
+                print(f"mutation check: the selected tests fail WITHOUT any mutation ({baseline.verdict}): "
+                      f"{baseline.detail}", file=sys.stderr)
                 return 2
-            print(f"baseline: the selected tests pass unmutated ({last}; {time.monotonic() - started:.0f} s)")
+            print(f"baseline: the selected tests pass unmutated ({baseline.detail}; "
+                  f"{time.monotonic() - started:.0f} s)")
         rows = []
         for m in selected:
             t0 = time.monotonic()
             original = apply(m, tree)
             try:
-                rc, last = run_tests(tree, m.tests, env, args.timeout)
+                outcome = run_tests(tree, m.tests, env, args.timeout)
             finally:
                 (tree / m.file).write_text(original, encoding="utf-8")
-            verdict = "caught" if rc == 1 else ("SURVIVED" if rc == 0 else f"ERROR rc={rc}")
-            rows.append((m, verdict, time.monotonic() - t0, last))
-            print(f"{m.name:38s} {verdict:10s} {time.monotonic() - t0:6.1f} s  {last}", flush=True)
+            verdict = outcome.verdict
+            rows.append((m, verdict, time.monotonic() - t0, outcome.detail))
+            print(f"{m.name:38s} {verdict:10s} {time.monotonic() - t0:6.1f} s  {outcome.detail}", flush=True)
     print()
-    print("| mutation | area | file | result | seconds |")
-    print("|---|---|---|---|---|")
-    for m, verdict, seconds, _ in rows:
-        print(f"| {m.name} | {m.area} | {m.file} | {verdict} | {seconds:.0f} |")
+    print("| mutation | area | file | result | seconds | first failure |")
+    print("|---|---|---|---|---|---|")
+    for m, verdict, seconds, detail in rows:
+        print(f"| {m.name} | {m.area} | {m.file} | {verdict} | {seconds:.0f} | {detail.replace('|', '/')[:120]} |")
     caught = sum(v == "caught" for _, v, _, _ in rows)
     print(f"\n{caught} of {len(rows)} mutations caught in {time.monotonic() - started:.0f} s")
     return 0 if caught == len(rows) else 1
