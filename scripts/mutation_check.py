@@ -7,7 +7,7 @@ exactly once in the file: when the code has moved and it does not, the check fai
 naming the mutation, so the list is updated instead of silently testing nothing.
 
     .venv/bin/python scripts/mutation_check.py                 # all mutations
-    .venv/bin/python scripts/mutation_check.py --only kl_ref   # names containing a substring
+    .venv/bin/python scripts/mutation_check.py --only kl_ref   # names containing a substring (a,b: either)
     .venv/bin/python scripts/mutation_check.py --list          # the list, nothing run
     .venv/bin/python scripts/mutation_check.py --dry-run       # does every original text still occur once?
 
@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WIRING = "tests/test_grpo_config_wiring.py"
 SETTING = WIRING + "::test_each_setting_changes_the_computation_as_its_formula_says[{}]"
 RECIPE = WIRING + "::test_the_default_recipe_computes_what_the_formulas_say"
+SCRIPTED = WIRING + "::test_scripted_replies_exercise_the_answer_metrics_and_both_extraction_modes"
 TRAINER = "medssr_nemo/grpo/trainer.py"
 
 
@@ -83,6 +84,18 @@ MUTATIONS = [
       "return aggregate(loss_mat, mask, cfg.loss_aggregation, norms), metrics",
       "return aggregate(loss_mat, mask, \"token-mean\", norms), metrics",
       SETTING.format("grpo.loss_aggregation=seq-mean-token-mean")),
+    M("rollout_is_cap_read_as_zero", "losses", "medssr_nemo/grpo/losses.py",
+      "if cfg.rollout_is_cap > 0:", "if 0.0 > 0:", SETTING.format("grpo.rollout_is_cap")),
+    M("rollout_is_weights_uncapped", "losses", "medssr_nemo/grpo/rollout_correction.py",
+      "return torch.exp(log_ratio.clamp(max=torch.log(torch.tensor(cap, dtype=torch.float64)).item())).detach()",
+      "return torch.exp(log_ratio).detach()", SETTING.format("grpo.rollout_is_cap")),
+    M("pg_loss_mean_over_padding", "logged metrics", "medssr_nemo/grpo/losses.py",
+      "metrics[\"pg_loss\"] = float(masked_mean(loss_mat.detach(), mask))",
+      "metrics[\"pg_loss\"] = float(loss_mat.detach().mean())", RECIPE),
+    M("clip_frac_high_reads_clip_low", "logged metrics", "medssr_nemo/grpo/losses.py",
+      "\"clip_frac_high\": float(masked_mean((positive & (r > 1.0 + clip_high)).float(), valid)),",
+      "\"clip_frac_high\": float(masked_mean((positive & (r > 1.0 + clip_low)).float(), valid)),",
+      SETTING.format("grpo.clip_high")),
     # ---- trainer wiring
     M("trainer_normalize_std", "trainer wiring", "medssr_nemo/grpo/advantages.py",
       "normalize_std=cfg.normalize_std", "normalize_std=True", SETTING.format("grpo.normalize_std")),
@@ -132,6 +145,13 @@ MUTATIONS = [
       "return int.from_bytes(digest[:8], \"little\") & ((1 << 63) - 1)",
       "return hash((run_seed, step, question_id, sample)) & ((1 << 63) - 1)",
       "tests/test_seeds_across_processes.py"),
+    M("reward_extraction_fixed_paper", "extraction", TRAINER,
+      "self.answer_reader = AnswerReader(answer_extraction(cfg, \"reward\"), cfg.model.path)",
+      "self.answer_reader = AnswerReader(\"paper\", cfg.model.path)", SETTING.format("reward.answer_extraction")),
+    M("format_rate_logged_zero", "logged metrics", "medssr_nemo/grpo/rollouts.py",
+      "metrics[\"answer/format_rate\"] = formatted / total", "metrics[\"answer/format_rate\"] = 0.0", SCRIPTED),
+    M("valid_rate_counts_every_reply", "logged metrics", "medssr_nemo/grpo/rollouts.py",
+      "valid += sum(a is not None for a in answers)", "valid += len(answers)", SCRIPTED),
     M("one_group_id", "advantages", "medssr_nemo/grpo/rollouts.py",
       "group_ids += [group_id] * len(completions)", "group_ids += [0] * len(completions)", RECIPE),
     M("reward_routed_to_gold", "reward routing", "medssr_nemo/rewards/composite.py",
@@ -164,7 +184,8 @@ MUTATIONS = [
     M("inprocess_refit_skips_cast", "refit", "medssr_nemo/rollout/inprocess.py",
       "if tensor.data_ptr() != target.data_ptr():",
       "if tensor.data_ptr() != target.data_ptr() and tensor.dtype == target.dtype:",
-      "tests/test_refit_weights.py::test_inprocess_refit_of_a_copy_in_another_dtype_holds_every_source_tensor"),
+      "tests/test_refit_weights.py::test_inprocess_refit_of_a_copy_in_another_dtype_holds_every_source_tensor",
+      "tests/test_refit_weights.py::test_inprocess_refit_from_bfloat16_into_float32_is_exact"),
     M("trtllm_refit_skips_cast", "refit", "medssr_nemo/rollout/trtllm/refit.py",
       "if self.engine_dtype is not None and tensor.is_floating_point():",
       "if self.engine_dtype is not None and not tensor.is_floating_point():",
@@ -320,7 +341,8 @@ def run_tests(tree: Path, tests: tuple[str, ...], env: dict[str, str], timeout: 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default="", help="run the mutations whose name contains this text")
+    parser.add_argument("--only", default="",
+                        help="run the mutations whose name contains this text (comma-separated: any of them)")
     parser.add_argument("--list", action="store_true", help="print the mutations and exit")
     parser.add_argument("--dry-run", action="store_true",
                         help="only check that every mutation still applies (its original text is found once)")
@@ -330,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     names = [m.name for m in MUTATIONS]
     if len(set(names)) != len(names):
         raise SystemExit("mutation check: duplicate mutation names")
-    selected = [m for m in MUTATIONS if args.only in m.name]
+    wanted = args.only.split(",")   # "" matches every name
+    selected = [m for m in MUTATIONS if any(part in m.name for part in wanted)]
     if not selected:
         raise SystemExit(f"mutation check: no mutation name contains {args.only!r}")
     if args.list:
