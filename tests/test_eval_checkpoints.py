@@ -151,3 +151,67 @@ def test_the_same_benchmark_file_elsewhere_is_reused(tmp_path, bench_file):
     moved.parent.mkdir()
     moved.write_bytes(bench_file.read_bytes())
     assert not _generations(_cfg(tmp_path / "eval", [ckpt], moved))
+
+
+HUB_ID = "acme/tiny-qwen3"   # never fetched: the "hub" is a local directory the loader reveals
+
+
+def _hub_setup(tmp_path, bench_file, monkeypatch):
+    """A hub checkpoint that is not in the local cache until its first load "downloads" it:
+    fingerprinting sees the snapshot only once ``downloaded`` is set (as ``local_model_dir``
+    sees a hub id only once it is in the Hugging Face cache)."""
+    import medssr_nemo.models.fingerprint as fingerprint
+
+    snapshot = _save(tmp_path / "hub-cache" / "snapshot")
+    downloaded: list[bool] = []
+    monkeypatch.setattr(fingerprint, "local_model_dir",
+                        lambda reference: snapshot if downloaded and reference == HUB_ID else None)
+    cfg = _cfg(tmp_path / "eval", [HUB_ID], bench_file, "eval.checkpoint_prompt_styles=[chat]")
+    load = default_policy_loader(cfg)
+    calls: list[int] = []
+
+    def loader(reference):
+        assert reference == HUB_ID
+        downloaded.append(True)                   # what from_pretrained does for an uncached hub id
+        engine, tokenizer = load(str(snapshot))
+        original = engine.generate
+        engine.generate = lambda p, s, seeds: (calls.append(len(p)), original(p, s, seeds))[1]
+        return engine, tokenizer
+    return cfg, loader, calls, snapshot, downloaded
+
+
+def test_a_hub_checkpoint_downloaded_by_its_first_evaluation_is_reused_next_time(tmp_path, bench_file,
+                                                                                 monkeypatch, caplog):
+    """Before the load a hub id not in the cache is known only by its name; the result must
+    record the weights the load fetched, so the next run (which finds them cached) reuses it."""
+    from medssr_nemo.models.fingerprint import directory_fingerprint
+
+    cfg, loader, calls, snapshot, _ = _hub_setup(tmp_path, bench_file, monkeypatch)
+    summary = run_eval(cfg, policy_loader=loader, progress=False)
+    assert calls
+    identity = json.loads((tmp_path / "eval" / "tiny-qwen3" / "mine" / "protocol.json").read_text())
+    assert identity["checkpoint_weights_sha256"] == directory_fingerprint(snapshot)
+    assert summary["checkpoints"][0]["weights_sha256"] == directory_fingerprint(snapshot)
+    calls.clear()
+    with caplog.at_level(logging.WARNING, logger="medssr_nemo.eval.runner"):
+        run_eval(cfg, policy_loader=loader, progress=False)
+    assert not calls and "evaluating again" not in caplog.text
+
+
+def test_a_hub_checkpoint_no_longer_cached_is_loaded_to_compare_its_weights(tmp_path, bench_file,
+                                                                            monkeypatch, caplog):
+    """Results recorded with the weights' hash, and the hub id no longer in the cache: the run
+    fetches the weights to learn their hash instead of declaring them changed; new weights
+    behind the same id are still evaluated again."""
+    cfg, loader, calls, snapshot, downloaded = _hub_setup(tmp_path, bench_file, monkeypatch)
+    run_eval(cfg, policy_loader=loader, progress=False)
+    downloaded.clear()                            # the cache was emptied
+    calls.clear()
+    with caplog.at_level(logging.WARNING, logger="medssr_nemo.eval.runner"):
+        run_eval(cfg, policy_loader=loader, progress=False)
+    assert downloaded and not calls and "evaluating again" not in caplog.text
+    _save(snapshot, seed=5)                        # the hub now serves other weights
+    downloaded.clear()
+    with caplog.at_level(logging.WARNING, logger="medssr_nemo.eval.runner"):
+        run_eval(cfg, policy_loader=loader, progress=False)
+    assert calls and "evaluating again: the checkpoint's weights changed" in caplog.text

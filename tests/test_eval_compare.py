@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import binomtest
 
 from medssr_nemo.cli.main import main as medssr
-from medssr_nemo.eval.compare import compare, load_checkpoint, resolve
+from medssr_nemo.eval.compare import compare, load_checkpoint, markdown, resolve
 from medssr_nemo.eval.protocol import EvalProtocol
 
 
@@ -59,15 +59,29 @@ def test_average_pairs_each_benchmark_and_marks_the_rare_ones(tmp_path):
     assert result["rare"]["p_value"] == pytest.approx(1.0)
 
 
-def test_several_samples_use_the_paired_bootstrap(tmp_path):
+def test_several_samples_use_the_sign_flip_test_and_a_widened_interval(tmp_path):
     protocol = EvalProtocol(num_samples=4)
     a = [[1, 0, 0, 0]] * 30
     b = [[1, 1, 0, 0]] * 30
     result = compare(load_checkpoint(write_results(tmp_path, "a", "medqa", a, protocol)),
                      load_checkpoint(write_results(tmp_path, "b", "medqa", b, protocol)), resamples=999)
     medqa = result["benchmarks"]["medqa"]
-    assert medqa["test"] == "paired bootstrap" and medqa["difference_pct"] == pytest.approx(25.0)
-    assert medqa["ci95_pct"] == [pytest.approx(25.0), pytest.approx(25.0)] and medqa["p_value"] == pytest.approx(0.001)
+    assert medqa["test"] == "sign-flip permutation (Monte-Carlo)" and medqa["difference_pct"] == pytest.approx(25.0)
+    # every question gained 1 of 4: the bootstrap has no width, the sign-count interval (30 of 30) does
+    assert medqa["ci95_pct"] == [pytest.approx(25 * (2 * 0.025 ** (1 / 30) - 1)), pytest.approx(25.0)]
+    assert medqa["p_value"] == pytest.approx(0.001)
+    assert "sign-flip permutation" in markdown(result) and "paired bootstrap |" not in markdown(result)
+
+
+def test_three_questions_with_four_samples_are_not_significant_in_the_table(tmp_path):
+    protocol = EvalProtocol(num_samples=4)
+    result = compare(load_checkpoint(write_results(tmp_path, "a", "medqa", [[0, 0, 0, 0]] * 3, protocol)),
+                     load_checkpoint(write_results(tmp_path, "b", "medqa", [[1, 1, 0, 0]] * 3, protocol)))
+    assert result["benchmarks"]["medqa"]["p_value"] == pytest.approx(0.25)
+    assert result["average"]["p_value"] == pytest.approx(0.25)
+    table = markdown(result)
+    assert "| 0.250 |" in table and "< 0.001" not in table and "none (too few questions)" in table
+    assert "Significant at p < 0.05 (not corrected for 1 comparisons): none" in table
 
 
 @pytest.mark.parametrize("change,message", [

@@ -75,10 +75,14 @@ def test_summary_intervals_and_paired_comparison_from_a_real_run(two_tiny_checkp
         assert ckpt["macro_ci95_pct"][0] <= ckpt["macro_accuracy_pct"] <= ckpt["macro_ci95_pct"][1]
         assert ckpt["rare_ci95_pct"] is not None
     capsys.readouterr()
-    assert medssr(["eval", "compare", f"{out}:base", f"{out}:stage1"]) == 0
+    assert medssr(["eval", "compare", f"{out}:base", f"{out}:stage1", "--json", str(tmp_path / "compare.json")]) == 0
     table = capsys.readouterr().out
     assert "### base → stage1" in table and "| pubmedqa | 3 |" in table and "| rarebench_mme (rare) | 3 |" in table
-    assert "paired bootstrap" in table and "none (too few questions)" in table
+    assert "sign-flip permutation" in table and "none (too few questions)" in table
+    result = json.loads((tmp_path / "compare.json").read_text())
+    rows = list(result["benchmarks"].values()) + [result["average"]]
+    # 3 questions a benchmark (6 on the average of 2): no p-value under 2·0.5⁶, no interval without width
+    assert all(r["p_value"] >= 2 * 0.5 ** 6 and r["ci95_pct"][1] - r["ci95_pct"][0] > 0 for r in rows)
 
 
 def test_cli_lists_every_benchmark_with_its_count(capsys):

@@ -189,6 +189,36 @@ def test_an_engine_that_ignores_allowed_ids_is_an_error():
         redecode(Careless(), [WorkItem("toy", record, (1,), 0, 0)], [completion], [0], redecoder)
 
 
+def test_an_out_of_range_answer_is_scored_wrong_and_not_redecoded():
+    """The paper's rule: "The answer is E" on a four-option question is answer E, scored wrong,
+    and it is an answer, so no re-decode is asked of the engine."""
+    from medssr_nemo.models.tiny import make_tiny_tokenizer
+
+    tokenizer = make_tiny_tokenizer("qwen3")
+
+    class Scripted:
+        """Says E; a re-decode (allowed ids set) would get the first allowed letter."""
+
+        def __init__(self):
+            self.calls = []
+
+        def generate(self, prompts, sampling, seeds):
+            self.calls.append(sampling)
+            if sampling.allowed_token_ids:
+                first = sampling.allowed_token_ids[0]
+                return [Completion([first], tokenizer.decode([first]), [0.0], "length", 0) for _ in prompts]
+            return [Completion([5], "Weighing the options, the answer is E.", [0.0], "stop", 0) for _ in prompts]
+
+    record = QuestionRecord(id="q4", question="Which one?", options=["w", "x", "y", "z"], gold="B")
+    engine = Scripted()
+    item = WorkItem("toy", record, tuple(encode_prompt(record, tokenizer, "chat")), 0, 7, tuple("ABCDE"))
+    [row] = answer_items(engine, [item], EvalProtocol(num_samples=1, prompt_style="chat"),
+                         make_redecoder(tokenizer, "chat", "Qwen3-tiny", None), "Qwen3-tiny")
+    assert (row["answer"], row["free_answer"], row["correct"]) == ("E", "E", False)
+    assert row["redecode_text"] is None and row["recovered"] is False
+    assert len(engine.calls) == 1                               # the generation only, no re-decode call
+
+
 # ---- accuracy ---------------------------------------------------------------------------------
 
 def _row(qid, sample, correct, free="A", recovered=False):

@@ -7,7 +7,8 @@ import math
 
 import numpy as np
 import pytest
-from scipy.stats import binomtest, norm
+from scipy.stats import binomtest, norm, permutation_test
+from scipy.stats import t as student_t
 from scipy.stats import bootstrap as scipy_bootstrap
 from statsmodels.stats.contingency_tables import mcnemar as statsmodels_mcnemar
 from statsmodels.stats.power import NormalIndPower
@@ -98,14 +99,17 @@ def test_paired_comparison_one_sample_uses_exact_mcnemar_on_the_discordant_quest
     assert result.ci95_pct[0] < result.difference_pct < result.ci95_pct[1]
 
 
-def test_paired_bootstrap_on_known_differences():
-    # every question gains exactly 1 of 4 samples: +25 pts with no spread
+def test_questions_that_all_gain_the_same_get_an_interval_with_width():
+    # every question gains exactly 1 of 4 samples: +25 pts with no spread, so the question
+    # bootstrap has no width; the sign-count interval (50 wins of 50, Clopper-Pearson lower
+    # bound 0.025^(1/50)) gives it one, below the observed gain and above 0 (p is tiny)
     a = np.tile([1, 0, 0, 0], (50, 1))
     b = np.tile([1, 1, 0, 0], (50, 1))
     result = stats.paired_comparison(a, b, resamples=999)
-    assert result.test == "paired bootstrap"
-    assert result.ci95_pct == (pytest.approx(25.0), pytest.approx(25.0))
-    assert result.p_value == pytest.approx(1 / 1000)
+    assert result.test == "sign-flip permutation (Monte-Carlo)"
+    assert result.ci95_pct == (pytest.approx(25 * (2 * 0.025 ** (1 / 50) - 1)), pytest.approx(25.0))
+    assert 20 < result.ci95_pct[0] < 22
+    assert result.p_value == pytest.approx(1 / 1000)   # no random sign vector reaches +25: (1 + 0) / (999 + 1)
     # gains and losses that cancel: no evidence at all
     c = np.vstack([np.tile([1, 1, 0, 0], (25, 1)), np.tile([0, 0, 0, 0], (25, 1))])
     d = np.vstack([np.tile([1, 1, 1, 1], (25, 1)), np.tile([0, 0, 0, 0], (25, 1))])
@@ -114,17 +118,78 @@ def test_paired_bootstrap_on_known_differences():
     assert stats.paired_comparison(c, e).p_value == pytest.approx(1.0)
 
 
-def test_paired_bootstrap_p_value_is_close_to_the_normal_approximation():
+def test_three_questions_with_four_samples_cannot_be_significant():
+    # 3 questions each gaining 2 of 4 samples: of the 2³ sign assignments only all-plus and
+    # all-minus reach |Σd| = 1.5, so p = 2/8; the interval has width and contains 0
+    a = np.zeros((3, 4))
+    b = np.tile([1, 1, 0, 0], (3, 1))
+    result = stats.paired_comparison(a, b)
+    assert result.test == "sign-flip permutation"
+    assert result.p_value == pytest.approx(0.25) and result.p_value >= 0.05
+    lo, hi = result.ci95_pct
+    assert lo < 0 < hi and hi - lo > 10 and result.mdd_pct is None
+    assert lo == pytest.approx(50 * (2 * 0.025 ** (1 / 3) - 1))        # Clopper-Pearson lower bound of 3 in 3
+
+
+def test_four_uneven_questions_cannot_be_significant_and_the_interval_says_so():
+    a = np.zeros((4, 4))
+    b = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 0]])   # d = .5, .5, .75, .75
+    result = stats.paired_comparison(a, b)
+    assert result.p_value == pytest.approx(2 / 16)
+    assert result.ci95_pct[0] < 0 < result.ci95_pct[1]
+    d = np.array([0.5, 0.5, 0.75, 0.75])
+    t_high = d.mean() + student_t.ppf(0.975, 3) * d.std(ddof=1) / 2   # the paired t-interval's upper end
+    assert result.ci95_pct[1] == pytest.approx(100 * t_high)
+
+
+@pytest.mark.parametrize("d", [
+    [0.5, 0.5, 0.75, -0.25, 0.25, 0.0, 1.0],
+    [0.25, -0.5, 0.75, -0.25, 0.5, 0.5, 0.25, 0.75, -1.0, 0.5],
+    [0.5, 0.5, 0.5],
+])
+def test_exact_sign_flip_p_value_matches_scipy_permutation_test(d):
+    ref = permutation_test((np.array(d),), np.mean, permutation_type="samples", n_resamples=np.inf,
+                           alternative="two-sided").pvalue
+    p, exact = stats.sign_flip_p_value(np.array(d))
+    assert exact and p == pytest.approx(ref, rel=1e-9)
+
+
+def test_sign_flip_p_value_hand_worked_and_its_floor():
+    # d = (1, 1, -0.5): of the 8 sign assignments, |Σ| ≥ 1.5 for (+,+,±) and (-,-,±): p = 4/8
+    assert stats.sign_flip_p_value(np.array([1.0, 1.0, -0.5])) == (0.5, True)
+    for m in range(1, 9):   # m questions all moving the same way: the smallest p there is, 2·0.5^m
+        assert stats.sign_flip_p_value(np.linspace(0.25, 1.0, m))[0] == pytest.approx(2 * 0.5 ** m)
+    assert stats.sign_flip_p_value(np.zeros(5)) == (1.0, True)
+
+
+def test_sign_flip_with_one_sample_is_mcnemar():
+    d = np.array([1.0] * 9 + [-1.0] * 2 + [0.0] * 29)
+    assert stats.sign_flip_p_value(d)[0] == pytest.approx(stats.mcnemar_exact_p(2, 9))
+
+
+def test_monte_carlo_sign_flip_agrees_with_the_exact_one():
+    rng = np.random.default_rng(4)
+    d = rng.choice([-0.5, -0.25, 0.25, 0.5, 0.75], size=16)
+    exact, _ = stats.sign_flip_p_value(d)
+    stats_before = stats.EXACT_SIGN_FLIPS
+    try:
+        stats.EXACT_SIGN_FLIPS = 10
+        sampled, is_exact = stats.sign_flip_p_value(d, resamples=20000, seed=1)
+    finally:
+        stats.EXACT_SIGN_FLIPS = stats_before
+    assert not is_exact and sampled == pytest.approx(exact, abs=0.01)
+
+
+def test_sign_flip_p_value_is_close_to_the_normal_approximation():
     rng = np.random.default_rng(0)
-    diff = rng.choice([-1.0, 0.0, 0.0, 1.0, 1.0], size=400)
-    a = np.zeros((400, 1)) + (diff < 0)[:, None]
-    b = np.zeros((400, 1)) + (diff > 0)[:, None]
-    a, b = np.repeat(a, 2, axis=1), np.repeat(b, 2, axis=1)     # two samples: the bootstrap path
+    rows = {-1.0: ([1, 1], [0, 0]), -0.5: ([1, 0], [0, 0]), 0.0: ([1, 0], [1, 0]), 0.5: ([0, 0], [1, 0]), 1.0: ([0, 0], [1, 1])}
+    diff = rng.choice(list(rows), p=[0.13, 0.17, 0.37, 0.18, 0.15], size=400)
+    a = np.array([rows[x][0] for x in diff], dtype=float)                 # two samples: the permutation path
+    b = np.array([rows[x][1] for x in diff], dtype=float)
     result = stats.paired_comparison(a, b, resamples=4000)
-    d = b.mean(axis=1) - a.mean(axis=1)
-    z = d.mean() / (d.std() / math.sqrt(len(d)))
-    normal_p = 2 * (1 - norm.cdf(abs(z)))
-    assert result.p_value == pytest.approx(normal_p, abs=0.01)
+    z = diff.sum() / math.sqrt((diff ** 2).sum())          # the sign-flip null: mean 0, variance Σd²
+    assert 0.001 < result.p_value < 0.5
+    assert result.p_value == pytest.approx(2 * (1 - norm.cdf(abs(z))), abs=0.01)
 
 
 def test_minimum_detectable_difference_matches_statsmodels_power():
@@ -179,3 +244,17 @@ def test_paired_average_of_identical_checkpoints_is_not_a_zero_width_interval():
     result = stats.paired_macro_comparison(list(zip(a, a)))
     assert result["difference_pct"] == 0.0 and result["p_value"] == 1.0
     assert result["ci95_pct"][0] < -10 and result["ci95_pct"][1] > 10
+    four = [np.tile([1.0, 0, 0, 0], (3, 1))] * 2                       # several samples, no question differs
+    several = stats.paired_macro_comparison(list(zip(four, four)))
+    assert several["p_value"] == 1.0 and several["ci95_pct"][0] < -10 and several["ci95_pct"][1] > 10
+
+
+def test_paired_average_of_few_questions_is_not_significant():
+    # two benchmarks of 2 questions, every question gaining 2 of 4: 4 differing questions in all,
+    # so the permutation test of the average gives 2/16 and the interval reaches below 0
+    a = [np.zeros((2, 4))] * 2
+    b = [np.tile([1.0, 1, 0, 0], (2, 1))] * 2
+    result = stats.paired_macro_comparison(list(zip(a, b)))
+    assert result["difference_pct"] == pytest.approx(50.0)
+    assert result["p_value"] == pytest.approx(2 / 16) and result["test"] == "sign-flip permutation"
+    assert result["ci95_pct"][0] < 0 < result["ci95_pct"][1]

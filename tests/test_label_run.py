@@ -202,3 +202,46 @@ def test_pseudo_labelling_with_the_embedded_smollm2_policy_runs_end_to_end_on_cp
     labelled = read_records(tmp_path / "pseudo_labels.jsonl")
     assert len(labelled) == report["labelled"] == sum(v["kept"] for v in votes)
     assert all(r.label_source == "pseudo" and r.label in r.letters for r in labelled)
+
+
+class _ScriptedEngine:
+    """Answers each (question, sample) with a fixed text, looked up by the sample's seed (the
+    seed is ``sample_seed(seed, question id, k)``, so the script does not depend on batching)."""
+
+    def __init__(self, by_seed: dict[int, str]) -> None:
+        self.by_seed = by_seed
+        self.calls = 0
+
+    def generate(self, prompts, sampling, seeds):
+        from medssr_nemo.rollout.interfaces import Completion
+        self.calls += 1
+        return [Completion([1], self.by_seed[s], [0.0], "stop", 0) for s in seeds]
+
+
+def test_an_answer_that_is_not_one_of_the_options_is_no_vote(tmp_path):
+    """Under the paper's reader "The answer is I think B" is answer I; on a four-option question
+    that is no vote (our labelling choice): a question with only such answers is dropped, one
+    with a majority of real letters is labelled, and the card counts the out-of-range answers."""
+    from medssr_nemo.eval.protocol import sample_seed
+    from medssr_nemo.models.tiny import make_tiny_tokenizer
+    from medssr_nemo.records import QuestionRecord
+
+    options = ["alpha", "beta", "gamma", "delta"]
+    only_out = QuestionRecord(id="only_out", question="Which enzyme?", options=options, gold="B")
+    mixed = QuestionRecord(id="mixed", question="Which vessel?", options=options, gold="C")
+    script = {sample_seed(0, "only_out", k): "The answer is I think B." for k in range(3)}
+    script |= {sample_seed(0, "mixed", 0): "The answer is C.", sample_seed(0, "mixed", 1): "The answer is C.",
+               sample_seed(0, "mixed", 2): "The answer is I think C."}
+    job = LabelJob([only_out, mixed], LabelSettings.build(num_samples=3, seed=0, answer_extraction="paper"),
+                   VoteRule(min_agreement=0.5), tmp_path, model_id="tiny")
+    card = job.run(_ScriptedEngine(script), make_tiny_tokenizer("llama3"), progress=False)
+    votes = {v["id"]: v for v in map(json.loads, (tmp_path / "pseudo_labels.votes.jsonl").read_text().splitlines())}
+    assert votes["only_out"]["answers"] == ["I", "I", "I"]            # what the reader read, kept in the log
+    assert (votes["only_out"]["kept"], votes["only_out"]["vote_counts"]) == (False, {})
+    assert votes["only_out"]["dropped_because"] == "no votes"
+    assert (votes["mixed"]["label"], votes["mixed"]["vote_counts"]) == ("C", {"C": 2})
+    assert votes["mixed"]["agreement"] == 2 / 3                       # the out-of-range sample did not agree
+    [labelled] = read_records(tmp_path / "pseudo_labels.jsonl")
+    assert (labelled.id, labelled.label, labelled.meta["pseudo_label"]["answers_not_an_option"]) == ("mixed", "C", 1)
+    assert card["report"]["samples"]["answers_not_an_option"] == 4
+    assert card["report"]["dropped"] == {"no votes": 1}

@@ -14,6 +14,8 @@ DROP = VoteRule(min_agreement=0.5, below_min_agreement="drop", tie_rule="drop")
 def test_counts_ignore_missing_answers_and_sort_letters():
     assert count_votes(["C", None, "A", "C", "B", None, "C", "A"]) == {"A": 2, "B": 1, "C": 3}
     assert count_votes([None, None]) == {}
+    # with the question's letters, an answer outside them (the paper's reader allows any A-Z) is no vote
+    assert count_votes(["C", "I", "A", "E", None], letters="ABCD") == {"A": 1, "C": 1}
 
 
 @pytest.mark.parametrize("table, samples, label, agreement", [

@@ -62,6 +62,26 @@ def test_a_letter_that_is_also_another_options_text_is_ambiguous(tmp_path):
         read_mcq_jsonl(path)
 
 
+@pytest.mark.parametrize("field", ["answer_idx", "gold"])
+def test_a_letter_field_that_is_not_an_options_letter_is_an_error_naming_file_and_line(tmp_path, field):
+    """A present key that names no option is a broken row, not a cue to fall back to the text."""
+    path = _write(tmp_path, [
+        {"question": "Q?", "options": {"A": "Aspirin", "B": "Heparin"}, field: "B", "answer": "Heparin"},
+        {"question": "Q?", "options": {"A": "Aspirin", "B": "Heparin"}, field: "E", "answer": "Heparin"},
+    ])
+    with pytest.raises(RecordError, match=rf"{path}:2: '{field}'='E' is not one of the option letters A, B"):
+        read_mcq_jsonl(path)
+
+
+def test_disagreeing_answer_idx_and_gold_are_an_error_naming_file_and_line(tmp_path):
+    path = _write(tmp_path, [
+        {"question": "Q?", "options": ["x", "y", "z"], "answer_idx": "C", "gold": "c"},
+        {"question": "Q?", "options": ["x", "y", "z"], "answer_idx": "A", "gold": "B"},
+    ])
+    with pytest.raises(RecordError, match=rf"{path}:2: 'answer_idx'='A' and 'gold'='B' name different options"):
+        read_mcq_jsonl(path)
+
+
 def test_a_numeric_answer_idx_names_what_is_expected(tmp_path):
     path = _write(tmp_path, [{"question": "Q?", "options": ["x", "y"], "answer_idx": 0}])
     with pytest.raises(RecordError, match=rf"{path}:1: 'answer_idx' holds the number 0; expected the option's letter"):

@@ -101,9 +101,13 @@ def test_every_step_runs_and_leaves_its_artifacts(finished_run):
         assert (run_dir / stage / "hf_model" / "model.safetensors").exists()
     assert read_records(run_dir / "stage1" / "train.jsonl") == labelled
     # the collapse monitor runs on stage 1's knowledge-keyed questions, and only there
+    # (tiny_overrides' alpha and seeds put a knowledge-keyed question among the labelled ones and into a
+    # stage-1 batch; if a change of settings loses it, this fails instead of checking nothing)
     knowledge_keyed = [r for r in labelled if r.meta.get("origin") == "knowledge" and r.gold is not None]
+    assert knowledge_keyed, "the tiny run must train stage 1 on at least one knowledge-keyed question"
     stage1_rows = _metrics_without_timing(run_dir / "stage1" / "metrics.jsonl")
-    assert any("collapse/reward_agreement" in row for row in stage1_rows) == bool(knowledge_keyed)
+    monitored = [row for row in stage1_rows if "collapse/reward_agreement" in row]
+    assert monitored and all(0.0 <= row["collapse/reward_agreement"] <= 1.0 for row in monitored)
     assert not any("collapse/reward_agreement" in row for row in _metrics_without_timing(run_dir / "stage2" / "metrics.jsonl"))
     # stage 2 starts from stage 1's weights, on the real questions
     stage2_cfg = (run_dir / "stage2" / "config.yaml").read_text()
@@ -118,7 +122,8 @@ def test_every_step_runs_and_leaves_its_artifacts(finished_run):
     for heading in ("## Setting", "**Scale.**", "## 1. Real data", "## 2. Synthetic questions", "## 3. Pseudo-labels",
                     "## 4-5. GRPO stages", "## 6. Evaluation", "rarebench (rare)", "tiny-llama"):
         assert heading in text, heading
-    assert ("**Collapse monitor**" in text) == bool(knowledge_keyed)
+    assert "**Collapse monitor** (questions with a knowledge-base key)" in text   # pipeline/report.py
+    assert f"| stage1 | {len(monitored)} |" in text
     # every accuracy with its interval, and the stages tested against each other on the same questions
     assert "[95% interval over questions]" in text and "none (too few questions)" in text
     for pair in ("### base → stage1", "### stage1 → stage2", "### base → stage2"):
@@ -361,7 +366,10 @@ def test_quickstart_runs_every_step_on_the_embedded_policy(tmp_path):
     assert [summary["training"][s]["steps"] for s in ("stage1", "stage2")] == [6, 6]
     assert [c["label"] for c in summary["evaluation"]["checkpoints"]] == ["base", "stage1", "stage2"]
     assert all(len(c["benchmarks"]) == 10 for c in summary["evaluation"]["checkpoints"])
-    assert "**Scale.**" in (run_dir / "report" / "report.md").read_text()
+    text = (run_dir / "report" / "report.md").read_text()
+    assert "**Scale.**" in text
+    # stage 1 trains on the quickstart's knowledge-keyed questions, so the report shows the collapse monitor
+    assert "**Collapse monitor** (questions with a knowledge-base key)" in text and "| stage1 |" in text
 
 
 @pytest.mark.slow

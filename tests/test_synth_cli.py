@@ -67,6 +67,12 @@ def test_acceptance_command(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "synthetic.jsonl").read_text().splitlines()]
     assert len(rows) == 2000 and all(isinstance(r["question"], str) and isinstance(r["rare"], bool) for r in rows)
     assert abs(sum(r["rare"] for r in rows) / 2000 - 0.3) <= 0.02
+    # the done-when thresholds, from the card's audit (the default suite checks the same in-process
+    # in tests/test_synth_kg.py; wall time is reported, not asserted)
+    audit = json.loads((tmp_path / "synthetic.card.json").read_text())["audit"]
+    assert abs(audit["mix"]["rare_share"] - 0.3) <= 0.02
+    assert audit["overall"]["contradicted"] == 0 and audit["overall"]["incoherent"] == 0
+    assert audit["overall"]["leakage_share"] < 0.01 and audit["overall"]["ambiguous_share"] < 0.05
     print(f"acceptance command took {elapsed:.1f} s")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections import Counter
 
 import pytest
@@ -19,6 +20,10 @@ from medssr_nemo.synthesis.kg_questions import INHERITANCE_MODES, KGQuestionBuil
 from medssr_nemo.synthesis.from_config import build_decontaminator, run_synthesis
 from medssr_nemo.synthesis.chunked import Interrupted
 from medssr_nemo.synthesis.seeds import load_seed_pool
+from medssr_nemo.synthesis.patient import read_patient
+
+# a stem whose first sentence introduces a patient is a case, and a case states an age
+_CASE = re.compile(r"\b(boy|girl|man|woman|newborn|neonate|infant|child|patient|male|female)\b", re.I)
 
 
 def _cfg(tmp_path, *overrides):
@@ -79,6 +84,20 @@ def test_alpha_03_over_2000_questions_gives_30_percent_rare(tmp_path, hpo, decon
     rare = [r for r in records if r.rare]
     assert all(r.source == "kg" and r.knowledge_ids and r.gold in r.letters for r in records)
     assert Counter(r.question_type for r in rare).keys() == {"diagnosis", "gene", "inheritance", "not_expected"}
+    # the done-when thresholds, read from the card's audit of this very set (the wall time
+    # is measured in docs/synthesis.md, not asserted here)
+    audit = card["audit"]
+    assert audit["questions"] == 2000 and audit["checkable"] == len(rare)
+    assert audit["mix"]["rare_share"] == pytest.approx(share) and abs(audit["mix"]["rare_share"] - 0.3) <= 0.02
+    assert audit["overall"]["contradicted"] == 0
+    assert audit["overall"]["leakage_share"] < 0.01
+    assert audit["overall"]["ambiguous_share"] < 0.05
+    assert audit["overall"]["incoherent"] == 0, audit["examples"].get("incoherent")
+    for qtype, row in audit["by_question_type"].items():
+        assert row["contradicted"] == 0, (qtype, audit["examples"].get("contradicted"))
+    # every case stem states an age (read independently of the audit's own "no age stated" check)
+    cases = [r for r in rare if _CASE.search(r.question.split(".", 1)[0]) and r.question_type != "not_expected"]
+    assert cases and [r.id for r in cases if read_patient(r.question).age_years is None] == []
 
 
 def test_alpha_zero_gives_no_rare_questions(tmp_path, hpo, decontaminator, seeds):

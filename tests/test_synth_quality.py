@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import pytest
 
 from medssr_nemo.knowledge.hpo import HPOKnowledge
 from medssr_nemo.knowledge.interfaces import DiseaseProfile, PhenotypeAnnotation
 from medssr_nemo.knowledge.merge import merge_profiles, merged_knowledge
+from medssr_nemo.knowledge.names import family_name
 from medssr_nemo.knowledge.obo import Ontology, Term
 from medssr_nemo.records import QuestionRecord
 from medssr_nemo.synthesis.audit import Auditor, audit_records
@@ -122,6 +124,38 @@ def test_clinical_phrases_rewrite_ontology_labels():
     assert clinical_phrase("Seizure") == "seizure" and option_phrase("seizure") == "Seizure"
     assert clinical_phrase("Stiff/rigid neck") == "stiff or rigid neck"
     assert is_vague("Abnormality of movement") and not is_vague("Focal seizure")
+    # morphology headings read as a structural abnormality of a named part; adjectives and cells stay
+    assert clinical_phrase("Abnormal Descemet membrane morphology") == "a structural abnormality of the Descemet membrane"
+    assert clinical_phrase("Abnormal ear morphology") == "a structural abnormality of the ear"
+    assert clinical_phrase("Abnormal vertebral morphology") == "abnormal vertebral morphology"
+    assert clinical_phrase("Abnormal eosinophil morphology") == "abnormal eosinophil morphology"
+    # laboratory headings read as levels
+    assert clinical_phrase("Elevated circulating creatine kinase concentration") == "elevated circulating creatine kinase levels"
+    assert clinical_phrase("Decreased CSF leucine concentration") == "low CSF leucine levels"
+    assert clinical_phrase("Abnormal circulating IgM concentration") == "abnormal circulating IgM levels"
+    # lesions and paired parts in the plural a case uses; one bare part stays singular
+    assert clinical_phrase("Papule") == "papules" and clinical_phrase("Skin vesicle") == "skin vesicles"
+    assert clinical_phrase("Erythematous plaque") == "erythematous plaques" and clinical_phrase("Comedo") == "comedones"
+    assert clinical_phrase("Sparse eyebrow") == "sparse eyebrows" and clinical_phrase("Natal tooth") == "natal teeth"
+    assert clinical_phrase("Hand tremor") == "hand tremor" and clinical_phrase("Ear") == "ear"
+    assert option_phrase("Papule") == "Papules"
+
+
+def test_no_raw_morphology_or_level_heading_in_a_built_case(builder):
+    raw = re.compile(r"\b(abnormal [a-z ]+ morphology|concentration)\b|(?:^|\s)(papule|skin vesicle|macule|pustule)\b")
+    seen = 0
+    for row in builder.eligible["diagnosis"][::41]:
+        try:
+            vignette = builder._vignette(row, random.Random(row))
+        except Exception:
+            continue
+        seen += 1
+        for f in vignette.findings:
+            phrase = clinical_phrase(f.name)
+            assert phrase in vignette.text
+            if not re.search(r"(al|ar|ic|ous|ary|cell|cells|fiber|phil|cyte|let|fluid) morphology$", phrase):
+                assert not raw.search(phrase), (f.name, phrase)
+    assert seen >= 50
 
 
 def test_patient_rules_know_sex_and_age_of_findings(hpo):
@@ -137,6 +171,28 @@ def test_patient_rules_know_sex_and_age_of_findings(hpo):
     assert read_patient("A newborn boy is examined.") == Patient(0.0, "male")
     assert read_patient("Which gene causes X?").age_years is None
     assert not age_fits_onset(5, ["Adult onset"]) and age_fits_onset(30, ["Childhood onset"])
+
+
+def test_no_developmental_delay_in_a_newborn_and_no_46xy_female_finding_in_a_boy(hpo):
+    rules = PatientRules(hpo.ontology)
+    by_name = {t.name: t.id for t in hpo.ontology.terms.values()}
+    newborn, three_months, eight_months = Patient(0.0, "male"), Patient(0.25, "female"), Patient(8 / 12, "male")
+    for motor in ("Global developmental delay", "Delayed ability to sit", "Motor delay", "Persistent head lag"):
+        assert "developmental delay in a newborn" in rules.fits(by_name[motor], newborn), motor
+        assert rules.fits(by_name[motor], three_months) is not None, motor
+        assert rules.fits(by_name[motor], eight_months) is None, motor
+    speech = by_name["Delayed speech and language development"]
+    assert "speech" in rules.fits(speech, eight_months) and rules.fits(speech, Patient(3.0, "male")) is None
+    assert rules.fits(by_name["Hypotonia"], newborn) is None            # not a milestone
+    xy_female = by_name["Female external genitalia in individual with 46,XY karyotype"]
+    assert "46,XY" in rules.fits(xy_female, Patient(3.0, "male"))
+    # presents as a girl, whatever the annotation's sex column says about the karyotype
+    assert rules.fits(xy_female, Patient(3.0, "female"), annotated_sex="male") is None
+    for ambiguous in ("Ambiguous genitalia", "Ambiguous genitalia, male", "Ovotestis", "Sex reversal"):
+        for sex in ("male", "female"):
+            assert "unassigned" in rules.fits(by_name[ambiguous], Patient(0.0, sex)), (ambiguous, sex)
+    assert clinical_phrase("Female external genitalia in individual with 46,XY karyotype") == \
+        "female external genitalia with a 46,XY karyotype"
 
 
 def test_every_vignette_states_an_age_and_fits_its_patient(builder):
@@ -155,6 +211,31 @@ def test_every_vignette_states_an_age_and_fits_its_patient(builder):
 
 
 # -- distractors ----------------------------------------------------------------------------------
+def test_family_name_strips_letter_and_number_subtypes():
+    same_family = [("Fanconi anemia, complementation group D1", "Fanconi anemia, complementation group Q"),
+                   ("Charcot-Marie-Tooth disease type 1C", "Charcot-Marie-Tooth disease, type 2A"),
+                   ("Mucopolysaccharidosis type IIIA", "Mucopolysaccharidosis, type IVB"),
+                   ("Niemann-Pick disease, type C", "Niemann-Pick disease, type A"),
+                   ("Joubert syndrome 15", "Joubert syndrome 2"), ("Hemophilia A", "Hemophilia B"),
+                   ("Brachydactyly, type A2", "Brachydactyly type B1"),
+                   ("Xeroderma pigmentosum, complementation group A", "Xeroderma pigmentosum, group G")]
+    for a, b in same_family:
+        assert family_name(a) == family_name(b), (a, b)
+    assert family_name("Fanconi anemia, complementation group D1") == "fanconi anemia"
+    # words that are part of the name stay
+    assert family_name("Fragile X syndrome") == "fragile x syndrome"
+    assert family_name("Protein S deficiency") == "protein s deficiency"
+    assert family_name("Vitamin D-dependent rickets, type 1A") == "vitamin d dependent rickets"
+
+
+def test_letter_named_siblings_are_never_distractors_of_each_other(builder):
+    rows = {p.name: i for i, p in enumerate(builder.profiles)}
+    fanconi = sorted(i for name, i in rows.items() if name.lower().startswith("fanconi anemia, complementation group"))
+    assert len(fanconi) >= 5
+    assert not any(builder._distinct_from(j, [fanconi[0]]) for j in fanconi[1:])
+    assert builder._distinct_from(rows["Marfan syndrome"], [fanconi[0]])
+
+
 def test_inheritance_options_always_hold_the_four_main_modes_and_keys_are_balanced(builder):
     for mode in INHERITANCE_MODES:
         options = [mode, *builder.inheritance_options(mode)]
@@ -219,6 +300,21 @@ def test_audit_flags_each_planted_defect(auditor, hpo):
     assert "leakage" in verdicts["leaky"].problems
     assert verdicts["no-age"].problems.get("incoherent") == "no age stated"
     assert "male-only" in verdicts["female-male"].problems["incoherent"]
+    delayed_newborn = _record("newborn-delay", "diagnosis", "A newborn boy is examined because of hypotonia and "
+                              "global developmental delay. Which of the following is the most likely diagnosis?",
+                              ["Congenital muscular dystrophy, Fukuyama type", "Walker-Warburg syndrome",
+                               "Muscle-eye-brain disease", "Congenital myotonic dystrophy", "Prader-Willi syndrome"],
+                              disease_id="ORPHA:272")
+    xy_boy = _record("xy-boy", "diagnosis", "A 3-year-old boy is evaluated for female external genitalia with a "
+                     "46,XY karyotype and adrenal insufficiency. Which of the following is the most likely diagnosis?",
+                     ["Congenital adrenal hyperplasia due to 17-alpha-hydroxylase deficiency",
+                      "Congenital adrenal hyperplasia due to 21-hydroxylase deficiency", "Addison disease",
+                      "Adrenal hypoplasia congenita", "Smith-Lemli-Opitz syndrome"], disease_id="ORPHA:90793")
+    xy_girl = _record("xy-girl", "diagnosis", xy_boy.question.replace("boy", "girl"), xy_boy.options,
+                      disease_id="ORPHA:90793")
+    assert "developmental delay in a newborn" in auditor.audit(delayed_newborn).problems["incoherent"]
+    assert "46,XY" in auditor.audit(xy_boy).problems["incoherent"]
+    assert "incoherent" not in auditor.audit(xy_girl).problems
     report = audit_records(planted, auditor)
     assert report["checkable"] == len(planted) and report["by_question_type"]["gene"]["contradicted_share"] == 0.5
 

@@ -6,9 +6,9 @@ when they were made with the same protocol (prompt style, sampling, samples per 
 re-decode; the seed may differ) on the same question ids; anything else is refused, naming what
 differs. Per benchmark: the difference B − A in percentage points, its 95% interval and p-value
 (one sample per question: Newcombe's paired score interval and the exact McNemar test; several:
-the paired bootstrap over questions for both; ``medssr_nemo.eval.stats``) and the minimum
-detectable difference; then the same for the average over benchmarks and over the rare-disease
-ones (paired bootstrap stratified by benchmark).
+the sign-flip permutation test of the per-question differences and the question bootstrap
+interval widened where it is too narrow; ``medssr_nemo.eval.stats``) and the minimum detectable
+difference; then the same for the average over benchmarks and over the rare-disease ones.
 """
 
 from __future__ import annotations
@@ -169,14 +169,16 @@ def markdown(result: dict[str, Any], title: bool = True) -> str:
             r = result[key]
             lines.append(f"| **{title_text}** ({len(r['benchmarks'])} benchmarks) | | {r['accuracy_a_pct']:.1f} | "
                          f"{r['accuracy_b_pct']:.1f} | {_diff(r['difference_pct'], r['ci95_pct'])} | {_p(r['p_value'])} | "
-                         "paired bootstrap | |")
+                         f"{r['test']} | |")
     significant = [n for n, r in result["benchmarks"].items() if r["p_value"] < 0.05]
     lines += ["", f"Significant at p < 0.05 (not corrected for {len(result['benchmarks'])} comparisons): "
                   + (", ".join(significant) if significant else "none") + ". "
-                  "One sample per question: Newcombe interval, exact McNemar p; several: paired bootstrap over "
-                  "questions (each question's samples kept together) for both; Avg and Rare: p from a paired "
-                  "bootstrap stratified by benchmark, interval from it (several samples) or square-and-add of the "
-                  "Newcombe intervals (one sample); "
+                  "One sample per question: Newcombe interval, exact McNemar p; several: p from the sign-flip "
+                  "permutation test of the per-question differences (exact up to 16 differing questions; at least "
+                  "2·0.5ⁿ, so below 6 differing questions never under 0.05), interval from the paired bootstrap over "
+                  "questions widened to the paired t-interval and, where every question moved the same way, to the "
+                  "sign-count interval; Avg and Rare: the same permutation test on the average, interval from "
+                  "square-and-add of the benchmarks' intervals (and the stratified bootstrap, several samples); "
                   "`detectable` is the difference this many questions detects with power 0.8 at α = 0.05, "
                   "(z₀.₉₇₅ + z₀.₈)·σ_d/√n with σ_d the observed spread of per-question differences."]
     if result.get("only_in_a") or result.get("only_in_b"):

@@ -67,7 +67,8 @@ def answer_key(row: dict, option_texts: list[str]) -> str:
     """The gold letter of ``row``, chosen by what its fields hold.
 
     A field holds a letter when it is one of the options' letters (``answer_idx`` first, then
-    ``gold``, then ``answer``). An ``answer`` that is both a letter and another option's text
+    ``gold``, then ``answer``); a present ``answer_idx`` or ``gold`` that is not, or the two
+    naming different options, is an error. An ``answer`` that is both a letter and another option's text
     (options ``{"A": "D", ...}``, ``"answer": "D"``) is ambiguous without ``answer_idx``. With no
     letter anywhere, an ``answer`` equal to exactly one option's text gives that option. When the
     letter came from another field, an ``answer`` text must equal the keyed option's text.
@@ -85,6 +86,14 @@ def answer_key(row: dict, option_texts: list[str]) -> str:
     def matching_options(value: Any) -> list[str]:
         return [letters[i] for i, o in enumerate(option_texts) if _same_text(o, _text(value))]
 
+    # a present letter field must name an option, and two of them must name the same one: falling
+    # back to another field would hide a broken row
+    for name in ("answer_idx", "gold"):
+        if name in values and as_letter(values[name]) is None:
+            raise RecordError(f"'{name}'={values[name]!r} is not one of the option letters {', '.join(letters)}")
+    if "answer_idx" in values and "gold" in values and as_letter(values["answer_idx"]) != as_letter(values["gold"]):
+        raise RecordError(f"'answer_idx'={values['answer_idx']!r} and 'gold'={values['gold']!r} name different "
+                          "options; keep one key")
     key_field = next((k for k in _KEY_FIELDS if k in values and as_letter(values[k]) is not None), None)
     if key_field == "answer":
         others = [m for m in matching_options(values["answer"]) if m != as_letter(values["answer"])]

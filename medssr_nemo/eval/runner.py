@@ -51,7 +51,7 @@ from medssr_nemo.eval.results import checkpoint_correctness
 from medssr_nemo.eval.store import PartialLog, row_key
 from medssr_nemo.eval.suite import effective_benchmarks
 from medssr_nemo.models import load_causal_lm
-from medssr_nemo.models.fingerprint import weights_fingerprint
+from medssr_nemo.models.fingerprint import name_only, weights_fingerprint
 from medssr_nemo.models.loading import load_tokenizer, model_type_of, resolve_model_dir
 from medssr_nemo.prompts import encode_prompt
 from medssr_nemo.prompts import resolve_prompt_style
@@ -185,7 +185,8 @@ def default_policy_loader(cfg: Any) -> PolicyLoader:
 
 class LazyPolicy:
     """Loads a checkpoint only when some benchmark still needs generations; knows the weights'
-    fingerprint and the checkpoint's prompt style without loading it."""
+    fingerprint and the checkpoint's prompt style without loading it, except for a hub id not
+    in the local cache, whose weights can be fingerprinted only once the load has fetched them."""
 
     def __init__(self, loader: PolicyLoader, reference: str, prompt_style: str | None = None,
                  weights_fingerprint: str | None = None) -> None:
@@ -199,7 +200,12 @@ class LazyPolicy:
             started = time.perf_counter()
             self._loaded = self._loader(self.reference)
             log.info("loaded %s in %.1f s", self.reference, time.perf_counter() - started)
+            if self.weights_fingerprint == name_only(self.reference):   # the load fetched the weights
+                self.weights_fingerprint = weights_fingerprint(self.reference)
         return self._loaded
+
+    def knows_only_the_name(self) -> bool:
+        return self.weights_fingerprint == name_only(self.reference)
 
 
 def _ids_digest(records: Sequence[QuestionRecord]) -> str:
@@ -214,6 +220,7 @@ class _BenchmarkState:
     out_dir: Path
     partial: PartialLog
     done: dict
+    identity: dict[str, Any]
     metrics: dict[str, Any] | None = None
 
     def required(self, num_samples: int) -> int:
@@ -233,13 +240,12 @@ def _open_benchmark(bench: LoadedBenchmark, policy: LazyPolicy, protocol: EvalPr
                 "num_questions": len(bench.records), "question_ids_sha256": _ids_digest(bench.records),
                 "benchmark_files_sha256": bench.files_sha256, "checkpoint_weights_sha256": policy.weights_fingerprint}
     identity_path, metrics_path = out_dir / "protocol.json", out_dir / "metrics.json"
-    state = _BenchmarkState(bench, out_dir, PartialLog(out_dir / "generations.partial.jsonl"), {})
+    state = _BenchmarkState(bench, out_dir, PartialLog(out_dir / "generations.partial.jsonl"), {}, identity)
     if identity_path.exists():
         stored = read_json(identity_path)
         if stored != identity:
             changed = sorted(k for k in identity if stored.get(k) != identity[k])
-            reasons = [_INPUT_KEYS[k] + ("" if k in stored else " (not recorded by the earlier run)")
-                       for k in changed if k in _INPUT_KEYS]
+            reasons = [_INPUT_KEYS[k] + _reason_detail(k, stored, policy.reference) for k in changed if k in _INPUT_KEYS]
             if not reasons:
                 raise ValueError(f"{out_dir} holds results made with other settings (differs in {changed}); "
                                  "set eval.output_dir to a new directory or delete that one")
@@ -254,6 +260,30 @@ def _open_benchmark(bench: LoadedBenchmark, policy: LazyPolicy, protocol: EvalPr
         write_json_atomic(identity_path, identity)
     state.done = state.partial.load()
     return state
+
+
+def _reason_detail(key: str, stored: dict[str, Any], reference: str) -> str:
+    if key not in stored:
+        return " (not recorded by the earlier run)"
+    if key == "checkpoint_weights_sha256" and stored[key] == name_only(reference):
+        return " (the earlier run recorded only the hub id, not its weights)"
+    return ""
+
+
+def _recorded_weights(out_dir: Path) -> str | None:
+    """The weight fingerprint a benchmark's stored result names (None: no result, or none recorded)."""
+    path = out_dir / "protocol.json"
+    return read_json(path).get("checkpoint_weights_sha256") if path.exists() else None
+
+
+def _record_loaded_weights(states: Sequence[_BenchmarkState], policy: LazyPolicy) -> None:
+    """After the load fetched a hub checkpoint: results opened under its name alone are recorded
+    with the fetched weights' fingerprint, so the next run (weights now cached) reuses them."""
+    for state in states:
+        if state.identity["checkpoint_weights_sha256"] != policy.weights_fingerprint and \
+                state.identity["checkpoint_weights_sha256"] == name_only(policy.reference):
+            state.identity = {**state.identity, "checkpoint_weights_sha256": policy.weights_fingerprint}
+            write_json_atomic(state.out_dir / "protocol.json", state.identity)
 
 
 def _supersede(out_dir: Path) -> Path:
@@ -289,12 +319,16 @@ def evaluate_checkpoint(benchmarks: Sequence[LoadedBenchmark], policy: LazyPolic
     engine calls with the next one instead of decoding a batch of its own."""
     if policy.prompt_style is not None:
         protocol = dataclasses.replace(protocol, prompt_style=policy.prompt_style)
+    if policy.knows_only_the_name() and any(
+            _recorded_weights(out_root / b.name) not in (None, policy.weights_fingerprint) for b in benchmarks):
+        policy.get()   # results name other weights: fetch this hub id's weights to compare them
     states = [_open_benchmark(b, policy, protocol, out_root / b.name) for b in benchmarks]
     for state in states:
         if state.metrics is None and len(state.done) == state.required(protocol.num_samples):
             state.metrics = _finish_benchmark(state, protocol)
     if any(state.metrics is None for state in states):
         engine, tokenizer = policy.get()
+        _record_loaded_weights(states, policy)
         for state in states:   # finished benchmarks' rows let their chunks be recognised as done
             if state.metrics is not None and (state.out_dir / "generations.jsonl").exists():
                 rows = [json.loads(line) for line in (state.out_dir / "generations.jsonl").read_text().splitlines()]

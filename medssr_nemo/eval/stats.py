@@ -23,10 +23,19 @@ Formulas (the docstring of each function gives its own):
   the (continuity-corrected) phi correlation of the 2×2 table, ``θ - √((p₁-l₁)² - 2φ(p₁-l₁)(u₂-p₂) + (u₂-p₂)²)`` and
   ``θ + √((u₁-p₁)² - 2φ(u₁-p₁)(p₂-l₂) + (p₂-l₂)²)``. (A percentile bootstrap of the difference is
   too narrow with few discordant questions and can exclude 0 where McNemar's p is above 0.05.)
-- Paired bootstrap (several samples): per-question differences ``d_i`` of the sample means;
-  interval = percentile interval of the resampled mean difference; p-value = share of resampled
-  differences, centred on the observed one, at least as far from 0 as the observed one
-  (``(1 + #{|d*ᵦ - d̄| ≥ |d̄|}) / (B + 1)``).
+- Sign-flip permutation test (several samples): per-question differences ``d_i`` of the sample
+  means; under "no difference" each ``d_i`` is as likely to have either sign, so the two-sided
+  p-value is the share of the ``2^m`` sign assignments of the ``m`` nonzero ``d_i`` whose
+  ``|Σ ± d_i|`` reaches the observed ``|Σ d_i|`` (exact up to 16 nonzero questions, else
+  ``(1 + #{|Σ sᵦ d_i| ≥ |Σ d_i|}) / (B + 1)`` over ``B`` random sign vectors). Its smallest
+  possible value is ``2 · 0.5^m``. With one sample per question it is exactly McNemar's test.
+- Paired interval (several samples): the percentile interval of the question bootstrap of
+  ``mean(d)``, widened to the paired t-interval ``d̄ ± t₀.₉₇₅,ₙ₋₁ · s_d/√n`` (the bootstrap is too
+  narrow with few questions) and, where every nonzero ``d_i`` has one sign, to the sign-count
+  interval ``d̄ · (2L − 1) … d̄`` with ``L`` the Clopper–Pearson lower bound of ``m`` wins in ``m``
+  (it contains 0 exactly when the permutation p-value is at least 0.05, ``m < 6``). Where no
+  question differs (every ``d_i`` is 0) Newcombe's interval of the table of rounded per-question
+  accuracies, as ``accuracy_interval`` falls back to Wilson.
 - Minimum detectable difference at two-sided level α and power 1-β:
   ``MDD = (z₁₋α/₂ + z₁₋β) · σ_d / √n`` where ``σ_d`` is the standard deviation of one question's
   difference. Before any comparison (a single run) ``σ_d = √(2·0.25)``, the worst case of two
@@ -43,7 +52,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
-from scipy.stats import norm
+from scipy.stats import binomtest, norm
+from scipy.stats import t as student_t
 
 DEFAULT_RESAMPLES = 2000
 CONFIDENCE = 0.95
@@ -181,10 +191,11 @@ class PairedResult:
     difference_pct: float
     ci95_pct: tuple[float, float]
     p_value: float
-    test: str                       # "exact McNemar" | "paired bootstrap"
+    test: str                       # "exact McNemar" | "sign-flip permutation" (+ " (Monte-Carlo)")
     mdd_pct: float | None           # None: no difference is detectable at this size
     only_a: int | None = None       # discordant questions (one sample per question)
     only_b: int | None = None
+    ci_method: str = "newcombe"     # how ci95_pct was made (see paired_difference_interval)
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -195,7 +206,8 @@ class PairedResult:
 def paired_comparison(a: np.ndarray, b: np.ndarray, resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
                       alpha: float = 0.05, power: float = 0.8) -> PairedResult:
     """B minus A. One sample per question: exact McNemar p-value, Newcombe's paired score interval.
-    Several: paired question bootstrap for both. Row i of ``a`` and of ``b`` is the same question."""
+    Several: sign-flip permutation p-value, ``paired_difference_interval``. Row i of ``a`` and of
+    ``b`` is the same question."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape[0] != b.shape[0]:
         raise ValueError(f"paired comparison needs the same questions: {a.shape[0]} vs {b.shape[0]}")
@@ -209,14 +221,74 @@ def paired_comparison(a: np.ndarray, b: np.ndarray, resamples: int = DEFAULT_RES
         only_b = int(((a[:, 0] == 0) & (b[:, 0] == 1)).sum())
         p, test = mcnemar_exact_p(only_a, only_b), "exact McNemar"
         lo, hi = newcombe_paired_interval(both, only_a, only_b, n - both - only_a - only_b)
+        method = "newcombe"
     else:
-        rng = np.random.default_rng(seed)
-        boot = diff[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
-        lo, hi = _percentile_interval(boot, CONFIDENCE)
-        p, test = bootstrap_p_value(boot, observed), "paired bootstrap"
+        p, exact = sign_flip_p_value(diff, resamples, seed)
+        test = "sign-flip permutation" + ("" if exact else " (Monte-Carlo)")
+        lo, hi, method = paired_difference_interval(diff, a.mean(axis=1), resamples, seed)
     spread = float(diff.std())   # population std of per-question differences
     return PairedResult(n, 100 * float(a.mean()), 100 * float(b.mean()), 100 * observed, (100 * lo, 100 * hi), p, test,
-                        _mdd(n, spread if spread > 0 else WORST_CASE_SPREAD, alpha, power), only_a, only_b)
+                        _mdd(n, spread if spread > 0 else WORST_CASE_SPREAD, alpha, power), only_a, only_b, method)
+
+
+EXACT_SIGN_FLIPS = 16   # up to 2**16 sign assignments are enumerated; beyond, a Monte-Carlo sample
+
+
+def sign_flip_p_value(values: np.ndarray, resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> tuple[float, bool]:
+    """Two-sided p-value of "each value is as likely positive as negative" for the statistic
+    ``|Σ values|`` (a paired permutation test: swapping A and B on a question flips the sign of
+    its difference), and whether it is exact. Zeros cannot flip and are dropped, so the smallest
+    possible p-value is ``2 · 0.5^m`` for ``m`` nonzero values."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    values = values[values != 0]
+    m = len(values)
+    if m == 0:
+        return 1.0, True
+    observed = abs(float(values.sum()))
+    tolerance = 1e-9 * float(np.abs(values).sum())   # equal sums that differ only by rounding
+    if m <= EXACT_SIGN_FLIPS:
+        signs = 1.0 - 2.0 * ((np.arange(2 ** m)[:, None] >> np.arange(m)) & 1)
+        return float(np.mean(np.abs(signs @ values) >= observed - tolerance)), True
+    rng = np.random.default_rng(seed)
+    extreme, chunk = 0, max(1, 2_000_000 // m)        # bounded memory for large benchmarks
+    for start in range(0, resamples, chunk):
+        signs = rng.choice(np.array([-1.0, 1.0]), size=(min(chunk, resamples - start), m))
+        extreme += int((np.abs(signs @ values) >= observed - tolerance).sum())
+    return (1 + extreme) / (resamples + 1), False
+
+
+def paired_difference_interval(diff: np.ndarray, accuracy_a: np.ndarray, resamples: int = DEFAULT_RESAMPLES,
+                               seed: int = 0, confidence: float = CONFIDENCE) -> tuple[float, float, str]:
+    """Interval (fractions) of the mean of per-question differences ``diff`` and how it was made:
+    the percentile question bootstrap, widened to the paired t-interval and, where every nonzero
+    difference has one sign, to the sign-count interval (a bootstrap of few questions, or of
+    questions that all moved by the same amount, is too narrow or has no width at all). Where no
+    question differs, Newcombe's interval of the table of rounded per-question accuracies
+    ``accuracy_a`` (A's, equal to B's)."""
+    diff = np.asarray(diff, dtype=np.float64)
+    n, mean = len(diff), float(diff.mean())
+    nonzero = diff[diff != 0]
+    if len(nonzero) == 0:
+        right = int((np.asarray(accuracy_a) >= 0.5).sum())
+        lo, hi = newcombe_paired_interval(right, 0, 0, n - right, confidence)
+        return lo, hi, "newcombe (no question differs)"
+    rng = np.random.default_rng(seed)
+    lo, hi = _percentile_interval(diff[rng.integers(0, n, size=(resamples, n))].mean(axis=1), confidence)
+    methods = ["bootstrap"]
+    spread = float(diff.std(ddof=1)) if n > 1 else 0.0
+    if spread > 0:
+        half = float(student_t.ppf(0.5 + confidence / 2, n - 1)) * spread / math.sqrt(n)
+        if mean - half < lo or mean + half > hi:
+            lo, hi = min(lo, mean - half), max(hi, mean + half)
+            methods.append("t")
+    if np.all(nonzero > 0) or np.all(nonzero < 0):
+        m = len(nonzero)
+        low_share = binomtest(m, m).proportion_ci(confidence_level=confidence, method="exact").low
+        sign_lo, sign_hi = sorted((mean * (2 * low_share - 1), mean))
+        if sign_lo < lo or sign_hi > hi:
+            lo, hi = min(lo, sign_lo), max(hi, sign_hi)
+            methods.append("sign counts")
+    return max(-1.0, lo), min(1.0, hi), " + ".join(methods)
 
 
 def newcombe_paired_interval(both: int, only_a: int, only_b: int, neither: int,
@@ -242,37 +314,32 @@ def newcombe_paired_interval(both: int, only_a: int, only_b: int, neither: int,
     return max(-1.0, theta - delta), min(1.0, theta + epsilon)
 
 
-def bootstrap_p_value(resampled: np.ndarray, observed: float) -> float:
-    """Two-sided p-value of "no difference" from bootstrap resamples of a difference, by the
-    shift method: ``(1 + #{|d* - d̂| ≥ |d̂|}) / (B + 1)``."""
-    resampled = np.asarray(resampled, dtype=np.float64)
-    extreme = int((np.abs(resampled - observed) >= abs(observed) - 1e-12).sum())
-    return (1 + extreme) / (len(resampled) + 1)
-
-
 def paired_macro_comparison(pairs: Sequence[tuple[np.ndarray, np.ndarray]], resamples: int = DEFAULT_RESAMPLES,
                             seed: int = 0) -> dict[str, Any]:
-    """B minus A on the unweighted average of benchmarks: a paired bootstrap stratified by
-    benchmark (each benchmark's questions redrawn, the same draw for A and B) for the p-value and,
-    with several samples, the interval; with one sample per question the interval is the MOVER
-    combination of the benchmarks' Newcombe intervals (a bootstrap has no width where A and B
-    agree on every question)."""
+    """B minus A on the unweighted average of benchmarks. p-value: the sign-flip permutation test
+    of the average (each question's difference, weighted ``1/(K·n_k)``, flips independently).
+    Interval: the square-and-add (MOVER) combination of the benchmarks' own paired intervals and,
+    with several samples, also the paired bootstrap stratified by benchmark (each benchmark's
+    questions redrawn, the same draw for A and B), whichever reaches further on each side."""
     rng = np.random.default_rng(seed)
     total = np.zeros(resamples)
-    observed = 0.0
+    observed, weighted = 0.0, []
     for a, b in pairs:
         diff = np.asarray(b, dtype=np.float64).mean(axis=1) - np.asarray(a, dtype=np.float64).mean(axis=1)
         observed += float(diff.mean())
+        weighted.append(diff / (len(diff) * len(pairs)))
         total += diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(axis=1)
     observed /= len(pairs)
-    total /= len(pairs)
-    lo, hi = _percentile_interval(total, CONFIDENCE)
-    lo, hi = 100 * lo, 100 * hi
-    if all(np.asarray(a).shape[1] == 1 and np.asarray(b).shape[1] == 1 for a, b in pairs):
-        parts = [paired_comparison(a, b, resamples=1) for a, b in pairs]
-        lo, hi = mover_mean_interval([p.difference_pct for p in parts], [p.ci95_pct for p in parts])
-    return {"difference_pct": 100 * observed, "ci95_pct": [lo, hi],
-            "p_value": bootstrap_p_value(total, observed), "test": "paired bootstrap (stratified by benchmark)"}
+    parts = [paired_comparison(a, b, resamples, seed=seed + k) for k, (a, b) in enumerate(pairs)]
+    lo, hi = mover_mean_interval([p.difference_pct for p in parts], [p.ci95_pct for p in parts])
+    method = "square-and-add of the benchmarks' intervals"
+    if not all(np.asarray(a).shape[1] == 1 and np.asarray(b).shape[1] == 1 for a, b in pairs):
+        boot_lo, boot_hi = _percentile_interval(total / len(pairs), CONFIDENCE)
+        lo, hi = min(lo, 100 * boot_lo), max(hi, 100 * boot_hi)
+        method += " + stratified bootstrap"
+    p, exact = sign_flip_p_value(np.concatenate(weighted), resamples, seed)
+    return {"difference_pct": 100 * observed, "ci95_pct": [max(-100.0, lo), min(100.0, hi)], "ci_method": method,
+            "p_value": p, "test": "sign-flip permutation" + ("" if exact else " (Monte-Carlo)")}
 
 
 # ------------------------------------------------------------------------------ detectable size

@@ -12,6 +12,11 @@ from medssr_nemo.records import QuestionRecord
 SKIPPED_PROMPT_TOO_LONG = "prompt too long"
 
 
+def not_an_option(answers: Sequence[str | None], letters: Sequence[str]) -> int:
+    """Answers read that are not one of the question's letters (no votes, ``labelling.vote``)."""
+    return sum(a is not None and a not in letters for a in answers)
+
+
 def _accuracy(pairs: Sequence[tuple[str | None, str]]) -> dict[str, Any]:
     correct = sum(label == gold for label, gold in pairs)
     return {"with_gold": len(pairs), "correct": correct,
@@ -36,7 +41,8 @@ def label_report(records: Sequence[QuestionRecord], entries: dict[str, dict[str,
         n = len(answers)
         histogram[f"{max(outcome.vote_counts.values(), default=0)}/{n}"] += 1
         samples["total"] += n
-        samples["answered"] += sum(a is not None for a in answers)
+        samples["answered"] += sum(a is not None for a in answers)    # any letter read, valid or not
+        samples["answers_not_an_option"] += not_an_option(answers, record.letters)
         samples["free_answer"] += sum(a is not None for a in entry["free_answers"])
         samples["recovered"] += sum(entry["recovered"])
         samples["follows_format"] += sum(entry["follows_format"])
@@ -59,7 +65,8 @@ def label_report(records: Sequence[QuestionRecord], entries: dict[str, dict[str,
         "agreement_histogram": dict(sorted(histogram.items(), key=lambda kv: _ratio(kv[0]))),
         "samples": dict(samples),
         "sample_rates": {k: round(samples[k] / samples["total"], 4)
-                         for k in ("answered", "free_answer", "recovered", "follows_format", "truncated")}
+                         for k in ("answered", "answers_not_an_option", "free_answer", "recovered", "follows_format",
+                                   "truncated")}
         if samples["total"] else {},
         "accuracy_vs_gold": {"labelled": _accuracy(kept_pairs), "plain_majority_all": _accuracy(raw_pairs)},
     }

@@ -17,7 +17,8 @@ Files under ``out_dir`` (``<name>`` = ``label.output_name``):
   ``<name>.card.json``: settings, input hash, report. Written atomically, the card last.
 
 Votes are taken from the log when every question is in it, so changing only the vote rule
-(tau, ties) re-votes without sampling again.
+(tau, ties) re-votes without sampling again. An answer outside the question's letters (the
+paper's reader does not check them) is kept in the log but is no vote (``labelling.vote``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from medssr_nemo.artifacts import fingerprint, is_finished, make_card, write_jso
 from medssr_nemo.eval.answering import WorkItem, answer_items
 from medssr_nemo.eval.protocol import EvalProtocol, sample_seed
 from medssr_nemo.eval.redecode import make_redecoder
-from medssr_nemo.labelling.report import SKIPPED_PROMPT_TOO_LONG, label_report
+from medssr_nemo.labelling.report import SKIPPED_PROMPT_TOO_LONG, label_report, not_an_option
 from medssr_nemo.labelling.samples_log import SamplesLog
 from medssr_nemo.labelling.vote import VoteOutcome, VoteRule, count_votes, majority_vote
 from medssr_nemo.prompts import encode_prompt, resolve_prompt_style
@@ -161,7 +162,7 @@ class LabelJob:
             if entry.get("skipped"):
                 votes.append({"id": record.id, "kept": False, "dropped_because": entry["skipped"]})
                 continue
-            outcome = majority_vote(count_votes(entry["answers"]), self.rule,
+            outcome = majority_vote(count_votes(entry["answers"], record.letters), self.rule,
                                     num_samples=len(entry["answers"]), question_id=record.id)
             outcomes[record.id] = outcome
             votes.append({"id": record.id, "kept": outcome.kept, "dropped_because": outcome.dropped_because,
@@ -173,7 +174,9 @@ class LabelJob:
                     vote_counts=outcome.vote_counts,
                     meta={**record.meta, "pseudo_label": {
                         "samples": len(entry["answers"]), "recovered": sum(entry["recovered"]),
-                        "unanswered": sum(a is None for a in entry["answers"]), "tied": outcome.tied}},
+                        "unanswered": sum(a is None for a in entry["answers"]),
+                        "answers_not_an_option": not_an_option(entry["answers"], record.letters),
+                        "tied": outcome.tied}},
                 ))
         write_records(labelled, self.records_path)
         write_jsonl_atomic(self.votes_path, votes)

@@ -3,7 +3,9 @@
 ``agreement = top votes / samples``. The denominator is the number of samples, not of valid
 votes: a sample that gave no answer (possible only with the constrained re-decode switched off)
 is a sample that did not agree, so 3 votes for B out of 8 samples is agreement 0.375 whatever the
-other five did.
+other five did. An answer that is not one of the question's letters (the paper's reader reads
+"The answer is I think B" as I, and does not re-decode it) is no vote either: our choice, since
+a label must be one of the options (the paper's labelling code is not public).
 
 Rules, applied in this order:
 
@@ -56,9 +58,11 @@ class VoteOutcome:
         return self.dropped_because is None
 
 
-def count_votes(answers: Iterable[str | None]) -> dict[str, int]:
-    """Letter -> votes, letters in alphabetical order; ``None`` (no answer) is not a vote."""
-    counts = Counter(a for a in answers if a is not None)
+def count_votes(answers: Iterable[str | None], letters: Iterable[str] | None = None) -> dict[str, int]:
+    """Letter -> votes, letters in alphabetical order; ``None`` (no answer) is not a vote, nor,
+    when the question's ``letters`` are given, an answer outside them."""
+    allowed = None if letters is None else set(letters)
+    counts = Counter(a for a in answers if a is not None and (allowed is None or a in allowed))
     return {letter: counts[letter] for letter in sorted(counts)}
 
 

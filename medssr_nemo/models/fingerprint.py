@@ -39,10 +39,16 @@ def directory_fingerprint(directory: str | os.PathLike) -> str:
 
 def weights_fingerprint(reference: str) -> str:
     """The fingerprint of the weights ``reference`` loads (embedded name, directory or hub id);
-    a hub id with no local snapshot is fingerprinted by its name alone (``hub:<id>``)."""
+    a hub id with no local snapshot is fingerprinted by its name alone (``name_only``)."""
 
     directory = local_model_dir(reference)
-    return directory_fingerprint(directory) if directory is not None else f"hub:{reference}"
+    return directory_fingerprint(directory) if directory is not None else name_only(reference)
+
+
+def name_only(reference: str) -> str:
+    """The fingerprint of a hub id whose weights are not on this machine: its name, which says
+    nothing about the weights; loading the model fetches them, after which they can be hashed."""
+    return f"hub:{reference}"
 
 
 class _HashCache:

@@ -36,12 +36,20 @@ def comparison_row(alpha: float, run_dir: Path) -> dict[str, Any]:
         row[f"{ckpt['label']}_rare"] = ckpt.get("rare_accuracy_pct")
         row[f"{ckpt['label']}_macro_ci95"] = ckpt.get("macro_ci95_pct")
         row[f"{ckpt['label']}_rare_ci95"] = ckpt.get("rare_ci95_pct")
-    # the report's paired tests of each stage against the base model (average over benchmarks)
+    # the report's paired tests of each stage against the base model: each benchmark, Avg, Rare
     for comparison in summary.get("comparisons") or []:
         if comparison["a"]["label"] == "base" and "average" in comparison:
-            avg = comparison["average"]
-            row[f"{comparison['b']['label']}_vs_base"] = {k: avg[k] for k in ("difference_pct", "ci95_pct", "p_value")}
+            label = comparison["b"]["label"]
+            row[f"{label}_vs_base"] = _tested(comparison["average"])
+            row[f"{label}_vs_base_benchmarks"] = {name: {**_tested(r), "rare": bool(r.get("rare"))}
+                                                  for name, r in comparison.get("benchmarks", {}).items()}
+            if "rare" in comparison:
+                row[f"{label}_vs_base_rare"] = _tested(comparison["rare"])
     return row
+
+
+def _tested(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: result.get(k) for k in ("difference_pct", "ci95_pct", "p_value", "test")}
 
 
 def final_checkpoint_dir(run_dir: Path, cfg: MedSSRConfig) -> Path | None:
@@ -52,33 +60,55 @@ def final_checkpoint_dir(run_dir: Path, cfg: MedSSRConfig) -> Path | None:
     return None
 
 
+def _with_interval(value: float | None, interval: Sequence[float] | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.1f} [{interval[0]:.1f}, {interval[1]:.1f}]" if interval else f"{value:.1f}"
+
+
+def _p(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
 def comparison_markdown(rows: Sequence[dict[str, Any]], figure: str | None,
                         between_alphas: Sequence[dict[str, Any]] = ()) -> str:
+    """The sweep's table (each α's accuracies with their 95% intervals over questions), each
+    stage against the base model per benchmark and on the averages, and the α values against
+    each other."""
     def fmt(value: Any, pct: bool = False) -> str:
         if value is None:
             return "–"
         return f"{100 * value:.1f}%" if pct else f"{value:.2f}"
 
-    lines = ["# α sweep", "", "One pipeline per rare ratio α; base-model numbers are shared.", "",
+    lines = ["# α sweep", "", "One pipeline per rare ratio α; base-model numbers are shared. Accuracies in % "
+             "with their 95% interval over questions.", "",
              "| α | rare share achieved | labels kept | label accuracy | base avg | base rare | stage 1 avg | "
              "stage 1 rare | stage 2 avg | stage 2 rare | report |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
+        cells = [_with_interval(r.get(f"{label}_{kind}"), r.get(f"{label}_{kind}_ci95"))
+                 for label in ("base", "stage1", "stage2") for kind in ("macro", "rare")]
         lines.append(f"| {r['alpha']:g} | {fmt(r.get('rare_share_achieved'))} | {fmt(r.get('labels_kept'), True)} | "
-                     f"{fmt(r.get('label_accuracy'), True)} | {fmt(r.get('base_macro'))} | {fmt(r.get('base_rare'))} | "
-                     f"{fmt(r.get('stage1_macro'))} | {fmt(r.get('stage1_rare'))} | {fmt(r.get('stage2_macro'))} | "
-                     f"{fmt(r.get('stage2_rare'))} | [{Path(r['run_dir']).name}]({Path(r['run_dir']).name}/report/report.md) |")
+                     f"{fmt(r.get('label_accuracy'), True)} | " + " | ".join(cells) +
+                     f" | [{Path(r['run_dir']).name}]({Path(r['run_dir']).name}/report/report.md) |")
     if figure:
         lines += ["", f"![accuracy over α]({figure})"]
     tested = [(r, label) for r in rows for label in ("stage1", "stage2") if r.get(f"{label}_vs_base")]
     if tested:
-        lines += ["", "Each stage against the base model on the same questions (average over benchmarks, "
-                      "paired bootstrap stratified by benchmark):", "",
-                  "| α | stage | − base (pts) [95% CI] | p |", "|---:|---|---:|---:|"]
+        lines += ["", "Each stage against the base model on the same questions, per benchmark and on the averages "
+                      "(tests as in each report's paired comparisons; docs/statistics.md):", "",
+                  "| α | stage | benchmark | − base (pts) [95% CI] | p | test |", "|---:|---|---|---:|---:|---|"]
         for r, label in tested:
-            t = r[f"{label}_vs_base"]
-            lines.append(f"| {r['alpha']:g} | {label} | {t['difference_pct']:+.1f} [{t['ci95_pct'][0]:+.1f}, "
-                         f"{t['ci95_pct'][1]:+.1f}] | {t['p_value']:.3f} |")
+            cells = [(f"{name}{' (rare)' if t.get('rare') else ''}", t)
+                     for name, t in (r.get(f"{label}_vs_base_benchmarks") or {}).items()]
+            cells.append(("**Avg**", r[f"{label}_vs_base"]))
+            if r.get(f"{label}_vs_base_rare"):
+                cells.append(("**Rare**", r[f"{label}_vs_base_rare"]))
+            for name, t in cells:
+                lines.append(f"| {r['alpha']:g} | {label} | {name} | {t['difference_pct']:+.1f} [{t['ci95_pct'][0]:+.1f}, "
+                             f"{t['ci95_pct'][1]:+.1f}] | {_p(t['p_value'])} | {t.get('test') or ''} |")
     if between_alphas:
         lines += ["", "## Between α values (last stage, same questions)", "", markdown_many(between_alphas).rstrip()]
     return "\n".join(lines) + "\n"

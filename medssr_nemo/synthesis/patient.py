@@ -7,7 +7,15 @@ branches of HPO or its label says "male" (``Male hypogonadism``, ``Gynecomastia`
 likewise; the annotation's own ``sex`` column wins when set.
 Age: post-pubertal findings (infertility, menstrual and erectile problems, abnormal
 spermatogenesis, libido, premature ovarian insufficiency, dementia) need a patient of at least
-``ADULT_FINDING_MIN_AGE`` years; a newborn never shows them.
+``ADULT_FINDING_MIN_AGE`` years; a newborn never shows them. A developmental delay is a milestone
+missed after it fell due, so no newborn shows one: motor and global delays (under HPO's
+"Neurodevelopmental delay", or labels such as "Delayed ability to sit", "Motor delay") need
+``MILESTONE_MIN_AGE``, speech, language and social delays ``SPEECH_MIN_AGE``.
+Disorders of sex development: the patient is described as the sex they present as. "Female
+external genitalia in individual with 46,XY karyotype" is a phenotypically female patient (a girl
+or woman, whatever the annotation's sex column says about the karyotype); ambiguous genitalia and
+sex reversal leave the sex unassigned, so they never appear in a case that calls the patient a boy
+or a girl (and every case does).
 """
 
 from __future__ import annotations
@@ -18,6 +26,21 @@ from dataclasses import dataclass
 from medssr_nemo.knowledge.obo import Ontology
 
 ADULT_FINDING_MIN_AGE = 14.0      # years
+# the first gross-motor milestones fall due in the first months (head control by about 4 months,
+# sitting by about 6): before 6 months a "delay" cannot yet be told from normal variation
+MILESTONE_MIN_AGE = 0.5           # years
+# first words are due around 12 months and a delay is called from about 18 months
+SPEECH_MIN_AGE = 1.5              # years
+MILESTONE_ROOTS = ("HP:0012758",)  # Neurodevelopmental delay (global, motor, speech, social)
+_MILESTONE_WORDS = re.compile(r"\b(delayed (ability|speech|walking|sitting|motor|social|development)\w*|"
+                              r"(developmental|motor|speech|language|psychomotor) (delay|retardation)|"
+                              r"milestones?)\b", re.I)
+_SPEECH_WORDS = re.compile(r"\b(speech|language|spoken|social|smiling|play)\b", re.I)
+# 46,XY with female external genitalia: presents, and is raised, as a girl
+FEMALE_PHENOTYPE_TERMS = ("HP:0008730",)
+_FEMALE_PHENOTYPE_WORDS = re.compile(r"\bfemale (external genitalia|phenotype)\b.*\b46,XY\b", re.I)
+# ambiguous genitalia (and ovotestis, true hermaphroditism), sex reversal: no sex assigned
+UNASSIGNED_SEX_ROOTS = ("HP:0000062", "HP:0012245")
 PERINATAL_MAX_AGE = 1.0           # years: prenatal/birth findings are presented only in infants
 PERINATAL_ROOTS = ("HP:0001197",)  # Abnormality of prenatal development or birth
 MALE_ROOTS = ("HP:0010461", "HP:0012874", "HP:0000026", "HP:0000771", "HP:0003251")
@@ -89,6 +112,7 @@ class PatientRules:
         self.ontology = ontology
         self._memo: dict[str, tuple[str | None, bool]] = {}
         self._perinatal: dict[str, bool] = {}
+        self._min_age: dict[str, tuple[float, str] | None] = {}
 
     def _under(self, hpo_id: str, roots: tuple[str, ...]) -> bool:
         ancestors = self.ontology.ancestors(hpo_id) if hpo_id in self.ontology.terms else frozenset()
@@ -112,10 +136,44 @@ class PatientRules:
             self._perinatal[hpo_id] = self._under(hpo_id, PERINATAL_ROOTS) or bool(_PERINATAL_WORDS.search(name))
         return self._perinatal[hpo_id]
 
+    def milestone_age(self, hpo_id: str, label: str | None = None) -> tuple[float, str] | None:
+        """(youngest age in years, what) for a developmental delay, else None."""
+        if hpo_id not in self._min_age:
+            name = label or self.ontology.name(hpo_id)
+            if not (self._under(hpo_id, MILESTONE_ROOTS) or _MILESTONE_WORDS.search(name)):
+                self._min_age[hpo_id] = None
+            elif _SPEECH_WORDS.search(name):
+                self._min_age[hpo_id] = (SPEECH_MIN_AGE, "speech, language or social delay")
+            else:
+                self._min_age[hpo_id] = (MILESTONE_MIN_AGE, "developmental delay")
+        return self._min_age[hpo_id]
+
+    def presented_sex(self, hpo_id: str, label: str | None = None) -> str | None:
+        """"female" for a 46,XY patient with female external genitalia, "unassigned" for ambiguous
+        genitalia and sex reversal, else None (the finding says nothing about how the patient
+        presents)."""
+        name = label or self.ontology.name(hpo_id)
+        if hpo_id in FEMALE_PHENOTYPE_TERMS or _FEMALE_PHENOTYPE_WORDS.search(name):
+            return "female"
+        if self._under(hpo_id, UNASSIGNED_SEX_ROOTS):
+            return "unassigned"
+        return None
+
     def fits(self, hpo_id: str, patient: Patient, annotated_sex: str | None = None) -> str | None:
         """Why ``patient`` cannot show the finding, or None."""
         if self.perinatal(hpo_id) and patient.age_years is not None and patient.age_years > PERINATAL_MAX_AGE:
             return "prenatal or birth finding in a patient past infancy"
+        milestone = self.milestone_age(hpo_id)
+        if milestone and patient.age_years is not None and patient.age_years < milestone[0]:
+            return (f"{milestone[1]} in a {'newborn' if patient.is_newborn else 'patient'} younger than "
+                    f"{milestone[0]:g} years")
+        presented = self.presented_sex(hpo_id)
+        if presented == "unassigned" and patient.sex:
+            return f"finding that leaves the sex unassigned in a patient described as {patient.sex}"
+        if presented == "female" and patient.sex == "male":
+            return "phenotypically female 46,XY finding in a patient described as male"
+        if presented:
+            return None
         sex, adult = self.requirements(hpo_id)
         sex = annotated_sex or sex
         if sex and patient.sex and sex != patient.sex:

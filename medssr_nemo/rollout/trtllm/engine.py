@@ -165,7 +165,9 @@ class TensorRTLLMEngine(RolloutEngine):
 
     def _record(self, phase: str) -> None:
         if self.options.colocated:
-            self.ledger.record(phase, self._awake(), self.trainer_memory)
+            # the leader asks its engine's workers what their GPUs hold (one RPC, every worker)
+            workers = self.rpc.call("medssr_memory") if self.rpc is not None else []
+            self.ledger.record(phase, self._awake(), self.trainer_memory, workers)
 
     # ------------------------------------------------------------------ construction
     def llm_kwargs(self, model_path: str) -> dict[str, Any]:
