@@ -125,6 +125,9 @@ def test_llm_receives_the_1_2_argument_names(fake_trtllm, tiny_dir):
     args = engine.llm.args  # the fake's typed TorchLlmArgs: a wrong name or type would have raised
     assert args.orchestrator_type == "ray" and args.ray_worker_extension_cls == api.WORKER_EXTENSION
     assert args.skip_tokenizer_init is True and args.sleep_config is not None
+    # the KV cache comes back empty, everything else from host memory (the fake validates the
+    # keys and mode names the way the real SleepConfig does)
+    assert {tag.value: mode for tag, mode in args.sleep_config.restore_modes.items()} == {"kv_cache": "NONE"}
     worker_cls = type(engine.llm.workers[0])   # composed the way RayWorkerWrapper does it
     assert worker_cls.__name__ == "RayGPUWorkerWithMedSSRWorkerExtension"
     assert [c.__name__ for c in worker_cls.__mro__[1:3]] == ["RayGPUWorker", "MedSSRWorkerExtension"]

@@ -56,6 +56,14 @@ log = logging.getLogger(__name__)
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32, "auto": None}
 
 
+# How each memory tag comes back from sleep (TensorRT-LLM's SleepConfig.restore_modes, keyed by
+# tag value, modes by RestoreMode name). Said here rather than left to the release's default: the
+# KV cache is discarded (its blocks refill with the next requests, and the prefix cache is reset
+# after every refit anyway); every tag not listed, weights included, is copied back from host
+# memory (TensorRT-LLM picks PINNED or CPU), since a refit need not write every buffer they hold.
+RESTORE_MODES: dict[str, str] = {KV_CACHE_TAG: "NONE"}
+
+
 def job_groups(options: TrtllmOptions, world_size: int) -> list[EngineGroup]:
     """The engine groups of a job of ``world_size`` training ranks (see ``engine_groups.py``)."""
     if options.colocated:
@@ -192,7 +200,7 @@ class TensorRTLLMEngine(RolloutEngine):
             kwargs["max_seq_len"] = opts.max_seq_len
         if opts.colocated:
             if self.capabilities.sleep_kwarg == "sleep_config":
-                kwargs["sleep_config"] = self.trtllm.llmapi.llm_args.SleepConfig()
+                kwargs["sleep_config"] = self.trtllm.llmapi.llm_args.SleepConfig(restore_modes=dict(RESTORE_MODES))
             else:
                 kwargs["enable_sleep"] = True
         kwargs.update(opts.llm_kwargs)
