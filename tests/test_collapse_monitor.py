@@ -60,3 +60,22 @@ def test_run_report_shows_the_collapse_monitor(tmp_path):
     assert section["collapse"]["first_quarter"]["collapse/reward_agreement"] == pytest.approx(0.8)
     assert section["collapse"]["last_quarter"]["collapse/self_agreement_drift"] == pytest.approx(0.4)
     assert "collapse" not in training_section(tmp_path / "missing")
+
+
+def test_key_accuracy_carries_a_wilson_interval_over_the_questions(tmp_path):
+    from statsmodels.stats.proportion import proportion_confint
+
+    from medssr_nemo.pipeline.report import collapse_lines, training_section
+
+    # 8 monitored steps of 4 keyed questions; key accuracy 0.25 at first, 0.5 in the last quarter
+    rows = [{"step": s, "reward/mean": 0.5, "collapse/questions": 4, "collapse/reward_agreement": 0.9,
+             "collapse/self_agreement": 0.6, "collapse/key_accuracy": 0.25 if s <= 6 else 0.5,
+             "collapse/self_agreement_drift": 0.0} for s in range(1, 9)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    collapse = training_section(tmp_path)["collapse"]
+    last = proportion_confint(4, 8, alpha=0.05, method="wilson")      # 2 steps x 4 questions, half right
+    first = proportion_confint(2, 8, alpha=0.05, method="wilson")
+    assert collapse["key_accuracy_ci95"]["last_quarter"] == [pytest.approx(last[0]), pytest.approx(last[1])]
+    assert collapse["key_accuracy_ci95"]["first_quarter"] == [pytest.approx(first[0]), pytest.approx(first[1])]
+    row = [line for line in collapse_lines({"stage1": {"collapse": collapse}}) if line.startswith("| stage1 |")]
+    assert row == [f"| stage1 | 8 | 0.90 → 0.90 | 0.60 → 0.60 | 0.25 → 0.50 [{last[0]:.2f}, {last[1]:.2f}] | 0.000 |"]

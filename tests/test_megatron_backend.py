@@ -278,6 +278,17 @@ def test_megatron_gpu_memory_is_freed_between_phases(one_process):
         "-- refit", "unpark rollout copy"]
 
 
+def test_megatron_training_state_reports_the_bytes_it_holds(one_process):
+    """The colocated ledger's numbers for the megatron backend: a float32 gradient buffer of at least
+    4 bytes per trained parameter (buckets may pad), Adam's two float32 moments (8 bytes per
+    parameter) while resident, and a gradient buffer of 0 bytes after megatron-core frees it."""
+    run = one_process["offload"]
+    params = run["trained_params"]
+    assert 4 * params <= run["held_resident"]["grads"] < 4 * params * 1.1
+    assert run["held_resident"]["optimizer"] == 8 * params
+    assert run["held_after_grads_off"] == {"grads": 0, "optimizer": 8 * params}
+
+
 def test_megatron_checkpoint_written_with_dist_checkpointing(two_processes):
     files = two_processes["checkpoint"]["checkpoint_files"]
     assert "metadata.json" in files and "common.pt" in files

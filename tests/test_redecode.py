@@ -1,6 +1,12 @@
 """The re-decode as the paper's evaluation script does it: the rendered prompt text and its token
-ids for a Qwen3-format and a Llama-3-format tokenizer (built locally, ``make_tiny_tokenizer``),
-the number of new tokens, the allowed token ids and how the output is read.
+ids for a Qwen3-format and a Llama-3-format tokenizer, the number of new tokens, the allowed token
+ids and how the output is read.
+
+The two tokenizers are built locally (``make_tiny_tokenizer``; no hub here): a byte-level BPE of a
+few hundred tokens trained on a small corpus, not Qwen3's or Llama 3's vocabulary, with each family's
+special tokens, BOS rule (Llama 3 prepends ``<|begin_of_text|>``, Qwen3 none) and a reduced copy
+of its chat template (system/user/assistant turns; Qwen3's drops an earlier turn's ``<think>``
+block). Token ids are therefore checked against this vocabulary, not the real models' ids.
 
 Expected texts are written out by hand from the script's rule. On main before this change the
 re-decode continued the assistant turn with ``"\\nThe answer is "`` and one token for every model,

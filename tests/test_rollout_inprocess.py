@@ -87,6 +87,26 @@ def test_static_cache_gives_the_same_tokens_and_logprobs(tiny_llama, prompts):
             assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs)) < 1e-4
 
 
+@pytest.mark.parametrize("cache", ["dynamic", "static"])
+def test_cache_slots_are_passed_where_the_model_takes_cache_position(cache, tiny_llama, prompts, monkeypatch):
+    """transformers 4.x picks the KV write slot from ``cache.get_seq_length()`` unless given
+    ``cache_position``, and its StaticCache counts only row 0's non-zero keys (a left-padded row 0
+    reads as short), so a forward that takes ``cache_position`` gets the slots written: the prompt
+    width for the prefill, then one slot per decode step."""
+    model, tokenizer = tiny_llama
+    original, seen = model.forward, []
+
+    def forward_taking_cache_position(*, cache_position=None, **kwargs):
+        seen.append(None if cache_position is None else cache_position.tolist())
+        return original(**kwargs)
+
+    monkeypatch.setattr(model, "forward", forward_taking_cache_position)
+    InProcessEngine(model, tokenizer, cache=cache, drop_finished=False).generate(
+        prompts, SamplingParams(temperature=0, max_new_tokens=3), seeds=[0] * len(prompts))
+    width = max(PROMPT_LENGTHS)
+    assert seen == [list(range(width)), [width], [width + 1]]
+
+
 # ---- seeds ----------------------------------------------------------------------------------------
 
 def test_same_seed_gives_the_same_tokens_in_any_batch(tiny_llama, prompts):

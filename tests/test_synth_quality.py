@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import pytest
 
 from medssr_nemo.knowledge.hpo import HPOKnowledge
 from medssr_nemo.knowledge.interfaces import DiseaseProfile, PhenotypeAnnotation
 from medssr_nemo.knowledge.merge import merge_profiles, merged_knowledge
+from medssr_nemo.knowledge.names import family_name
 from medssr_nemo.knowledge.obo import Ontology, Term
 from medssr_nemo.records import QuestionRecord
 from medssr_nemo.synthesis.audit import Auditor, audit_records
@@ -122,6 +124,38 @@ def test_clinical_phrases_rewrite_ontology_labels():
     assert clinical_phrase("Seizure") == "seizure" and option_phrase("seizure") == "Seizure"
     assert clinical_phrase("Stiff/rigid neck") == "stiff or rigid neck"
     assert is_vague("Abnormality of movement") and not is_vague("Focal seizure")
+    # morphology headings read as a structural abnormality of a named part; adjectives and cells stay
+    assert clinical_phrase("Abnormal Descemet membrane morphology") == "a structural abnormality of the Descemet membrane"
+    assert clinical_phrase("Abnormal ear morphology") == "a structural abnormality of the ear"
+    assert clinical_phrase("Abnormal vertebral morphology") == "abnormal vertebral morphology"
+    assert clinical_phrase("Abnormal eosinophil morphology") == "abnormal eosinophil morphology"
+    # laboratory headings read as levels
+    assert clinical_phrase("Elevated circulating creatine kinase concentration") == "elevated circulating creatine kinase levels"
+    assert clinical_phrase("Decreased CSF leucine concentration") == "low CSF leucine levels"
+    assert clinical_phrase("Abnormal circulating IgM concentration") == "abnormal circulating IgM levels"
+    # lesions and paired parts in the plural a case uses; one bare part stays singular
+    assert clinical_phrase("Papule") == "papules" and clinical_phrase("Skin vesicle") == "skin vesicles"
+    assert clinical_phrase("Erythematous plaque") == "erythematous plaques" and clinical_phrase("Comedo") == "comedones"
+    assert clinical_phrase("Sparse eyebrow") == "sparse eyebrows" and clinical_phrase("Natal tooth") == "natal teeth"
+    assert clinical_phrase("Hand tremor") == "hand tremor" and clinical_phrase("Ear") == "ear"
+    assert option_phrase("Papule") == "Papules"
+
+
+def test_no_raw_morphology_or_level_heading_in_a_built_case(builder):
+    raw = re.compile(r"\b(abnormal [a-z ]+ morphology|concentration)\b|(?:^|\s)(papule|skin vesicle|macule|pustule)\b")
+    seen = 0
+    for row in builder.eligible["diagnosis"][::41]:
+        try:
+            vignette = builder._vignette(row, random.Random(row))
+        except Exception:
+            continue
+        seen += 1
+        for f in vignette.findings:
+            phrase = clinical_phrase(f.name)
+            assert phrase in vignette.text
+            if not re.search(r"(al|ar|ic|ous|ary|cell|cells|fiber|phil|cyte|let|fluid) morphology$", phrase):
+                assert not raw.search(phrase), (f.name, phrase)
+    assert seen >= 50
 
 
 def test_patient_rules_know_sex_and_age_of_findings(hpo):
@@ -177,6 +211,31 @@ def test_every_vignette_states_an_age_and_fits_its_patient(builder):
 
 
 # -- distractors ----------------------------------------------------------------------------------
+def test_family_name_strips_letter_and_number_subtypes():
+    same_family = [("Fanconi anemia, complementation group D1", "Fanconi anemia, complementation group Q"),
+                   ("Charcot-Marie-Tooth disease type 1C", "Charcot-Marie-Tooth disease, type 2A"),
+                   ("Mucopolysaccharidosis type IIIA", "Mucopolysaccharidosis, type IVB"),
+                   ("Niemann-Pick disease, type C", "Niemann-Pick disease, type A"),
+                   ("Joubert syndrome 15", "Joubert syndrome 2"), ("Hemophilia A", "Hemophilia B"),
+                   ("Brachydactyly, type A2", "Brachydactyly type B1"),
+                   ("Xeroderma pigmentosum, complementation group A", "Xeroderma pigmentosum, group G")]
+    for a, b in same_family:
+        assert family_name(a) == family_name(b), (a, b)
+    assert family_name("Fanconi anemia, complementation group D1") == "fanconi anemia"
+    # words that are part of the name stay
+    assert family_name("Fragile X syndrome") == "fragile x syndrome"
+    assert family_name("Protein S deficiency") == "protein s deficiency"
+    assert family_name("Vitamin D-dependent rickets, type 1A") == "vitamin d dependent rickets"
+
+
+def test_letter_named_siblings_are_never_distractors_of_each_other(builder):
+    rows = {p.name: i for i, p in enumerate(builder.profiles)}
+    fanconi = sorted(i for name, i in rows.items() if name.lower().startswith("fanconi anemia, complementation group"))
+    assert len(fanconi) >= 5
+    assert not any(builder._distinct_from(j, [fanconi[0]]) for j in fanconi[1:])
+    assert builder._distinct_from(rows["Marfan syndrome"], [fanconi[0]])
+
+
 def test_inheritance_options_always_hold_the_four_main_modes_and_keys_are_balanced(builder):
     for mode in INHERITANCE_MODES:
         options = [mode, *builder.inheritance_options(mode)]
@@ -258,6 +317,18 @@ def test_audit_flags_each_planted_defect(auditor, hpo):
     assert "incoherent" not in auditor.audit(xy_girl).problems
     report = audit_records(planted, auditor)
     assert report["checkable"] == len(planted) and report["by_question_type"]["gene"]["contradicted_share"] == 0.5
+
+
+def test_not_expected_options_without_an_ontology_term_are_unresolved_not_passed(auditor):
+    record = _record("unmapped", "not_expected", "Which of the following findings is NOT a feature of "
+                     "Hypokalemic periodic paralysis?", ["Quuxoid facies", "Hypokalemia", "Muscle weakness",
+                                                         "Zorblat sign", "Paralysis"], disease_id="ORPHA:681")
+    verdict = auditor.audit(record)
+    assert verdict.checkable and verdict.unresolved == ["Quuxoid facies", "Zorblat sign"]
+    assert verdict.to_dict()["unresolved"] == ["Quuxoid facies", "Zorblat sign"]
+    row = audit_records([record], auditor)
+    assert row["by_question_type"]["not_expected"]["unresolved_options"] == 2
+    assert row["overall"]["unresolved_questions"] == 1 and row["examples"]["unresolved"][0]["id"] == "unmapped"
 
 
 def test_audit_finds_a_diagnosis_distractor_that_covers_the_case_as_well(builder, auditor):

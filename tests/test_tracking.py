@@ -291,3 +291,74 @@ def test_trackerset_without_trackers_is_a_no_op(tmp_path):
     empty.log_metrics(1, {"a": 1.0})
     empty.close()
     assert not empty
+
+
+# ------------------------------------------------------------------ `medssr eval` and the Report step end to end
+def _tiny_checkpoint_and_benchmark(tmp_path: Path, seed: int = 0) -> tuple[Path, Path]:
+    """A tiny random-weight qwen3 checkpoint and a 3-question custom benchmark."""
+    from medssr_nemo.models import save_tiny_model
+
+    checkpoint = save_tiny_model(tmp_path / f"tiny-qwen3-instruct-{seed}", "qwen3", seed=seed, hidden_size=32,
+                                 intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                 num_key_value_heads=1, head_dim=16)
+    bench = tmp_path / "mine.jsonl"
+    bench.write_text("".join(json.dumps({"question": f"Which enzyme {i}?", "options": {"A": "one", "B": "two", "C": "three"},
+                                         "answer_idx": "AB"[i % 2]}) + "\n" for i in range(3)))
+    return checkpoint, bench
+
+
+def _eval_args(out: Path, checkpoint: Path, bench: Path, label: str) -> list[str]:
+    return [f"eval.output_dir={out}", f"eval.checkpoints=[{checkpoint}]", f"eval.checkpoint_labels=[{label}]",
+            "eval.benchmarks=[]", f"+eval.custom_benchmarks.mine.path={bench}", "+eval.custom_benchmarks.mine.format=mcq_jsonl",
+            "eval.num_samples=1", "eval.max_new_tokens=3", "train.loggers=[jsonl,mlflow]"]
+
+
+def test_medssr_eval_sends_its_summary_and_chart_to_mlflow(tmp_path, monkeypatch):
+    from medssr_nemo.cli.main import main as medssr
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    checkpoint, bench = _tiny_checkpoint_and_benchmark(tmp_path)
+    out = tmp_path / "exp" / "eval"
+    assert medssr(["eval", "--no-progress", *_eval_args(out, checkpoint, bench, "base"), "eval.chart=true"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    mine = summary["checkpoints"][0]["benchmarks"]["mine"]
+
+    client, run = mlflow_run(tmp_path / "exp", "exp/eval")          # the file store beside the eval directory
+    metrics = run.data.metrics
+    assert metrics["eval/base/mine/accuracy_pct"] == pytest.approx(mine["accuracy_pct_mean"])
+    assert [metrics["eval/base/mine/accuracy_pct_ci95_low"], metrics["eval/base/mine/accuracy_pct_ci95_high"]] == \
+        pytest.approx(mine["ci95_pct"])
+    assert metrics["eval/base/avg/accuracy_pct"] == pytest.approx(summary["checkpoints"][0]["macro_accuracy_pct"])
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"summary.md", "summary.json", "config.yaml", "figures"} <= artifacts
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "figures")] == ["figures/summary.png"]
+    local = Path(client.download_artifacts(run.info.run_id, "figures/summary.png", str(tmp_path / "dl")))
+    assert local.read_bytes() == (out / "summary.png").read_bytes()
+
+
+def test_pipeline_report_step_sends_comparisons_and_figures_to_mlflow(tmp_path, monkeypatch):
+    from medssr_nemo.eval.runner import run_eval
+    from medssr_nemo.pipeline.context import PipelineContext
+    from medssr_nemo.pipeline.steps import Report
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    run_dir = tmp_path / "exp"
+    base, bench = _tiny_checkpoint_and_benchmark(tmp_path, seed=0)
+    trained, _ = _tiny_checkpoint_and_benchmark(tmp_path, seed=1)
+    for label, checkpoint in (("base", base), ("stage2", trained)):   # what the Evaluate steps leave
+        run_eval(load_config("base", _eval_args(run_dir / f"eval_{label}", checkpoint, bench, label) + ["eval.chart=false"]),
+                 progress=False)
+    cfg = load_config("base", [f"output_dir={run_dir}", "pipeline.stage1.enabled=false",
+                               *_eval_args(run_dir / "unused", base, bench, "base")])
+    Report().run(PipelineContext(cfg, run_dir, run_dir, progress=False), run_dir / "report")
+    summary = json.loads((run_dir / "report" / "summary.json").read_text())
+    average = summary["comparisons"][0]["average"]
+
+    client, run = mlflow_run(run_dir, "exp/report")
+    metrics = run.data.metrics
+    assert metrics["compare/base_to_stage2/avg/p_value"] == pytest.approx(average["p_value"])
+    assert metrics["compare/base_to_stage2/mine/difference_pct"] == pytest.approx(average["difference_pct"])
+    assert "eval/stage2/mine/accuracy_pct_ci95_high" in metrics
+    figures = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
+    assert "figures/accuracy_per_benchmark.png" in figures
+    assert {"report.md", "summary.json"} <= {a.path for a in client.list_artifacts(run.info.run_id)}

@@ -79,6 +79,12 @@ def _altered_copy(tmp_path: Path, relative: str, old: str, new: str) -> Path:
      "SamplingParams.logprobs defaults to 0"),
     ("serialization.py", "buffers: Any = None, disallowed_imports: dict | None = None",
      "buffers: Any = None, denied: dict | None = None", "serialization.loads: signature"),
+    ("llmapi/llm_args.py", '{ExecutorMemoryType.KV_CACHE: "NONE"}', '{ExecutorMemoryType.KV_CACHE: "CPU"}',
+     "SleepConfig.DEFAULT_RESTORE_MODES is {'kv_cache': 'CPU'}"),
+    ("llmapi/llm_args.py", 'RESTORE_MODE_NAMES = ("NONE", "MEMSET", "CPU", "PINNED")',
+     'RESTORE_MODE_NAMES = ("NONE", "CPU", "PINNED")', "SleepConfig(restore_modes={'model': 'CPU', 'kv_cache': 'MEMSET'}) refused"),
+    ("llmapi/llm_args.py", "            try:\n                tag = ExecutorMemoryType(key)",
+     "            try:\n                tag = key", "SleepConfig(restore_modes={'not_a_tag': 'CPU'}) accepted"),
 ])
 def test_contract_check_fails_when_a_copy_of_the_fake_drifts(tmp_path, fake_from, relative, old, new, expected):
     fake_from(_altered_copy(tmp_path, relative, old, new))

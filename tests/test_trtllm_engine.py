@@ -21,7 +21,7 @@ from medssr_nemo.rollout.trtllm.buckets import plan_buckets
 from medssr_nemo.rollout.trtllm.options import TrtllmOptions
 from medssr_nemo.rollout.trtllm.refit import StaleWeightsError
 
-
+MIB = 2**20
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +125,9 @@ def test_llm_receives_the_1_2_argument_names(fake_trtllm, tiny_dir):
     args = engine.llm.args  # the fake's typed TorchLlmArgs: a wrong name or type would have raised
     assert args.orchestrator_type == "ray" and args.ray_worker_extension_cls == api.WORKER_EXTENSION
     assert args.skip_tokenizer_init is True and args.sleep_config is not None
+    # the KV cache comes back empty, everything else from host memory (the fake validates the
+    # keys and mode names the way the real SleepConfig does)
+    assert {tag.value: mode for tag, mode in args.sleep_config.restore_modes.items()} == {"kv_cache": "NONE"}
     worker_cls = type(engine.llm.workers[0])   # composed the way RayWorkerWrapper does it
     assert worker_cls.__name__ == "RayGPUWorkerWithMedSSRWorkerExtension"
     assert [c.__name__ for c in worker_cls.__mro__[1:3]] == ["RayGPUWorker", "MedSSRWorkerExtension"]
@@ -193,7 +196,8 @@ def test_colocated_refit_loads_every_tensor_then_resets_the_cache(fake_trtllm, t
     n_buckets = len(plan_buckets(sizes, 2**20))
     rpcs = [e for e in engine.llm.events if e.startswith("rpc:")]
     assert rpcs == (["rpc:medssr_begin_refit"] + ["rpc:update_weights"] * n_buckets
-                    + ["rpc:update_weights:final", "rpc:reset_prefix_cache", "rpc:medssr_finish_refit"])
+                    + ["rpc:update_weights:final", "rpc:reset_prefix_cache", "rpc:medssr_finish_refit",
+                       "rpc:medssr_memory"])   # the ledger's "refit done" row, measured in the workers
     # every prefix-cache reset comes after the last bucket landed and before the check
     events = engine.llm.events
     last_bucket = max(i for i, e in enumerate(events) if e == "rpc:update_weights")
@@ -288,9 +292,16 @@ def _trainer_with_adam_state():
     return model, optimizer, TorchTrainerMemory(optimizer, model)
 
 
-def test_colocated_refit_moves_memory_in_order_and_logs_a_ledger(fake_trtllm, tiny_dir, policy_model, caplog):
+def test_colocated_refit_moves_memory_in_order_and_logs_a_ledger(fake_trtllm, tiny_dir, policy_model, caplog,
+                                                                 monkeypatch):
+    import sys
+
     engine = make_engine(fake_trtllm, tiny_dir)
     executor = engine.llm.workers[0].engine
+    # no CUDA here: the worker's GPU counters read as (device + 1) MiB, 2x and 3x that
+    extension = sys.modules[type(engine.llm.workers[0]).medssr_memory.__module__]
+    monkeypatch.setattr(extension, "_cuda_memory", lambda device: {
+        "allocated": (device + 1) * MIB, "reserved": 2 * (device + 1) * MIB, "device_used": 3 * (device + 1) * MIB})
     model, optimizer, memory = _trainer_with_adam_state()
     engine.attach_trainer_memory(memory)
     adam_bytes = 2 * sum(p.numel() * 4 for p in model.parameters())   # exp_avg + exp_avg_sq, float32
@@ -309,8 +320,12 @@ def test_colocated_refit_moves_memory_in_order_and_logs_a_ledger(fake_trtllm, ti
     assert "kv_cache" not in rows["engine weights awake"].engine_awake and "model" in rows["engine weights awake"].engine_awake
     assert "kv_cache" not in rows["refit done"].engine_awake
     assert set(rows["engine KV cache awake"].engine_awake) == set(engine.options.sleep_tags)
+    # every phase measured inside each engine worker, over the engine's RPC
+    assert all(row.engine_workers == ({"rank": 0, "allocated": MIB, "reserved": 2 * MIB, "device_used": 3 * MIB},)
+               for row in engine.ledger.rows)
     logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("memory ledger")]
     assert len(logged) == 6 and "trainer state offloaded" in logged[2] and "optimizer=0.0MiB" in logged[2]
+    assert all("engine workers: rank 0 allocated=1.0MiB reserved=2.0MiB device_used=3.0MiB" in line for line in logged)
     # on the engine side: weights woken before the first bucket, the KV cache after the check
     events = engine.llm.events
     wakes = [i for i, e in enumerate(events) if e == "rpc:wakeup"]
@@ -420,6 +435,7 @@ def test_engine_workers_start_without_the_srun_tasks_pmi_and_slurm_variables(fak
 
 def test_a_backend_that_offloads_its_own_optimizer_is_driven_not_duplicated():
     from medssr_nemo.policy.megatron.offload import TrainingStateMemory
+    from medssr_nemo.rollout.trtllm.colocation import MemoryLedger
 
     class State:                    # the megatron backend's training_state (policy/megatron/offload.py)
         offloaded = False
@@ -431,12 +447,18 @@ def test_a_backend_that_offloads_its_own_optimizer_is_driven_not_duplicated():
         def restore(self):
             self.restored += 1
 
+        def held(self):
+            return {"grads": 0 if self.offloaded else 4096, "optimizer": 0 if self.offloaded else 8192}
+
     state = State()
     memory = TrainingStateMemory(state)
+    ledger = MemoryLedger()
+    assert ledger.record("before release", (), memory).trainer == {"grads": 4096, "optimizer": 8192}
     memory.release()
     memory.restore()                # the backend's update restores its state itself: not the engine
     assert state.offloaded and state.restored == 0
-    assert memory.held() == {} and memory.note() == "backend-managed, offloaded=True"
+    assert memory.note() == "backend-managed, offloaded=True"
+    assert ledger.record("after release", (), memory).trainer == {"grads": 0, "optimizer": 0}
 
 
 def test_the_hf_backend_declares_its_adam_state_as_trainer_memory():

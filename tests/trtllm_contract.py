@@ -1,7 +1,8 @@
 """Checks an importable ``tensorrt_llm`` (the fake in tests/fakes, or a real install) against the
 committed snapshot of TensorRT-LLM 1.2's API (tests/contracts/tensorrt_llm_1_2.json): every
 signature (parameter names, kinds, defaults), which class holds which method, decorators, fields
-with defaults, and the memory tags. Returns a list of differences, empty when it matches."""
+with defaults, class constants, the values a config class accepts and refuses, and the memory
+tags. Returns a list of differences, empty when it matches."""
 
 from __future__ import annotations
 
@@ -77,6 +78,49 @@ def _field_defaults(cls: Any) -> dict[str, Any]:
     return {}
 
 
+def _plain(value: Any) -> Any:
+    """Enum keys and values as the snapshot writes them: tags by value, restore modes by name."""
+    if isinstance(value, dict):
+        return {_plain_key(k): _plain(v) for k, v in value.items()}
+    return value.name if isinstance(value, enum.Enum) else value
+
+
+def _plain_key(key: Any) -> Any:
+    return key.value if isinstance(key, enum.Enum) else key
+
+
+def _constant_problems(entry: dict[str, Any]) -> list[str]:
+    cls = resolve(entry["class"])
+    problems = []
+    for name, expected in entry.get("class_constants", {}).items():
+        actual = getattr(cls, name, None)
+        if _plain(actual) != expected:
+            problems.append(f"{entry['class']}.{name} is {_plain(actual)!r}, snapshot says {expected!r}")
+    return problems
+
+
+def _acceptance_problems(entry: dict[str, Any]) -> list[str]:
+    """Construct the class with each value the snapshot lists: valid ones must pass, invalid ones
+    must raise ValueError (pydantic's ValidationError is one)."""
+    accepts = entry.get("accepts")
+    if not accepts:
+        return []
+    cls, field = resolve(entry["class"]), accepts["field"]
+    problems = []
+    for value in accepts["valid"]:
+        try:
+            cls(**{field: value})
+        except (ValueError, TypeError) as err:
+            problems.append(f"{entry['class']}({field}={value!r}) refused: {err}")
+    for value in accepts["invalid"]:
+        try:
+            cls(**{field: value})
+        except ValueError:
+            continue
+        problems.append(f"{entry['class']}({field}={value!r}) accepted; the real one raises ValueError")
+    return problems
+
+
 def contract_problems(snapshot: dict[str, Any] | None = None) -> list[str]:
     snapshot = snapshot or load_snapshot()
     problems: list[str] = []
@@ -96,6 +140,7 @@ def contract_problems(snapshot: dict[str, Any] | None = None) -> list[str]:
         alternatives = entry.get("one_of_fields")
         if alternatives and not any(all(n in fields for n in alt) for alt in alternatives):
             problems.append(f"{entry['class']} has none of {alternatives}")
+        problems += _constant_problems(entry) + _acceptance_problems(entry)
     tags = snapshot["memory_tags"]
     enum_cls = resolve(tags["enum"])
     if not (isinstance(enum_cls, type) and issubclass(enum_cls, enum.Enum)) or \

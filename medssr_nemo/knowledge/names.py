@@ -18,7 +18,15 @@ from typing import Any, Iterable, Sequence
 from medssr_nemo.knowledge.interfaces import DiseaseProfile
 
 _NON_WORD = re.compile(r"[^0-9a-z]+")
-_TRAILING_SUBTYPE = re.compile(r"(?:,?\s+(?:type\s+)?(?:\d+[a-z]?|[ivx]+))+$", re.IGNORECASE)
+# a subtype designator: a number with an optional letter ("15", "1C", "2B1"), a roman numeral
+# ("IV", with a letter only in upper case: "IIIA", "Ia"), or a capital letter with optional digits
+# ("Q", "D1": complementation groups, "Hemophilia A")
+_DESIGNATOR = r"(?:\d+[a-z]?\d*|[ivx]+|(?-i:[IVX]+[A-Za-z])|(?-i:[A-Z]\d*))"
+# one or more of them at the end of a name, each with an optional keyword ("type 1C",
+# "complementation group D1", ", subtype A")
+_TRAILING_SUBTYPE = re.compile(
+    rf"(?:,?\s+(?:(?:complementation\s+)?group\s+|(?:sub)?type\s+|form\s+|class\s+)?{_DESIGNATOR})+$",
+    re.IGNORECASE)
 _PARENS = re.compile(r"\s*\(([^()]*)\)\s*")
 
 
@@ -59,8 +67,10 @@ def name_variants(name: str) -> list[str]:
 
 
 def family_name(name: str) -> str:
-    """The name without a trailing subtype number ("Joubert syndrome 15" -> "joubert syndrome"),
-    normalised: diseases of one family share it."""
+    """The name without its trailing subtype designators, normalised: diseases of one family
+    share it ("Joubert syndrome 15" -> "joubert syndrome", "Fanconi anemia complementation group
+    D1" -> "fanconi anemia", "Charcot-Marie-Tooth disease type 1C" -> "charcot marie tooth
+    disease")."""
     return normalise(_TRAILING_SUBTYPE.sub("", _PARENS.sub(" ", name)).strip(" ,"))
 
 

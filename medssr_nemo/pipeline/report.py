@@ -164,8 +164,26 @@ def training_section(out: Path) -> dict[str, Any]:
             curves[key] = [r.get(key) for r in rows]
         section["collapse"] = {"steps_monitored": sum(1 for r in rows if COLLAPSE_KEYS[0] in r),
                                "first_quarter": {k: window(k, True) for k in COLLAPSE_KEYS},
-                               "last_quarter": {k: window(k, False) for k in COLLAPSE_KEYS}}
+                               "last_quarter": {k: window(k, False) for k in COLLAPSE_KEYS},
+                               "key_accuracy_ci95": {"first_quarter": key_accuracy_interval(rows, True),
+                                                     "last_quarter": key_accuracy_interval(rows, False)}}
     return section
+
+
+def key_accuracy_interval(rows: Sequence[Mapping[str, Any]], first: bool) -> list[float] | None:
+    """Wilson 95% interval (fractions) of the collapse monitor's key accuracy over the first or
+    last quarter of the monitored steps: the mean of the steps' accuracies as the share, the
+    knowledge-keyed questions those steps saw (``collapse/questions``, summed over the steps; a
+    question drawn in two steps counts twice) as n: the question is the unit, since a question's
+    rollouts are not independent. None where no step counted its questions."""
+    steps = [(r["collapse/key_accuracy"], int(r.get("collapse/questions") or 0)) for r in rows
+             if r.get("collapse/key_accuracy") is not None]
+    part = steps[: max(1, len(steps) // 4)] if first else steps[-max(1, len(steps) // 4):]
+    n = sum(q for _, q in part)
+    if not n:
+        return None
+    share = sum(a for a, _ in part) / len(part)
+    return list(wilson_interval(share * n, n))
 
 
 def evaluated_checkpoints(ctx: PipelineContext, steps: Sequence[Step]) -> list[Path]:
@@ -244,6 +262,32 @@ def write_report(ctx: PipelineContext, out: Path, steps: Sequence[Step]) -> dict
     return summary
 
 
+def collapse_lines(training: Mapping[str, Any]) -> list[str]:
+    """The collapse monitor's table (stages that monitored it), key accuracy with the Wilson
+    interval of the last quarter."""
+    monitored = {stage: t["collapse"] for stage, t in training.items() if t.get("collapse")}
+    if not monitored:
+        return []
+    lines = ["", "**Collapse monitor** (questions with a knowledge-base key): how often the pseudo-label "
+                 "reward agrees with the key's reward, the policy's agreement with its own pseudo labels "
+                 "and its drift since the first step, and accuracy against the key with the Wilson 95% interval "
+                 "of the last quarter over its questions; first → last quarter.",
+             "", "| stage | steps | reward agreement | self-agreement | key accuracy [95% CI] | drift (last quarter) |",
+             "|---|---:|---|---|---|---:|"]
+    for stage, c in monitored.items():
+        first, last = c["first_quarter"], c["last_quarter"]
+        cells = []
+        for k in COLLAPSE_KEYS:
+            if k == COLLAPSE_KEYS[3]:
+                cells.append(_num(last[k], 3))
+                continue
+            cell = f"{_num(first[k], 2)} → {_num(last[k], 2)}"
+            interval = (c.get("key_accuracy_ci95") or {}).get("last_quarter") if k == "collapse/key_accuracy" else None
+            cells.append(cell + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else ""))
+        lines.append(f"| {stage} | {c['steps_monitored']} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def render_markdown(summary: Mapping[str, Any], eval_table: str | None) -> str:
     s = summary["setting"]
     fig = summary["figures"]
@@ -318,18 +362,7 @@ def render_markdown(summary: Mapping[str, Any], eval_table: str | None) -> str:
                          f"{_num(last['train/kl'], 5)} |")
         if "training" in fig:
             lines += ["", f"![reward, KL and format rate per stage]({fig['training']})"]
-        monitored = {stage: t["collapse"] for stage, t in summary["training"].items() if t.get("collapse")}
-        if monitored:
-            lines += ["", "**Collapse monitor** (questions with a knowledge-base key): how often the pseudo-label "
-                          "reward agrees with the key's reward, the policy's agreement with its own pseudo labels "
-                          "and its drift since the first step, and accuracy against the key; first → last quarter.",
-                      "", "| stage | steps | reward agreement | self-agreement | key accuracy | drift (last quarter) |",
-                      "|---|---:|---|---|---|---:|"]
-            for stage, c in monitored.items():
-                first, last = c["first_quarter"], c["last_quarter"]
-                lines.append(f"| {stage} | {c['steps_monitored']} | "
-                             + " | ".join(f"{_num(first[k], 2)} → {_num(last[k], 2)}" if k != COLLAPSE_KEYS[3]
-                                          else _num(last[k], 3) for k in COLLAPSE_KEYS) + " |")
+        lines += collapse_lines(summary["training"])
     if eval_table:
         lines += ["", "## 6. Evaluation", "", "Accuracy (%) per benchmark; `Rare` averages the rare-disease benchmarks.",
                   "", eval_table.rstrip()]

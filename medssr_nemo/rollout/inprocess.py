@@ -87,7 +87,13 @@ class InProcessEngine(RolloutEngine):
         self._static_cache: tuple[tuple[int, int], Any] | None = None
         self.last_update: dict[str, int] = {"tensors": 0, "copied": 0}
         # transformers renamed ``past_key_values`` to ``cache`` during 5.x; accept either
-        self._cache_kwarg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        forward_parameters = inspect.signature(model.forward).parameters
+        self._cache_kwarg = "cache" if "cache" in forward_parameters else "past_key_values"
+        # transformers 4.x derives the write slot from ``cache.get_seq_length()`` unless given
+        # ``cache_position``, and its StaticCache counts the non-zero keys of row 0 only: a
+        # left-padded row 0 whose pad token embeds to zero reads as shorter, so decode steps would
+        # overwrite prompt slots. 5.x dropped the argument; pass it where the model takes it.
+        self._pass_cache_position = "cache_position" in forward_parameters
         self._decode_forward = model.forward
         self._cuda_graphs = compile and self.device.type == "cuda"
         if compile:
@@ -189,12 +195,14 @@ class InProcessEngine(RolloutEngine):
         first_rows, row_to_first = _distinct_prompts(prompts)
         if self.share_prefill and len(first_rows) < batch:
             pick = torch.tensor(first_rows, device=device)
-            logits = self._forward(input_ids[pick], mask[pick, :prompt_width], prefill_positions[pick], kv_cache)
+            logits = self._forward(input_ids[pick], mask[pick, :prompt_width], prefill_positions[pick], kv_cache,
+                                   slots=(0, prompt_width))
             spread = torch.tensor(row_to_first, device=device)
             kv_cache.batch_select_indices(spread)   # each row gets a copy of its prompt's cache
             logits = logits[spread]
         else:
-            logits = self._forward(input_ids, mask if static else mask[:, :prompt_width], prefill_positions, kv_cache)
+            logits = self._forward(input_ids, mask if static else mask[:, :prompt_width], prefill_positions, kv_cache,
+                                   slots=(0, prompt_width))
 
         out_tokens = torch.full((batch, new_tokens), self.pad_token_id, dtype=torch.long, device=device)
         out_logprobs = torch.zeros((batch, new_tokens), dtype=torch.float32, device=device)
@@ -223,19 +231,24 @@ class InProcessEngine(RolloutEngine):
             elif bool(done.all()):  # static: rows stay so a compiled graph keeps its shape
                 break
             step_mask = mask if static else mask[:, : prompt_width + step + 1]
-            logits = self._forward(tokens.unsqueeze(1), step_mask, (lengths + step).unsqueeze(1), kv_cache, decode=True)
+            logits = self._forward(tokens.unsqueeze(1), step_mask, (lengths + step).unsqueeze(1), kv_cache,
+                                   slots=(prompt_width + step, prompt_width + step + 1), decode=True)
 
         return self._completions(prompts, out_tokens.cpu(), out_logprobs.cpu(), num_tokens.cpu(), stop_ids.cpu())
 
     def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
-                 kv_cache: Any, decode: bool = False) -> torch.Tensor:
-        """Logits (B, V) of the last position, the cache updated in place. Only decode steps take
-        the compiled path: prefill shapes vary with every batch of prompts."""
+                 kv_cache: Any, slots: tuple[int, int], decode: bool = False) -> torch.Tensor:
+        """Logits (B, V) of the last position, the cache updated in place at cache ``slots``
+        [start, stop). Only decode steps take the compiled path: prefill shapes vary with every
+        batch of prompts."""
         forward = self._decode_forward if decode else self.model.forward
         if decode and self._cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()  # the previous step's outputs are consumed
+        extra: dict[str, Any] = {self._cache_kwarg: kv_cache}
+        if self._pass_cache_position:
+            extra["cache_position"] = torch.arange(*slots, device=input_ids.device)
         out = forward(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                      use_cache=True, logits_to_keep=1, **{self._cache_kwarg: kv_cache})
+                      use_cache=True, logits_to_keep=1, **extra)
         return out.logits[:, -1]
 
     def _new_cache(self, batch: int, cache_len: int) -> Any:

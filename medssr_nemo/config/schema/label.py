@@ -20,7 +20,7 @@ LOW_AGREEMENT_RULES = ["drop", "keep"]
 class LabelConfig:
     input: Optional[str] = None         # question records to label (JSONL or Parquet)
     output_name: str = "pseudo_labels"  # <output_dir>/<output_name>.jsonl (+ .card.json, .partial.jsonl)
-    num_samples: int = 8                # answers per question (the paper's n)
+    num_samples: int = 8                # answers per question (the paper's n; 8 is our choice)
     temperature: Optional[float] = None     # null = rollout.temperature
     top_p: Optional[float] = None           # null = rollout.top_p
     top_k: Optional[int] = None             # null = rollout.top_k

@@ -46,6 +46,15 @@ class TrainingState:
             self.model.restore_grad_buffers()
             self.offloaded = False
 
+    def held(self) -> dict[str, int]:
+        """Bytes now held on the model's device: the gradient buffers' storage (``offload_grad_buffers``
+        shrinks it to 0, so this is measured, not inferred from a flag) and the optimizer's state
+        tensors and fp32 master weights still on that device (``offload_to_cpu`` moves them off)."""
+        buffers = [*getattr(self.model, "buffers", []), *getattr(self.model, "expert_parallel_buffers", [])]
+        grads = sum(b.grad_data.untyped_storage().nbytes() for b in buffers if getattr(b, "grad_data", None) is not None)
+        device = next(self.model.parameters()).device
+        return {"grads": grads, "optimizer": _optimizer_bytes(self.optimizer, device)}
+
     @contextlib.contextmanager
     def on_gpu(self) -> Iterator[None]:
         """Resident inside the block (update, checkpoint save/load), offloaded again after."""
@@ -54,6 +63,23 @@ class TrainingState:
             yield
         finally:
             self.offload()
+
+
+def _optimizer_bytes(optimizer: Any, device: torch.device) -> int:
+    """State and master-weight bytes on ``device`` of a megatron optimizer (chained or not)."""
+    seen: set[int] = set()
+    total = 0
+    for inner in getattr(optimizer, "chained_optimizers", [optimizer]):
+        torch_optimizer = getattr(inner, "optimizer", None)
+        if torch_optimizer is None:
+            continue
+        tensors = [v for state in torch_optimizer.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
+        tensors += [p for group in getattr(inner, "fp32_from_float16_groups", []) for p in group]
+        for tensor in tensors:
+            if tensor.device == device and tensor.dim() > 0 and id(tensor) not in seen:
+                seen.add(id(tensor))
+                total += tensor.numel() * tensor.element_size()
+    return total
 
 
 class TrainingStateMemory(TrainerMemory):
@@ -71,7 +97,8 @@ class TrainingStateMemory(TrainerMemory):
         return None
 
     def held(self) -> dict[str, int]:
-        return {}
+        """The backend's own measure (``TrainingState.held``), so the ledger shows bytes here too."""
+        return self.state.held()
 
     def note(self) -> str:
         return f"backend-managed, offloaded={self.state.offloaded}"

@@ -26,8 +26,9 @@ Every call this package makes was read from the TensorRT-LLM sources of the 1.2 
   memory tags such as ``"model"`` and ``"kv_cache"``.
 - The signatures and placements above are pinned in ``tests/contracts/tensorrt_llm_1_2.json``
   (with the file and commit each was read from) and the test fake is checked against it.
-- Sleep mode is switched on at construction: ``sleep_config=SleepConfig()`` in the newer releases,
-  ``enable_sleep=True`` in the older ones; which one is probed, not assumed.
+- Sleep mode is switched on at construction: ``sleep_config=SleepConfig(restore_modes=...)`` in the
+  newer releases (the KV cache discarded on sleep, every other tag restored from host memory;
+  ``engine.RESTORE_MODES``), ``enable_sleep=True`` in the older ones; which one is probed, not assumed.
 
 NEVER RUN against a real TensorRT-LLM: no machine used to write this had it (PyPI has no wheels;
 the GPU machines lent for checks have no NGC image). Only the fake in ``tests/fakes/tensorrt_llm``,

@@ -15,7 +15,8 @@ the trainer (``Colocatable.trainer_memory``): on the ``hf`` backend ``TorchTrain
 ``TrainingStateMemory`` (``policy/megatron/offload.py``: the backend keeps its optimizer state on
 the CPU and its gradient buffer freed except inside the update, so the engine only asks it to
 offload and never moves the same tensors twice).
-``MemoryLedger`` logs one line per phase with the tensor bytes each side holds on the GPU, and
+``MemoryLedger`` logs one line per phase with the tensor bytes each side holds on the GPU, what
+each engine worker's GPU holds (measured inside the worker, ``medssr_memory``), and
 ``torch.cuda.memory_allocated`` when CUDA is there.
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import Any, Sequence
 
 import torch
 
@@ -38,6 +40,9 @@ class LedgerRow:
     engine_awake: tuple[str, ...]
     trainer: dict[str, int]
     device_allocated: int | None
+    # one entry per engine worker (``medssr_memory`` over the engine's RPC): rank, allocated,
+    # reserved, device_used; empty on ranks that do not lead an engine
+    engine_workers: tuple[dict[str, Any], ...] = ()
 
 
 class MemoryLedger:
@@ -46,18 +51,26 @@ class MemoryLedger:
     def __init__(self) -> None:
         self.rows: list[LedgerRow] = []
 
-    def record(self, phase: str, engine_awake: tuple[str, ...], trainer: TrainerMemory | None) -> LedgerRow:
+    def record(self, phase: str, engine_awake: tuple[str, ...], trainer: TrainerMemory | None,
+               engine_workers: Sequence[dict[str, Any]] = ()) -> LedgerRow:
         held = trainer.held() if trainer is not None else {}
         allocated = torch.cuda.memory_allocated() if torch.cuda.is_available() else None
-        row = LedgerRow(phase, tuple(engine_awake), held, allocated)
+        row = LedgerRow(phase, tuple(engine_awake), held, allocated, tuple(dict(w) for w in engine_workers))
         self.rows.append(row)
         trainer_text = (" ".join(f"{k}={v / MIB:.1f}MiB" for k, v in held.items())
                         or (trainer.note() if trainer is not None else "unmanaged"))
         gpu = "n/a (no CUDA)" if allocated is None else f"{allocated / MIB:.1f}MiB"
         awake = ",".join(engine_awake) if engine_awake else "nothing"
-        log.info("memory ledger | %-28s | trainer %s | engine awake: %s | allocated here: %s",
-                 phase, trainer_text, awake, gpu)
+        workers = "; ".join(_worker_text(w) for w in row.engine_workers) or "not measured here"
+        log.info("memory ledger | %-28s | trainer %s | engine awake: %s | engine workers: %s | allocated here: %s",
+                 phase, trainer_text, awake, workers, gpu)
         return row
 
     def phases(self) -> list[str]:
         return [row.phase for row in self.rows]
+
+
+def _worker_text(worker: dict[str, Any]) -> str:
+    fields = ("allocated", "reserved", "device_used")
+    sizes = " ".join(f"{k}={'n/a' if worker.get(k) is None else f'{worker[k] / MIB:.1f}MiB'}" for k in fields)
+    return f"rank {worker.get('rank', '?')} {sizes}"

@@ -57,6 +57,14 @@ log = logging.getLogger(__name__)
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32, "auto": None}
 
 
+# How each memory tag comes back from sleep (TensorRT-LLM's SleepConfig.restore_modes, keyed by
+# tag value, modes by RestoreMode name). Said here rather than left to the release's default: the
+# KV cache is discarded (its blocks refill with the next requests, and the prefix cache is reset
+# after every refit anyway); every tag not listed, weights included, is copied back from host
+# memory (TensorRT-LLM picks PINNED or CPU), since a refit need not write every buffer they hold.
+RESTORE_MODES: dict[str, str] = {KV_CACHE_TAG: "NONE"}
+
+
 def job_groups(options: TrtllmOptions, world_size: int) -> list[EngineGroup]:
     """The engine groups of a job of ``world_size`` training ranks (see ``engine_groups.py``)."""
     if options.colocated:
@@ -163,7 +171,9 @@ class TensorRTLLMEngine(RolloutEngine):
 
     def _record(self, phase: str) -> None:
         if self.options.colocated:
-            self.ledger.record(phase, self._awake(), self.trainer_memory)
+            # the leader asks its engine's workers what their GPUs hold (one RPC, every worker)
+            workers = self.rpc.call("medssr_memory") if self.rpc is not None else []
+            self.ledger.record(phase, self._awake(), self.trainer_memory, workers)
 
     # ------------------------------------------------------------------ construction
     def llm_kwargs(self, model_path: str) -> dict[str, Any]:
@@ -188,7 +198,7 @@ class TensorRTLLMEngine(RolloutEngine):
             kwargs["max_seq_len"] = opts.max_seq_len
         if opts.colocated:
             if self.capabilities.sleep_kwarg == "sleep_config":
-                kwargs["sleep_config"] = self.trtllm.llmapi.llm_args.SleepConfig()
+                kwargs["sleep_config"] = self.trtllm.llmapi.llm_args.SleepConfig(restore_modes=dict(RESTORE_MODES))
             else:
                 kwargs["enable_sleep"] = True
         kwargs.update(opts.llm_kwargs)

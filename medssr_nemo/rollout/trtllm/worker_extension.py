@@ -165,8 +165,18 @@ class MedSSRWorkerExtension(WorkerExtension):
                 "received": self._medssr_received, "checksums": checksums}
 
     def medssr_memory(self) -> dict[str, Any]:
-        """Bytes this worker's GPU holds now (None without CUDA, as in the test fake)."""
-        if not torch.cuda.is_available():
-            return {"rank": self._medssr_worker_rank(), "allocated": None, "reserved": None}
-        return {"rank": self._medssr_worker_rank(), "allocated": torch.cuda.memory_allocated(self.device_id),
-                "reserved": torch.cuda.memory_reserved(self.device_id)}
+        """What this worker's GPU holds now, for the colocation ledger (``_cuda_memory``); the byte
+        fields are None without CUDA (the test fake)."""
+        return {"rank": self._medssr_worker_rank(), **_cuda_memory(self.device_id)}
+
+
+def _cuda_memory(device_id: int) -> dict[str, int | None]:
+    """``allocated``/``reserved``: torch's caching-allocator counters in this worker process;
+    ``device_used``: total minus free from ``cudaMemGetInfo``, the whole GPU as the driver sees it
+    (every process on it, and what sleeping engines have unmapped from their virtual-memory pools,
+    which the caching allocator does not see)."""
+    if not torch.cuda.is_available():
+        return {"allocated": None, "reserved": None, "device_used": None}
+    free, total = torch.cuda.mem_get_info(device_id)
+    return {"allocated": torch.cuda.memory_allocated(device_id), "reserved": torch.cuda.memory_reserved(device_id),
+            "device_used": total - free}

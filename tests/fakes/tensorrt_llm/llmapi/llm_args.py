@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Optional
+from typing import Any, ClassVar, Dict, Optional
 
 from tensorrt_llm._torch.virtual_memory import ExecutorMemoryType  # noqa: F401 - re-exported
 
@@ -20,9 +20,31 @@ class KvCacheConfig:
             raise ValueError("free_gpu_memory_fraction must be in (0, 1]")
 
 
+RESTORE_MODE_NAMES = ("NONE", "MEMSET", "CPU", "PINNED")   # names of the real RestoreMode enum
+
+
 @dataclasses.dataclass(kw_only=True)
 class SleepConfig:
-    restore_modes: Optional[Dict[Any, str]] = None
+    """Keys: ExecutorMemoryType members or their values; values: RestoreMode names. Unlisted tags
+    are restored from host memory (the real one picks PINNED or CPU); the KV cache is discarded."""
+
+    DEFAULT_RESTORE_MODES: ClassVar[Dict[Any, str]] = {ExecutorMemoryType.KV_CACHE: "NONE"}
+    restore_modes: Dict[Any, str] = dataclasses.field(default_factory=lambda: dict(SleepConfig.DEFAULT_RESTORE_MODES))
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.restore_modes, dict):
+            raise ValueError(f"restore_modes must be dict, got {type(self.restore_modes).__name__}")
+        normalized = {}
+        for key, mode in self.restore_modes.items():
+            try:
+                tag = ExecutorMemoryType(key)
+            except ValueError as err:
+                raise ValueError(f"invalid executor memory type: {key}") from err
+            name = getattr(mode, "name", mode)
+            if name not in RESTORE_MODE_NAMES:
+                raise ValueError(f"invalid restore_mode: {mode}. Expected one of: {', '.join(RESTORE_MODE_NAMES)}")
+            normalized[tag] = name
+        self.restore_modes = normalized
 
 
 @dataclasses.dataclass(kw_only=True)
