@@ -7,7 +7,7 @@ exactly once in the file: when the code has moved and it does not, the check fai
 naming the mutation, so the list is updated instead of silently testing nothing.
 
     .venv/bin/python scripts/mutation_check.py                 # all mutations
-    .venv/bin/python scripts/mutation_check.py --only kl_ref   # names containing a substring
+    .venv/bin/python scripts/mutation_check.py --only kl_ref   # names containing a substring (a,b: either)
     .venv/bin/python scripts/mutation_check.py --list          # the list, nothing run
     .venv/bin/python scripts/mutation_check.py --dry-run       # does every original text still occur once?
 
@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WIRING = "tests/test_grpo_config_wiring.py"
 SETTING = WIRING + "::test_each_setting_changes_the_computation_as_its_formula_says[{}]"
 RECIPE = WIRING + "::test_the_default_recipe_computes_what_the_formulas_say"
+SCRIPTED = WIRING + "::test_scripted_replies_exercise_the_answer_metrics_and_both_extraction_modes"
 TRAINER = "medssr_nemo/grpo/trainer.py"
 
 
@@ -82,6 +84,18 @@ MUTATIONS = [
       "return aggregate(loss_mat, mask, cfg.loss_aggregation, norms), metrics",
       "return aggregate(loss_mat, mask, \"token-mean\", norms), metrics",
       SETTING.format("grpo.loss_aggregation=seq-mean-token-mean")),
+    M("rollout_is_cap_read_as_zero", "losses", "medssr_nemo/grpo/losses.py",
+      "if cfg.rollout_is_cap > 0:", "if 0.0 > 0:", SETTING.format("grpo.rollout_is_cap")),
+    M("rollout_is_weights_uncapped", "losses", "medssr_nemo/grpo/rollout_correction.py",
+      "return torch.exp(log_ratio.clamp(max=torch.log(torch.tensor(cap, dtype=torch.float64)).item())).detach()",
+      "return torch.exp(log_ratio).detach()", SETTING.format("grpo.rollout_is_cap")),
+    M("pg_loss_mean_over_padding", "logged metrics", "medssr_nemo/grpo/losses.py",
+      "metrics[\"pg_loss\"] = float(masked_mean(loss_mat.detach(), mask))",
+      "metrics[\"pg_loss\"] = float(loss_mat.detach().mean())", RECIPE),
+    M("clip_frac_high_reads_clip_low", "logged metrics", "medssr_nemo/grpo/losses.py",
+      "\"clip_frac_high\": float(masked_mean((positive & (r > 1.0 + clip_high)).float(), valid)),",
+      "\"clip_frac_high\": float(masked_mean((positive & (r > 1.0 + clip_low)).float(), valid)),",
+      SETTING.format("grpo.clip_high")),
     # ---- trainer wiring
     M("trainer_normalize_std", "trainer wiring", "medssr_nemo/grpo/advantages.py",
       "normalize_std=cfg.normalize_std", "normalize_std=True", SETTING.format("grpo.normalize_std")),
@@ -131,6 +145,13 @@ MUTATIONS = [
       "return int.from_bytes(digest[:8], \"little\") & ((1 << 63) - 1)",
       "return hash((run_seed, step, question_id, sample)) & ((1 << 63) - 1)",
       "tests/test_seeds_across_processes.py"),
+    M("reward_extraction_fixed_paper", "extraction", TRAINER,
+      "self.answer_reader = AnswerReader(answer_extraction(cfg, \"reward\"), cfg.model.path)",
+      "self.answer_reader = AnswerReader(\"paper\", cfg.model.path)", SETTING.format("reward.answer_extraction")),
+    M("format_rate_logged_zero", "logged metrics", "medssr_nemo/grpo/rollouts.py",
+      "metrics[\"answer/format_rate\"] = formatted / total", "metrics[\"answer/format_rate\"] = 0.0", SCRIPTED),
+    M("valid_rate_counts_every_reply", "logged metrics", "medssr_nemo/grpo/rollouts.py",
+      "valid += sum(a is not None for a in answers)", "valid += len(answers)", SCRIPTED),
     M("one_group_id", "advantages", "medssr_nemo/grpo/rollouts.py",
       "group_ids += [group_id] * len(completions)", "group_ids += [0] * len(completions)", RECIPE),
     M("reward_routed_to_gold", "reward routing", "medssr_nemo/rewards/composite.py",
@@ -163,7 +184,8 @@ MUTATIONS = [
     M("inprocess_refit_skips_cast", "refit", "medssr_nemo/rollout/inprocess.py",
       "if tensor.data_ptr() != target.data_ptr():",
       "if tensor.data_ptr() != target.data_ptr() and tensor.dtype == target.dtype:",
-      "tests/test_refit_weights.py::test_inprocess_refit_of_a_copy_in_another_dtype_holds_every_source_tensor"),
+      "tests/test_refit_weights.py::test_inprocess_refit_of_a_copy_in_another_dtype_holds_every_source_tensor",
+      "tests/test_refit_weights.py::test_inprocess_refit_from_bfloat16_into_float32_is_exact"),
     M("trtllm_refit_skips_cast", "refit", "medssr_nemo/rollout/trtllm/refit.py",
       "if self.engine_dtype is not None and tensor.is_floating_point():",
       "if self.engine_dtype is not None and not tensor.is_floating_point():",
@@ -230,28 +252,97 @@ def python_exe() -> str:
     return str(venv) if venv.exists() else sys.executable
 
 
+# the editable install maps these import names to the original checkout's folders
+PACKAGES = {"medssr_nemo": "medssr_nemo", "medssr_nemo_conf": "conf", "medssr_nemo_plugins": "plugins"}
+IMPORT_PROBE = "import importlib, sys\nfor name in sys.argv[1:]:\n    print(importlib.import_module(name).__file__)\n"
+
+
+def import_path(tree: Path) -> Path:
+    """A folder of links, one per package name the editable install maps, to the copy's folders
+    (``medssr_nemo_conf`` is ``conf/``): on PYTHONPATH with the copy's root, every process the
+    tests start imports the copy (PYTHONPATH precedes the editable finder, which is appended to
+    ``sys.meta_path``)."""
+    links = tree.parent / "import_path"
+    links.mkdir(exist_ok=True)
+    for name, folder in PACKAGES.items():
+        if name != folder and not (links / name).exists():
+            (links / name).symlink_to(tree / folder, target_is_directory=True)
+    return links
+
+
+def test_env(tree: Path, base: dict[str, str]) -> dict[str, str]:
+    """The environment of the copy's test runs: PYTHONPATH points at the copy, so a child
+    started as a script (``python tests/seed_probe.py``, a torchrun job), whose sys.path[0] is
+    its own folder rather than the copy's root, imports the mutated copy too, not the original
+    through the editable install."""
+    return {**base, "PYTHONPATH": os.pathsep.join([str(tree), str(import_path(tree))])}
+
+
 def check_imports_from(tree: Path, env: dict[str, str]) -> None:
-    """The copy's package must be the one its tests import (not the editable install's)."""
-    out = subprocess.run([python_exe(), "-c", "import medssr_nemo; print(medssr_nemo.__file__)"], cwd=tree, env=env,
-                         capture_output=True, text=True, check=True).stdout.strip()
-    if not Path(out).resolve().is_relative_to(tree.resolve()):
-        raise SystemExit(f"mutation check: tests in the copy import medssr_nemo from {out}, not from {tree}")
+    """Every package must come from the copy, both for pytest's process (run from the copy's
+    root) and for a script run from the copy's tests/ folder, as the subprocess tests start
+    theirs; otherwise a mutation would be "caught" because parent and child run different code."""
+    probe = tree / "tests" / "_mutation_import_probe.py"
+    probe.write_text(IMPORT_PROBE, encoding="utf-8")
+    try:
+        for how, cmd, cwd in (("python -c from the copy's root", ["-c", IMPORT_PROBE], tree),
+                              ("a script in the copy's tests/", [str(probe)], tree / "tests")):
+            done = subprocess.run([python_exe(), *cmd, *PACKAGES], cwd=cwd, env=env, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"mutation check: the import probe ({how}) failed: {done.stderr[-2000:]}")
+            for name, out in zip(PACKAGES, done.stdout.split()):
+                if not Path(out).resolve().is_relative_to(tree.resolve()):
+                    raise SystemExit(f"mutation check: {how} imports {name} from {out}, not from the copy {tree}")
+    finally:
+        probe.unlink()
 
 
-def run_tests(tree: Path, tests: tuple[str, ...], env: dict[str, str], timeout: int) -> tuple[int, str]:
-    cmd = [python_exe(), "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", "not gpu", *tests]
+@dataclass
+class Outcome:
+    verdict: str     # caught | SURVIVED | broken | timeout | ERROR rc=N
+    detail: str      # the first failure (test and message), or pytest's last line
+
+
+def verdict_of(rc: int, report: Path) -> tuple[str, str]:
+    """Caught only when tests ran and one failed: pytest exits 1 for setup errors too, and 2 for
+    collection errors, and neither says the mutation was detected (it may just not import)."""
+    if rc == 124:
+        return "timeout", ""
+    failures, errors = [], []
+    if report.exists():
+        for case in ET.parse(report).getroot().iter("testcase"):
+            name = f"{case.get('classname', '')}::{case.get('name', '')}"
+            for tag, found in (("failure", failures), ("error", errors)):
+                for node in case.findall(tag):
+                    message = (node.get("message") or tag).strip().splitlines() or [tag]
+                    found.append(f"{name}: {message[0][:160]}")
+    if errors:
+        return "broken", errors[0]
+    if rc == 1 and failures:
+        return "caught", failures[0]
+    if rc == 0:
+        return "SURVIVED", ""
+    return f"ERROR rc={rc}", ""
+
+
+def run_tests(tree: Path, tests: tuple[str, ...], env: dict[str, str], timeout: int) -> Outcome:
+    report = tree.parent / "junit.xml"
+    report.unlink(missing_ok=True)
+    cmd = [python_exe(), "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", "not gpu",
+           f"--junitxml={report}", *tests]
     try:
         done = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return 124, "timed out"
+        return Outcome("timeout", "timed out")
     lines = (done.stdout + done.stderr).strip().splitlines()
-    failed = [line.split(" - ")[0] for line in lines if line.startswith(("FAILED ", "ERROR "))]
-    return done.returncode, "; ".join([*failed[:2], lines[-1]] if lines else failed)
+    verdict, first = verdict_of(done.returncode, report)
+    return Outcome(verdict, first or (lines[-1] if lines else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default="", help="run the mutations whose name contains this text")
+    parser.add_argument("--only", default="",
+                        help="run the mutations whose name contains this text (comma-separated: any of them)")
     parser.add_argument("--list", action="store_true", help="print the mutations and exit")
     parser.add_argument("--dry-run", action="store_true",
                         help="only check that every mutation still applies (its original text is found once)")
@@ -261,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     names = [m.name for m in MUTATIONS]
     if len(set(names)) != len(names):
         raise SystemExit("mutation check: duplicate mutation names")
-    selected = [m for m in MUTATIONS if args.only in m.name]
+    wanted = args.only.split(",")   # "" matches every name
+    selected = [m for m in MUTATIONS if any(part in m.name for part in wanted)]
     if not selected:
         raise SystemExit(f"mutation check: no mutation name contains {args.only!r}")
     if args.list:
@@ -270,11 +362,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONDONTWRITEBYTECODE": "1"}
     env.setdefault("MEDSSR_DATA", str(ROOT.parent / "shared" / "data"))
-    env.pop("PYTHONPATH", None)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="medssr-mutation-") as tmp:
         tree = Path(tmp) / "tree"
         copy_tree(tree)
+        env = test_env(tree, env)
         check_imports_from(tree, env)
         # every original must be found before anything runs: a moved line fails loudly, at once
         problems = []
@@ -292,27 +384,29 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not args.no_baseline:
             tests = tuple(dict.fromkeys(t for m in selected for t in m.tests))
-            rc, last = run_tests(tree, tests, env, args.timeout * 4)
-            if rc != 0:
-                print(f"mutation check: the selected tests fail WITHOUT any mutation (rc {rc}): {last}", file=sys.stderr)
+            baseline = run_tests(tree, tests, env, args.timeout * 4)
+            if baseline.verdict != "SURVIVED":
+                print(f"mutation check: the selected tests fail WITHOUT any mutation ({baseline.verdict}): "
+                      f"{baseline.detail}", file=sys.stderr)
                 return 2
-            print(f"baseline: the selected tests pass unmutated ({last}; {time.monotonic() - started:.0f} s)")
+            print(f"baseline: the selected tests pass unmutated ({baseline.detail}; "
+                  f"{time.monotonic() - started:.0f} s)")
         rows = []
         for m in selected:
             t0 = time.monotonic()
             original = apply(m, tree)
             try:
-                rc, last = run_tests(tree, m.tests, env, args.timeout)
+                outcome = run_tests(tree, m.tests, env, args.timeout)
             finally:
                 (tree / m.file).write_text(original, encoding="utf-8")
-            verdict = "caught" if rc == 1 else ("SURVIVED" if rc == 0 else f"ERROR rc={rc}")
-            rows.append((m, verdict, time.monotonic() - t0, last))
-            print(f"{m.name:38s} {verdict:10s} {time.monotonic() - t0:6.1f} s  {last}", flush=True)
+            verdict = outcome.verdict
+            rows.append((m, verdict, time.monotonic() - t0, outcome.detail))
+            print(f"{m.name:38s} {verdict:10s} {time.monotonic() - t0:6.1f} s  {outcome.detail}", flush=True)
     print()
-    print("| mutation | area | file | result | seconds |")
-    print("|---|---|---|---|---|")
-    for m, verdict, seconds, _ in rows:
-        print(f"| {m.name} | {m.area} | {m.file} | {verdict} | {seconds:.0f} |")
+    print("| mutation | area | file | result | seconds | first failure |")
+    print("|---|---|---|---|---|---|")
+    for m, verdict, seconds, detail in rows:
+        print(f"| {m.name} | {m.area} | {m.file} | {verdict} | {seconds:.0f} | {detail.replace('|', '/')[:120]} |")
     caught = sum(v == "caught" for _, v, _, _ in rows)
     print(f"\n{caught} of {len(rows)} mutations caught in {time.monotonic() - started:.0f} s")
     return 0 if caught == len(rows) else 1

@@ -35,6 +35,8 @@ def main() -> None:
             print(f"> {letter}. {option}{mark}  ")
         if not verdict.checkable:
             said = "not checkable against the knowledge base"
+        elif verdict.ok and verdict.unresolved:
+            said = f"pass on what could be checked; not checked: {verdict.unresolved} (no ontology term)"
         elif verdict.ok:
             said = "pass (key supported, no leakage, distinct, coherent)"
         else:

@@ -7,11 +7,16 @@ that ignores the setting fails.
 
 The hand computation takes its reference logprobs from a frozen copy of the initial model made
 by the test itself, so a KL taken against the current policy fails as soon as the policy moves.
+Two engines stand in for what the tiny model cannot produce: one replying from a script of answer
+statements whose readings under each extraction mode are worked out by hand (the random model's
+output never states an answer), and one reporting logprobs off by +-0.5 as an engine with other
+kernels would (the in-process engine's equal the trainer's, so importance weights would all be 1).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import hashlib
 import math
@@ -24,6 +29,7 @@ import pytest
 import torch
 
 from medssr_nemo import registry
+from medssr_nemo.answers import AnswerReader, follows_format
 from medssr_nemo.config import load_config
 from medssr_nemo.grpo.metrics_log import read_metrics
 from medssr_nemo.grpo.trainer import GRPOTrainer
@@ -31,6 +37,7 @@ from medssr_nemo.models import make_tiny_model
 from medssr_nemo.policy.interfaces import Colocatable
 from medssr_nemo.prompts import encode_prompt
 from medssr_nemo.records import QuestionRecord
+from medssr_nemo.rollout.interfaces import Completion
 
 
 # ---- reward functions the configs name (TRL shape); the hand computation calls them directly ----
@@ -90,6 +97,76 @@ def recording_engine(rollout_cfg, *, model, tokenizer, model_path=None):
     inner = registry.get("rollout_engine", "inprocess")(rollout_cfg, model=model, tokenizer=tokenizer,
                                                         model_path=model_path)
     ENGINES.append(RecordingEngine(inner))
+    return ENGINES[-1]
+
+
+class ShiftedLogprobsEngine(RecordingEngine):
+    """The real engine, reporting logprobs off by +-0.5 (alternating per token) as an engine with
+    other kernels would: the trainer's ``exp(old - rollout)`` is then 1/e^0.5 or e^0.5 per token,
+    which ``grpo.rollout_is_cap`` reweights and caps."""
+
+    def generate(self, prompts, sampling, seeds):
+        out = [dataclasses.replace(c, logprobs=[lp + (0.5 if t % 2 else -0.5) for t, lp in enumerate(c.logprobs)])
+               for c in self.inner.generate(prompts, sampling, seeds)]
+        self.calls.append({"prompts": [list(p) for p in prompts], "sampling": sampling, "seeds": list(seeds),
+                           "completions": out})
+        return out
+
+
+# Scripted replies (record key K, a wrong letter W) with the answer each extraction mode reads in
+# them, worked out by hand from the rules in answers.py's docstring, and whether they follow the
+# instructed format ("The answer is X", exact case, one of the question's letters).
+SCRIPT = [  # (template, paper reads, lenient reads, follows the format)
+    ("The answer is ({K})", None, "K", True),               # paper rule 1 wants a capital right after "is "
+    ("The answer is {K}.", "K", "K", True),
+    ("The answer is E. No: The answer is ({K})", "E", "K", True),   # E: not an option, lenient skips it
+    ("the answer is {W}", "W", "W", False),                 # paper rule 5 (any case), upper-cased
+    ("I am not sure.", None, None, False),
+    ("The answer is {K}. Final: \\boxed{{{W}}}", "K", "W", True),   # lenient: the last statement wins
+]
+
+
+def scripted_text(template: str, record: QuestionRecord) -> tuple[str, str, str]:
+    key = record.label
+    wrong = "ABCD"[("ABCD".index(key) + 1) % 4]
+    return template.format(K=key, W=wrong), key, wrong
+
+
+def scripted_answer(text: str, record: QuestionRecord, mode: str) -> tuple[str | None, bool] | None:
+    """(the letter ``mode`` reads, follows the format) for a scripted reply, by the table; None
+    for a text that is not one."""
+    for template, paper, lenient, formatted in SCRIPT:
+        rendered, key, wrong = scripted_text(template, record)
+        if rendered == text:
+            read = paper if mode == "paper" else lenient
+            return {"K": key, "W": wrong, None: None}.get(read, read), formatted
+    return None
+
+
+class ScriptedEngine(RecordingEngine):
+    """Replies from ``SCRIPT`` (picked by the sample's seed), tokenised, EOS-terminated: a model
+    that states answers in forms the two extraction modes read differently."""
+
+    def generate(self, prompts, sampling, seeds):
+        tokenizer = self.inner.tokenizer
+        out = []
+        for prompt, seed in zip(prompts, seeds):
+            text, _, _ = scripted_text(SCRIPT[seed % len(SCRIPT)][0], record_of(list(prompt), tokenizer))
+            ids = tokenizer.encode(text, add_special_tokens=False) + [tokenizer.eos_token_id]
+            assert len(ids) <= sampling.max_new_tokens, "scripted reply longer than rollout.max_new_tokens"
+            out.append(Completion(ids, text, [0.0] * len(ids), "stop", self.inner.weight_version, list(prompt)))
+        self.calls.append({"prompts": [list(p) for p in prompts], "sampling": sampling, "seeds": list(seeds),
+                           "completions": out})
+        return out
+
+
+def shifted_logprobs_engine(rollout_cfg, *, model, tokenizer, model_path=None):
+    ENGINES.append(ShiftedLogprobsEngine(recording_engine(rollout_cfg, model=model, tokenizer=tokenizer).inner))
+    return ENGINES[-1]
+
+
+def scripted_engine(rollout_cfg, *, model, tokenizer, model_path=None):
+    ENGINES.append(ScriptedEngine(recording_engine(rollout_cfg, model=model, tokenizer=tokenizer).inner))
     return ENGINES[-1]
 
 
@@ -218,9 +295,30 @@ def record_of(prompt_ids: list[int], tokenizer: Any) -> QuestionRecord:
     return PROMPT_OF[tuple(prompt_ids)]
 
 
+def extraction_mode(cfg: Any) -> str:
+    """The reward stage's own mode, else the shared one (conf/base.yaml's ``answer`` section)."""
+    return cfg.reward.answer_extraction or cfg.answer.extraction
+
+
+def hand_answer(cfg: Any, record: QuestionRecord, text: str) -> tuple[str | None, bool]:
+    """(the answer the reward stage reads, follows the format): by the hand-worked table for a
+    scripted reply, else by the shared reader (pinned on its own by tests/test_answers.py)."""
+    mode = extraction_mode(cfg)
+    scripted = scripted_answer(text, record, mode)
+    if scripted is not None:
+        return scripted
+    return AnswerReader(mode, cfg.model.path)(text, record.letters), follows_format(text, record.letters)
+
+
 def hand_reward(cfg: Any, record: QuestionRecord, text: str) -> float:
     terms = cfg.reward.sources[record.label_source]
-    return sum(t.weight * REWARD_FNS[t.name]([""], [text])[0] for t in terms)
+    total = 0.0
+    for t in terms:
+        if t.name in ("gold", "pseudo_label"):   # the built-in accuracy rewards: 1 for the key's letter
+            total += t.weight * float(hand_answer(cfg, record, text)[0] == record.label)
+        else:
+            total += t.weight * REWARD_FNS[t.name]([""], [text])[0]
+    return total
 
 
 def hand_rows(run: Run, step: int) -> list[dict[str, Any]]:
@@ -272,7 +370,21 @@ def hand_kl(cfg: Any, lp: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return (torch.exp(d) - d - 1).clamp(-g.kl_clamp, g.kl_clamp)
 
 
-def hand_loss(cfg: Any, update: Update, old: torch.Tensor, advantages: torch.Tensor) -> tuple[float, dict[str, float]]:
+def clip_fraction(side: torch.Tensor, ratio: torch.Tensor, bound: float, above: bool,
+                  mask: torch.Tensor) -> tuple[float, float]:
+    """(lowest, highest) share of response tokens on ``side`` (advantage sign) whose ratio is
+    past ``bound``: a ratio within 1e-4 of it may fall either side between the trainer's
+    logprobs and the test's own forward."""
+    past = ratio > bound if above else ratio < bound
+    near = (ratio - bound).abs() < 1e-4
+    tokens = float(mask.sum())
+    sure = side & past & ~near & mask
+    return float(sure.sum()) / tokens, float((sure | (side & near & mask)).sum()) / tokens
+
+
+def hand_loss(cfg: Any, update: Update, old: torch.Tensor, advantages: torch.Tensor,
+              rollout: torch.Tensor) -> tuple[float, dict[str, Any]]:
+    """The loss of one update; ``rollout`` [B, T] holds the engine's logprobs of the sampled tokens."""
     g = cfg.grpo
     mask = update.batch["response_mask"].bool()
     lp = update.logprobs
@@ -283,6 +395,17 @@ def hand_loss(cfg: Any, update: Update, old: torch.Tensor, advantages: torch.Ten
         per_token = -a * torch.where(mask, lp, torch.zeros_like(lp))
     elif g.dual_clip:
         per_token = torch.where(a < 0, torch.minimum(per_token, -a * g.dual_clip), per_token)
+    tokens = mask.sum()
+    parts: dict[str, Any] = {}
+    if g.rollout_is_cap > 0:   # truncated IS: w = min(exp(old - engine's logprob), cap), per token
+        raw = torch.exp(old - rollout)
+        per_token = per_token * torch.where(mask, raw.clamp(max=g.rollout_is_cap), 1.0)
+        parts["is_weight_mean"] = float((raw.clamp(max=g.rollout_is_cap) * mask).sum() / tokens)
+        parts["is_capped_share"] = float(((raw > g.rollout_is_cap) & mask).sum() / tokens)
+    parts["pg_loss"] = float((per_token * mask).sum() / tokens)
+    if g.policy_loss == "ppo_clip":
+        parts["clip_frac_high"] = clip_fraction(a > 0, ratio, 1 + g.clip_high, True, mask)
+        parts["clip_frac_low"] = clip_fraction(a < 0, ratio, 1 - g.clip_low, False, mask)
     kl = hand_kl(cfg, lp, update.ref_logprobs)
     if g.kl_coef > 0:
         per_token = per_token + g.kl_coef * kl
@@ -299,8 +422,8 @@ def hand_loss(cfg: Any, update: Update, old: torch.Tensor, advantages: torch.Ten
         loss = per_token.sum() / cfg.rollout.max_new_tokens
     else:
         raise AssertionError(f"no hand formula for {g.loss_aggregation}")
-    tokens = mask.sum()
-    return float(loss), {"kl": float((kl * mask).sum() / tokens), "entropy": float((update.entropy * mask).sum() / tokens)}
+    parts.update(kl=float((kl * mask).sum() / tokens), entropy=float((update.entropy * mask).sum() / tokens))
+    return float(loss), parts
 
 
 def close(a: float, b: float, what: str, abs_tol: float = 2e-6, rel_tol: float = 1e-4) -> None:
@@ -316,7 +439,8 @@ def check_run(run: Run) -> dict[str, Any]:
     """Everything the trainer computed and logged, against the hand computation; returns the
     hand values for comparisons between runs."""
     cfg, tokenizer = run.cfg, run.policy.tokenizer
-    hand: dict[str, Any] = {"advantages": [], "losses": [], "kl": [], "rewards": [], "lengths": []}
+    hand: dict[str, Any] = {"advantages": [], "losses": [], "kl": [], "rewards": [], "lengths": [],
+                            "pg_losses": [], "answers": [], "is_capped_share": []}
     for step, logged in enumerate(run.metrics):
         assert logged["step"] == step + 1
         rows = hand_rows(run, step)
@@ -335,6 +459,10 @@ def check_run(run: Run) -> dict[str, Any]:
             assert len(call["prompts"]) <= cfg.rollout.batch_size
         advantages = torch.tensor(hand_advantages(cfg, rows))
         updates = run.steps[step]["updates"]
+        rollout = torch.zeros_like(updates[0].logprobs)   # the engine's logprobs, laid out as the batch
+        for r, row in enumerate(rows):
+            start = len(row["prompt"])
+            rollout[r, start:start + len(row["completion"].logprobs)] = torch.tensor(row["completion"].logprobs)
         assert len(updates) == cfg.grpo.ppo_epochs
         old = updates[0].logprobs           # the policy that sampled: before the step's first update
         for update in updates:
@@ -345,14 +473,24 @@ def check_run(run: Run) -> dict[str, Any]:
                 assert batch["response_mask"][r].sum() == len(row["completion"].token_ids)
             assert torch.allclose(batch["advantages"].double(), advantages.double(), rtol=1e-5, atol=1e-6), \
                 (batch["advantages"], advantages)
-            loss, parts = hand_loss(cfg, update, old, advantages)
+            loss, parts = hand_loss(cfg, update, old, advantages, rollout)
             close(update.metrics["loss"], loss, f"step {step + 1} loss",
                   abs_tol=2e-6 + cfg.grpo.entropy_coef * ENTROPY_RTOL * parts["entropy"])
+            close(update.metrics["pg_loss"], parts["pg_loss"], f"step {step + 1} pg_loss")
+            if cfg.grpo.rollout_is_cap > 0:
+                close(update.metrics["rollout_is_weight_mean"], parts["is_weight_mean"], "IS weight mean")
+                hand["is_capped_share"].append(parts["is_capped_share"])
+            for key in ("clip_frac_high", "clip_frac_low"):
+                if key in parts:
+                    low, high = parts[key]
+                    assert low - 1e-6 <= update.metrics[key] <= high + 1e-6, \
+                        f"step {step + 1} {key}: trainer {update.metrics[key]} not in hand [{low}, {high}]"
             if cfg.grpo.kl_coef > 0:
                 close(update.metrics["kl"], parts["kl"], f"step {step + 1} KL to the reference")
             close(update.metrics["entropy"], parts["entropy"], f"step {step + 1} entropy", rel_tol=ENTROPY_RTOL)
             hand["losses"].append(loss)
             hand["kl"].append(parts["kl"])
+            hand["pg_losses"].append(parts["pg_loss"])
         # the logged row: recomputed from the rollouts and the last update
         rewards = [row["reward"] for row in rows]
         lengths = [len(row["completion"].token_ids) for row in rows]
@@ -369,13 +507,23 @@ def check_run(run: Run) -> dict[str, Any]:
         assert logged["response/length_max"] == max(lengths)
         close(logged["response/truncation_rate"],
               statistics.fmean(row["completion"].finish_reason == "length" for row in rows), "logged truncation rate")
+        answers = [hand_answer(cfg, row["record"], row["completion"].text) for row in rows]
+        close(logged["answer/valid_rate"], statistics.fmean(a is not None for a, _ in answers),
+              "logged answer/valid_rate")
+        close(logged["answer/format_rate"], statistics.fmean(f for _, f in answers), "logged answer/format_rate")
         close(logged["train/loss"], hand["losses"][-1], "logged train/loss")
+        close(logged["train/pg_loss"], hand["pg_losses"][-1], "logged train/pg_loss")
+        for key in ("clip_frac_high", "clip_frac_low"):
+            if key in parts:
+                low, high = parts[key]   # the last update's
+                assert low - 1e-6 <= logged[f"train/{key}"] <= high + 1e-6, f"logged train/{key}"
         if cfg.grpo.kl_coef > 0:
             close(logged["train/kl"], hand["kl"][-1], "logged train/kl")
         assert logged["weight_version"] == step + 1
         hand["advantages"].append(advantages)
         hand["rewards"].append(rewards)
         hand["lengths"].append(lengths)
+        hand["answers"].append(answers)
     return hand
 
 
@@ -406,6 +554,11 @@ def test_kl_is_measured_against_the_frozen_initial_policy(run_with):
 
 # (setting A, setting B, what differs): both runs match the hand computation, and differ as said
 EPOCHS2 = ["grpo.ppo_epochs=2"]   # the second epoch's ratio moves off 1: the clip settings act
+# scripted replies scored by the built-in accuracy rewards, which read the answer letter
+SCRIPTED = [f"rollout.engine={__name__}:scripted_engine", "rollout.max_new_tokens=24",
+            "reward.sources.gold=[{name: gold, weight: 1.0}]",
+            "reward.sources.pseudo=[{name: pseudo_label, weight: 1.0}]"]
+SHIFTED = [f"rollout.engine={__name__}:shifted_logprobs_engine"]   # engine logprobs != the trainer's
 PAIRS = {
     "grpo.group_size": ([], ["grpo.group_size=2"], "rows"),
     "grpo.prompts_per_step": ([], ["grpo.prompts_per_step=1"], "rows"),
@@ -435,6 +588,8 @@ PAIRS = {
     "rollout.max_new_tokens": ([], ["rollout.max_new_tokens=3"], "lengths"),
     "reward.sources": ([], [f"reward.sources.gold=[{{name: '{__name__}:length_mod', weight: 3.0}}]"], "rewards"),
     "seed": ([], ["seed=1"], "rewards"),
+    "reward.answer_extraction": (SCRIPTED, [*SCRIPTED, "reward.answer_extraction=lenient"], "rewards"),
+    "grpo.rollout_is_cap": (SHIFTED, [*SHIFTED, "grpo.rollout_is_cap=1.2"], "losses"),
 }
 
 
@@ -478,3 +633,35 @@ def test_reward_terms_are_routed_by_label_source_and_weighted(run_with):
     check_run(run)
     rows = hand_rows(run, 0) + hand_rows(run, 1)
     assert {row["record"].label_source for row in rows} == {"gold", "pseudo"}
+
+
+def test_scripted_replies_exercise_the_answer_metrics_and_both_extraction_modes(run_with):
+    """The ``reward.answer_extraction`` case reads real answers: the scripted replies have valid
+    answers, follow the format in part, and the two modes read some of them differently, so the
+    logged ``answer/valid_rate`` and ``answer/format_rate`` checked in ``check_run`` are not 0
+    or 1 and differ between the modes where the table says. Planted by hand
+    (scripts/mutation_check.py): ``answer/format_rate`` logged as 0.0 fails ``check_run``; the
+    reward stage's reader fixed to ``paper`` fails the ``reward.answer_extraction`` case."""
+    paper, lenient = run_with(*SCRIPTED), run_with(*SCRIPTED, "reward.answer_extraction=lenient")
+    for run in (paper, lenient):
+        check_run(run)
+    for run, mode in ((paper, "paper"), (lenient, "lenient")):
+        rates = [(m["answer/valid_rate"], m["answer/format_rate"]) for m in run.metrics]
+        assert all(0 < v < 1 and 0 < f < 1 for v, f in rates), (mode, rates)
+    assert [m["answer/valid_rate"] for m in paper.metrics] != [m["answer/valid_rate"] for m in lenient.metrics]
+    # same replies (the engine's script is fixed by the seeds), different readings
+    assert [c.text for s in paper.steps for call in s["calls"] for c in call["completions"]] == \
+        [c.text for s in lenient.steps for call in s["calls"] for c in call["completions"]]
+
+
+def test_rollout_is_cap_reweights_and_caps_each_token(run_with):
+    """The ``grpo.rollout_is_cap`` case exercises both sides of the cap: with the engine's
+    logprobs off by +-0.5, some tokens' weights exp(old - rollout) are ~1.65 (capped to 1.2)
+    and some ~0.61 (kept), and the trainer's loss equals the hand loss with those weights
+    (``check_run``). Planted by hand (scripts/mutation_check.py): ``rollout_is_cap`` read as 0
+    in grpo/losses.py, or the weights left uncapped, fail the ``grpo.rollout_is_cap`` case."""
+    run = run_with(*SHIFTED, "grpo.rollout_is_cap=1.2")
+    hand = check_run(run)
+    assert all(0.3 < share < 0.7 for share in hand["is_capped_share"]), hand["is_capped_share"]
+    gaps = [u.metrics for step in run.steps for u in step["updates"]]
+    assert all(abs(m["rollout_logprob_gap_mean"] - 0.5) < 1e-3 for m in gaps), gaps

@@ -55,7 +55,10 @@ def test_inprocess_refit_of_a_copy_in_another_dtype_holds_every_source_tensor(ti
 
 
 def test_inprocess_refit_from_bfloat16_into_float32_is_exact(tiny_llama):
-    """The other direction: a bf16 trainer refitting a float32 engine (every value representable)."""
+    """The other direction: a bf16 trainer refitting a float32 engine (every value representable).
+    Planted by hand: ``update_weights`` copying only tensors whose dtype matches the engine's
+    (``inprocess_refit_skips_cast`` in scripts/mutation_check.py) fails here: the engine keeps
+    its initial float32 weights instead of the trained bf16 ones."""
     model, tokenizer = tiny_llama
     # a float32 engine shares a float32 module: refit a copy, never the session's tiny model
     engine = InProcessEngine(copy.deepcopy(model), tokenizer, dtype="float32")

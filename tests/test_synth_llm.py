@@ -285,6 +285,9 @@ def test_llm_synthesis_is_grounded_in_merged_profiles_and_verified(tmp_path, ser
     audit = out.card["audit"]
     assert audit["checkable"] == len(rare) and audit["overall"]["contradicted"] == 0
     assert audit["overall"]["leakage"] == 0
+    # the card says how the profiles it was grounded in were merged, as the kg synthesizer's does
+    merge = out.card["inputs"]["synthesizer"]["merge"]
+    assert merge["merged_groups"] > 0 and merge["profiles"] < merge["entries"] and merge["conflicts"] > 0
 
 
 def test_blind_solve_drops_questions_a_second_model_answers_differently(tmp_path, server_factory, hpo, shared_data):

@@ -319,6 +319,18 @@ def test_audit_flags_each_planted_defect(auditor, hpo):
     assert report["checkable"] == len(planted) and report["by_question_type"]["gene"]["contradicted_share"] == 0.5
 
 
+def test_not_expected_options_without_an_ontology_term_are_unresolved_not_passed(auditor):
+    record = _record("unmapped", "not_expected", "Which of the following findings is NOT a feature of "
+                     "Hypokalemic periodic paralysis?", ["Quuxoid facies", "Hypokalemia", "Muscle weakness",
+                                                         "Zorblat sign", "Paralysis"], disease_id="ORPHA:681")
+    verdict = auditor.audit(record)
+    assert verdict.checkable and verdict.unresolved == ["Quuxoid facies", "Zorblat sign"]
+    assert verdict.to_dict()["unresolved"] == ["Quuxoid facies", "Zorblat sign"]
+    row = audit_records([record], auditor)
+    assert row["by_question_type"]["not_expected"]["unresolved_options"] == 2
+    assert row["overall"]["unresolved_questions"] == 1 and row["examples"]["unresolved"][0]["id"] == "unmapped"
+
+
 def test_audit_finds_a_diagnosis_distractor_that_covers_the_case_as_well(builder, auditor):
     # build a real question, then swap one distractor for a disease that covers every finding
     for row in builder.eligible["diagnosis"][::53]:

@@ -88,11 +88,13 @@ def _audit(cfg, args) -> int:
     out = Path(args.out) if args.out else path.with_suffix(".audit.json")
     out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     print(f"audited {report['questions']} questions ({report['checkable']} checkable against the knowledge base)")
-    print(f"{'type':<14}{'n':>6}{'checked':>9}{'contradicted':>14}{'leakage':>9}{'ambiguous':>11}{'incoherent':>12}")
+    print(f"{'type':<14}{'n':>6}{'checked':>9}{'contradicted':>14}{'leakage':>9}{'ambiguous':>11}{'incoherent':>12}"
+          f"{'unresolved':>12}")
     for qtype, row in report["by_question_type"].items():
         shares = [f"{row[c + '_share']:.3f}" if row[c + '_share'] is not None else "-"
                   for c in ("contradicted", "leakage", "ambiguous", "incoherent")]
         print(f"{qtype:<14}{row['questions']:>6}{row['checkable']:>9}{shares[0]:>14}{shares[1]:>9}"
-              f"{shares[2]:>11}{shares[3]:>12}")
+              f"{shares[2]:>11}{shares[3]:>12}{row['unresolved_options']:>12}")
+    print("(unresolved: options mapping to no ontology term, so not checked)")
     print(f"rare share {report['mix']['rare_share']}; report: {out}")
     return 0

@@ -18,6 +18,10 @@ text (longest match). Then, per record:
 - ``incoherent``: a patient stem with no age, an age before the disease's onset band, or a
   finding the patient cannot show (``patient.PatientRules``).
 
+A not-expected option whose text maps to no ontology term cannot be checked: it is listed in the
+verdict's ``unresolved`` and counted as ``unresolved_options`` (and the question in
+``unresolved_questions``), never as checked and passed.
+
 Records whose disease cannot be resolved (seed copies, common-disease questions) are counted as
 not checkable; the share of each problem is over the checkable records of that question type.
 """
@@ -52,6 +56,7 @@ class Verdict:
     checkable: bool = False
     disease: str | None = None
     problems: dict[str, str] = field(default_factory=dict)   # check -> why
+    unresolved: list[str] = field(default_factory=list)      # option texts that map to no ontology term
 
     @property
     def ok(self) -> bool:
@@ -59,7 +64,7 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "question_type": self.question_type, "checkable": self.checkable,
-                "disease": self.disease, "problems": dict(self.problems)}
+                "disease": self.disease, "problems": dict(self.problems), "unresolved": list(self.unresolved)}
 
 
 class Auditor:
@@ -219,6 +224,7 @@ class Auditor:
 
     def _not_expected(self, v: Verdict, row: int, key: str, distractors: list[str], findings: list[str]) -> None:
         key_term = self.term_of(key)
+        v.unresolved += [o for o in (key, *distractors) if self.term_of(o) is None]
         if key_term is None:
             return
         if self._present(row, key_term) or key_term in self.b.contested[row]:
@@ -252,9 +258,14 @@ def audit_records(records: Iterable[QuestionRecord], auditor: Auditor) -> dict[s
     by_type: dict[str, dict[str, Any]] = {}
     examples: dict[str, list[dict[str, str]]] = {}
     for v in verdicts:
-        row = by_type.setdefault(v.question_type, {"questions": 0, "checkable": 0, **{c: 0 for c in CHECKS}})
+        row = by_type.setdefault(v.question_type, {"questions": 0, "checkable": 0, **{c: 0 for c in CHECKS},
+                                                   "unresolved_questions": 0, "unresolved_options": 0})
         row["questions"] += 1
         row["checkable"] += v.checkable
+        row["unresolved_questions"] += bool(v.unresolved)
+        row["unresolved_options"] += len(v.unresolved)
+        if v.unresolved and len(examples.setdefault("unresolved", [])) < MAX_EXAMPLES:
+            examples["unresolved"].append({"id": v.id, "why": f"no ontology term for {v.unresolved}"})
         for check, why in v.problems.items():
             row[check] += 1
             samples = examples.setdefault(check, [])
@@ -268,7 +279,9 @@ def audit_records(records: Iterable[QuestionRecord], auditor: Auditor) -> dict[s
     return {
         "questions": len(records), "checkable": checkable,
         "overall": {**overall, **{f"{c}_share": round(n / checkable, 4) if checkable else None
-                                  for c, n in overall.items()}},
+                                  for c, n in overall.items()},
+                    "unresolved_questions": sum(bool(v.unresolved) for v in verdicts),
+                    "unresolved_options": sum(len(v.unresolved) for v in verdicts)},
         "by_question_type": dict(sorted(by_type.items())),
         "mix": {"rare_share": round(sum(r.rare for r in records) / len(records), 4) if records else None,
                 "question_type": dict(sorted(Counter(str(r.question_type) for r in records).items())),

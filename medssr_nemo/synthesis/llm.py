@@ -98,9 +98,13 @@ class LLMSynthesizer(Synthesizer):
         self._num_slots = len(plan)
 
     def describe(self) -> dict[str, Any]:
+        """What the card records; with merged profiles, the merge report (what twins were merged and
+        which conflicting annotations were dropped), as the kg synthesizer's card has it."""
+        merge = getattr(self.knowledge, "_merged_view", None) if self.builder is not None else None
         return {"name": self.name, "generator": self.generator.describe(), "seed_questions": len(self.seeds),
                 "rare_profiles": len(self.profiles), "grounded_in_merged_profiles": self.builder is not None,
-                "blind_solver": self.blind_solver.describe() if self.blind_solver is not None else None}
+                "blind_solver": self.blind_solver.describe() if self.blind_solver is not None else None,
+                **({"merge": merge.report.to_dict()} if merge is not None else {})}
 
     def _seed_record(self, slot: Slot, attempt: int) -> QuestionRecord:
         position = (slot.index + attempt * max(self._num_slots, 1)) % len(self.seeds)
