@@ -184,6 +184,9 @@ def test_no_developmental_delay_in_a_newborn_and_no_46xy_female_finding_in_a_boy
     speech = by_name["Delayed speech and language development"]
     assert "speech" in rules.fits(speech, eight_months) and rules.fits(speech, Patient(3.0, "male")) is None
     assert rules.fits(by_name["Hypotonia"], newborn) is None            # not a milestone
+    for cognitive in ("Intellectual disability", "Intellectual disability, severe", "Specific learning disability"):
+        assert "intellectual or learning disability" in rules.fits(by_name[cognitive], Patient(2.0, "male")), cognitive
+        assert rules.fits(by_name[cognitive], Patient(7.0, "female")) is None, cognitive
     xy_female = by_name["Female external genitalia in individual with 46,XY karyotype"]
     assert "46,XY" in rules.fits(xy_female, Patient(3.0, "male"))
     # presents as a girl, whatever the annotation's sex column says about the karyotype

@@ -263,6 +263,25 @@ def test_dummy_load_format_refuses_to_generate_before_the_first_refit(fake_trtll
     assert len(engine.generate([PROMPTS[0]], SamplingParams(max_new_tokens=1), seeds=[0])) == 1
 
 
+def _free_port_pair() -> int:
+    """A port p with p + 1 also free (the refit stores of engines 0 and 1)."""
+    for _ in range(50):
+        base = _free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("", base + 1))
+            except OSError:
+                continue
+        return base
+    raise RuntimeError("no two consecutive free ports")
+
+
+def refit_address_on_route(master: str) -> str:
+    from medssr_nemo.rollout.trtllm.engine_groups import local_address
+
+    return local_address({"MASTER_ADDR": master})
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -385,7 +404,10 @@ def test_engine_groups_cut_the_job_into_one_engine_per_tp_block():
         job_groups(TrtllmOptions(tensor_parallel_size=4, pipeline_parallel_size=2), 12)
     # the refit store of the group led by rank 0 listens on the job's rendezvous address
     assert refit_address(groups[0], None, {"MASTER_ADDR": "gpu01"}) == "gpu01"
-    assert refit_address(groups[1], None, {"MASTER_ADDR": "gpu01"}) == socket.gethostname()
+    # other leaders: their source address on the route to the rendezvous (here a loopback one,
+    # as the rendezvous is), never a bare host name that may resolve to 127.0.1.1 elsewhere
+    assert refit_address(groups[1], None, {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}) == "127.0.0.1"
+    assert refit_address(groups[1], None, {}) == socket.gethostbyname(socket.getfqdn())
     assert refit_address(groups[1], "10.0.0.7", {}) == "10.0.0.7"
     assert TrtllmOptions().refit_master_addr is None
     from medssr_nemo.rollout.trtllm.engine_groups import engine_visible_devices
@@ -403,7 +425,7 @@ def test_each_engine_serves_its_own_groups_prompts(tiny_dir, tmp_path):
     import subprocess
 
     worker = Path(__file__).with_name("trtllm_dp_worker.py")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MEDSSR_TEST_REFIT_PORT": str(_free_port_pair())}
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "4",
                           str(worker), str(tmp_path), tiny_dir], env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -418,6 +440,14 @@ def test_each_engine_serves_its_own_groups_prompts(tiny_dir, tmp_path):
     # each engine's workers were started seeing only their block's GPUs; the trainer's env is unchanged
     assert [r["engine_devices"] for r in ranks] == ["0,1", None, "2,3", None]
     assert all(r["own_devices"] is None for r in ranks)
+    # separate replicas: every rank holds the same published table; group 0 listens on the
+    # rendezvous address, group 1 (led by rank 2) on its own address on the route to it; each
+    # leader's broadcast refit reached its engine
+    master = ranks[0]["master_addr"]
+    expected_second = refit_address_on_route(master)
+    assert all(r["refit_addresses"] == [master, expected_second] for r in ranks), [r["refit_addresses"] for r in ranks]
+    assert all(r["separate_version"] == 1 for r in ranks)
+    assert ranks[0]["separate_received"] > 0 and ranks[2]["separate_received"] > 0
 
 
 def test_engine_workers_start_without_the_srun_tasks_pmi_and_slurm_variables(fake_trtllm, tiny_dir, monkeypatch):

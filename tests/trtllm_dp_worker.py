@@ -1,5 +1,6 @@
 """One rank of the data-parallel engine test (torchrun, gloo, CPU, the FAKE TensorRT-LLM):
-world 4, colocated TP 2 -> two engines, each serving its group's prompts; then a refit."""
+world 4, colocated TP 2 -> two engines, each serving its group's prompts; then a refit. Then
+two separate-GPU engine replicas, each refitted by broadcast from its leader's published address."""
 
 from __future__ import annotations
 
@@ -42,8 +43,19 @@ def main(out_dir: str, model_dir: str) -> None:
               "engine_devices": engine.llm.spawn_env.get("CUDA_VISIBLE_DEVICES") if engine.llm else None,
               "own_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
               "generated": [e for e in engine.llm.events if e.startswith("generate")] if engine.llm else None}
-    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(record))
     engine.shutdown()
+    # separate GPUs: two engine replicas, each leader refitting its engine by broadcast from the
+    # address it published to every rank (all_gather_object over this gloo group)
+    separate = TrtllmOptions(dtype="float32", placement="separate", engine_replicas=2, bucket_mb=1,
+                             refit_backend="gloo", refit_master_port=int(os.environ["MEDSSR_TEST_REFIT_PORT"]),
+                             verify_tensors=("model.norm.weight",))
+    replica = TensorRTLLMEngine(model_dir, AutoTokenizer.from_pretrained(model_dir), separate, trtllm=tensorrt_llm)
+    record["separate_version"] = replica.update_weights(iter(make_tiny_model("llama", seed=2)[0].state_dict().items()))
+    record["refit_addresses"] = replica.refit_addresses
+    record["master_addr"] = os.environ.get("MASTER_ADDR")
+    record["separate_received"] = (replica.llm.events.count("rpc:medssr_receive_bucket") if replica.llm else None)
+    replica.shutdown()
+    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(record))
     dist.barrier()
     dist.destroy_process_group()
 

@@ -10,7 +10,8 @@ spermatogenesis, libido, premature ovarian insufficiency, dementia) need a patie
 ``ADULT_FINDING_MIN_AGE`` years; a newborn never shows them. A developmental delay is a milestone
 missed after it fell due, so no newborn shows one: motor and global delays (under HPO's
 "Neurodevelopmental delay", or labels such as "Delayed ability to sit", "Motor delay") need
-``MILESTONE_MIN_AGE``, speech, language and social delays ``SPEECH_MIN_AGE``.
+``MILESTONE_MIN_AGE``, speech, language and social delays ``SPEECH_MIN_AGE``. Intellectual and
+learning disability need ``COGNITIVE_MIN_AGE``: below it the finding is a developmental delay.
 Disorders of sex development: the patient is described as the sex they present as. "Female
 external genitalia in individual with 46,XY karyotype" is a phenotypically female patient (a girl
 or woman, whatever the annotation's sex column says about the karyotype); ambiguous genitalia and
@@ -32,6 +33,12 @@ MILESTONE_MIN_AGE = 0.5           # years
 # first words are due around 12 months and a delay is called from about 18 months
 SPEECH_MIN_AGE = 1.5              # years
 MILESTONE_ROOTS = ("HP:0012758",)  # Neurodevelopmental delay (global, motor, speech, social)
+# intellectual functioning cannot be assessed reliably in infants and toddlers; DSM-5 calls the
+# same picture "global developmental delay" below 5 years, and a learning disability shows at school
+COGNITIVE_MIN_AGE = 5.0           # years
+COGNITIVE_ROOTS = ("HP:0001249", "HP:0001328")  # Intellectual disability, Specific learning disability
+_COGNITIVE_WORDS = re.compile(r"\b(intellectual disability|mental retardation|mentalretardation|"
+                              r"learning disabilit\w*|dyslexia|dyscalculia)\b", re.I)
 _MILESTONE_WORDS = re.compile(r"\b(delayed (ability|speech|walking|sitting|motor|social|development)\w*|"
                               r"(developmental|motor|speech|language|psychomotor) (delay|retardation)|"
                               r"milestones?)\b", re.I)
@@ -140,7 +147,9 @@ class PatientRules:
         """(youngest age in years, what) for a developmental delay, else None."""
         if hpo_id not in self._min_age:
             name = label or self.ontology.name(hpo_id)
-            if not (self._under(hpo_id, MILESTONE_ROOTS) or _MILESTONE_WORDS.search(name)):
+            if self._under(hpo_id, COGNITIVE_ROOTS) or hpo_id in COGNITIVE_ROOTS or _COGNITIVE_WORDS.search(name):
+                self._min_age[hpo_id] = (COGNITIVE_MIN_AGE, "intellectual or learning disability")
+            elif not (self._under(hpo_id, MILESTONE_ROOTS) or _MILESTONE_WORDS.search(name)):
                 self._min_age[hpo_id] = None
             elif _SPEECH_WORDS.search(name):
                 self._min_age[hpo_id] = (SPEECH_MIN_AGE, "speech, language or social delay")

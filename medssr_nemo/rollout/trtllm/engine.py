@@ -45,7 +45,7 @@ from medssr_nemo.rollout.trtllm.api import (WORKER_EXTENSION, Capabilities, chec
                                             import_trtllm, probe)
 from medssr_nemo.rollout.trtllm.colocation import MemoryLedger
 from medssr_nemo.rollout.trtllm.engine_groups import (EngineGroup, GroupCollective, engine_groups,
-                                                      engine_visible_devices, group_of, refit_address)
+                                                      engine_visible_devices, group_of, publish_refit_addresses)
 from medssr_nemo.rollout.trtllm.fused_names import check_architecture
 from medssr_nemo.rollout.trtllm.logits import AllowedTokensProcessor
 from medssr_nemo.rollout.trtllm.options import KV_CACHE_TAG, TrtllmOptions
@@ -108,6 +108,10 @@ class TensorRTLLMEngine(RolloutEngine):
         self.group = group_of(self.rank, self.groups)
         self.collective = collective or default_collective(self.groups, self.rank)
         self.is_leader = self.rank == self.group.leader
+        # separate GPUs refit by broadcast from each leader's own store: every leader publishes
+        # where it listens (an all-gather over the job's group, so all ranks hold one table)
+        self.refit_addresses: list[str] = [] if options.colocated else publish_refit_addresses(
+            self.groups, self.rank, options.refit_master_addr)
         self.engine_dtype = _DTYPES[options.dtype]
         self.device_index = options.device_index if options.device_index is not None else (
             torch.cuda.current_device() if torch.cuda.is_available() else 0)
@@ -219,7 +223,7 @@ class TensorRTLLMEngine(RolloutEngine):
             return BroadcastTransport(None, None)
         opts = self.options
         world = 1 + opts.engine_gpus
-        host = refit_address(self.group, opts.refit_master_addr)
+        host = self.refit_addresses[self.group.index]
         port = opts.refit_master_port + self.group.index
         joining = self.rpc.start("medssr_init_broadcast_group", host, port, world, opts.refit_backend)
         group = make_refit_group(host, port, 0, world, opts.refit_backend)

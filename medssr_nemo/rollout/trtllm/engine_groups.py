@@ -10,17 +10,24 @@ is four engines, each generating a quarter of the prompts.
 Separate (``placement=separate``): ``engine_replicas`` engines on GPUs of their own; the training
 ranks are cut into that many equal blocks, each block's first rank driving one engine.
 
-The refit source address: the leader's own host, which for the leader on global rank 0 is the
-job's rendezvous address (``MASTER_ADDR``); never a loopback default, so engines on other nodes
-can reach it.
+The refit source address: for the leader on global rank 0 the job's rendezvous address
+(``MASTER_ADDR``); for the other leaders their own address on the network that rendezvous uses
+(the source address of a route to ``MASTER_ADDR``), not a bare host name, which many clusters
+resolve to a loopback address. Every leader publishes its address to every rank with one
+``all_gather_object`` over the job's process group (``publish_refit_addresses``), so all ranks hold
+the same table and a loopback entry in a multi-host job is reported before a refit waits on it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import logging
 import os
 import socket
 from typing import Any, Mapping
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,14 +54,66 @@ def group_of(rank: int, groups: list[EngineGroup]) -> EngineGroup:
 
 
 def refit_address(group: EngineGroup, configured: str | None, env: Mapping[str, str] | None = None) -> str:
-    """Where an engine group's refit store listens: the configured address, else the job's
-    rendezvous address for the group led by global rank 0, else the leader's host name."""
+    """Where an engine group's refit store listens (called on that group's leader): the configured
+    address, else the job's rendezvous address for the group led by global rank 0, else this
+    host's address on the rendezvous network (``local_address``)."""
     if configured:
         return configured
     env = os.environ if env is None else env
     if group.leader == 0 and env.get("MASTER_ADDR"):
         return env["MASTER_ADDR"]
-    return socket.gethostname()
+    return local_address(env)
+
+
+def local_address(env: Mapping[str, str]) -> str:
+    """This host's address as the job's other hosts reach it: the source address the kernel picks
+    for a route to ``MASTER_ADDR`` (a UDP ``connect`` sends nothing), else what the fully
+    qualified host name resolves to."""
+    master = env.get("MASTER_ADDR")
+    if master:
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.connect((master, int(env.get("MASTER_PORT") or 29500)))
+                return str(probe.getsockname()[0])
+        except (OSError, ValueError):
+            pass
+    name = socket.getfqdn()
+    try:
+        return socket.gethostbyname(name)
+    except OSError:
+        return name
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
+
+
+def publish_refit_addresses(groups: list[EngineGroup], rank: int, configured: str | None,
+                            env: Mapping[str, str] | None = None) -> list[str]:
+    """Each engine group's refit address, one per group, the same list on every rank: each leader
+    computes its own (``refit_address``) and an ``all_gather_object`` over the job's default process
+    group publishes it. Collective: every rank calls it at the same point. Without a process group
+    (one process) the addresses are computed here. Logs a warning when a group's address is a
+    loopback one while the job's ranks are on several hosts: engines elsewhere could not reach it."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [refit_address(g, configured, env) for g in groups]
+    group = group_of(rank, groups)
+    mine = refit_address(group, configured, env) if rank == group.leader else None
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, (socket.gethostname(), mine))
+    addresses = [gathered[g.leader][1] for g in groups]
+    hosts = {host for host, _ in gathered}
+    looped = [(g.index, a) for g, a in zip(groups, addresses) if _is_loopback(a)]
+    if len(hosts) > 1 and looped and rank == 0:
+        log.warning("refit addresses %s are loopback addresses in a job on %d hosts; engines on other hosts "
+                    "cannot reach them (set MASTER_ADDR to a routable address, or rollout.options."
+                    "refit_master_addr)", looped, len(hosts))
+    return addresses
 
 
 def engine_visible_devices(group: EngineGroup, rank: int, local_rank: int, visible: str | None) -> str:

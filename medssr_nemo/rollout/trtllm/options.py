@@ -30,7 +30,8 @@ class TrtllmOptions:
     # HF names; checked on the tensors the engine holds (fused, sharded: rollout/trtllm/fused_names.py)
     verify_tensors: tuple[str, ...] = ("model.norm.weight", "model.layers.0.self_attn.q_proj.weight")
     refit_backend: str = "nccl"              # separate placement: nccl | gloo
-    refit_master_addr: str | None = None     # default: MASTER_ADDR for the group led by rank 0, else the leader's host
+    # default: MASTER_ADDR for the group led by rank 0, else the leader's address on the route to it
+    refit_master_addr: str | None = None
     refit_master_port: int = 29611           # engine group i listens on port + i
     engine_replicas: int = 1                 # separate placement: engines on their own GPUs (colocated: world / (TP x PP))
     device_index: int | None = None          # this rank's GPU (default: torch.cuda.current_device())
