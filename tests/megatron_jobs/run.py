@@ -291,11 +291,12 @@ def scenario_offload(spec, models):
     backend.train_step(batch, _loss_fn())
     events.append("-- refit")
     list(backend.export_hf_weights())
-    # what the colocated ledger reads (trainer_memory(): TrainingStateMemory.held): measured before and after
-    # megatron-core's real gradient-buffer release (it resizes the storage to 0; no sync on a CPU)
-    held_resident = backend.training_state.held()
+    # what the colocated ledger reads (the backend's declared trainer_memory()): measured before and
+    # after megatron-core's real gradient-buffer release (it resizes the storage to 0; no sync on a CPU)
+    memory = backend.trainer_memory()
+    held_resident = memory.held()
     real_grads_off(backend.megatron_model, synchronize=False, empty_cache=False)
-    held_after_grads_off = backend.training_state.held()
+    held_after_grads_off = memory.held()
     trained = sum(p.numel() for p in backend.megatron_model.parameters() if p.requires_grad)
     return {"events": [e if isinstance(e, str) else f"{e[0]} {names.get(id(e[1]), '?')}" for e in events],
             "held_resident": held_resident, "held_after_grads_off": held_after_grads_off,
