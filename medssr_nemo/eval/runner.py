@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from medssr_nemo import registry
 from medssr_nemo.artifacts import read_json, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from medssr_nemo.artifacts import file_sha256
 from medssr_nemo.config.schema.answer import answer_extraction
@@ -50,13 +49,12 @@ from medssr_nemo.eval.report import markdown_table, write_chart
 from medssr_nemo.eval.results import checkpoint_correctness
 from medssr_nemo.eval.store import PartialLog, row_key
 from medssr_nemo.eval.suite import effective_benchmarks
-from medssr_nemo.models import load_causal_lm
 from medssr_nemo.models.fingerprint import name_only, weights_fingerprint
 from medssr_nemo.models.loading import load_tokenizer, model_type_or_none, resolve_model_dir
 from medssr_nemo.prompts import encode_prompt
 from medssr_nemo.prompts import resolve_prompt_style
 from medssr_nemo.records import QuestionRecord
-from medssr_nemo.rollout import rank_split
+from medssr_nemo.rollout.for_checkpoint import engine_for_checkpoint
 from medssr_nemo.rollout.interfaces import RolloutEngine
 
 log = logging.getLogger(__name__)
@@ -171,15 +169,10 @@ def _files_sha256(benchmark: Any) -> dict[str, str]:
 
 
 def default_policy_loader(cfg: Any) -> PolicyLoader:
-    """Load a checkpoint with transformers and wrap it in the configured rollout engine."""
+    """The configured rollout engine on a checkpoint (rollout/for_checkpoint.py: a transformers
+    model only for an engine that runs on one)."""
     def load(reference: str) -> tuple[RolloutEngine, Any]:
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        model, tokenizer = load_causal_lm(reference, dtype=getattr(torch, cfg.model.dtype), device=device)
-        factory = registry.get("rollout_engine", cfg.eval.engine or cfg.rollout.engine)
-
-        return rank_split.split(factory(cfg.rollout, model=model, tokenizer=tokenizer)), tokenizer  # every rank samples
+        return engine_for_checkpoint(cfg.rollout, cfg.eval.engine or cfg.rollout.engine, reference, cfg.model.dtype)
     return load
 
 

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 
-from medssr_nemo import registry
 from medssr_nemo.artifacts import file_sha256
 from medssr_nemo.config import MedSSRConfig
 from medssr_nemo.config.schema.answer import answer_extraction
 from medssr_nemo.labelling.run import LabelJob, LabelSettings
 from medssr_nemo.labelling.vote import VoteRule
-from medssr_nemo.models import load_causal_lm
 from medssr_nemo.models.loading import model_type_or_none
 from medssr_nemo.records import read_records
-from medssr_nemo.rollout import rank_split
+from medssr_nemo.rollout.for_checkpoint import engine_for_checkpoint
 
 
 def settings_from_config(cfg: MedSSRConfig) -> LabelSettings:
@@ -79,8 +76,5 @@ def label(cfg: MedSSRConfig, engine: Any = None, tokenizer: Any = None, progress
 
 
 def build_engine(cfg: MedSSRConfig) -> tuple[Any, Any]:
-    """The ``rollout.engine`` on ``model.path`` (loaded on the GPU if there is one), and its tokenizer."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, tokenizer = load_causal_lm(cfg.model.path, dtype=getattr(torch, cfg.model.dtype), device=device)
-    factory = registry.get("rollout_engine", cfg.rollout.engine)
-    return rank_split.split(factory(cfg.rollout, model=model, tokenizer=tokenizer)), tokenizer  # every rank samples
+    """The ``rollout.engine`` on ``model.path`` and its tokenizer (rollout/for_checkpoint.py)."""
+    return engine_for_checkpoint(cfg.rollout, cfg.rollout.engine, cfg.model.path, cfg.model.dtype)
