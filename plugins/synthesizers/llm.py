@@ -19,14 +19,9 @@ def build_generator(cfg: Any) -> Any:
     gen = cfg.synthesis.generator
     if gen.kind == "http":
         return HTTPChatGenerator.from_config(gen)
-    import torch
+    from medssr_nemo.rollout.for_checkpoint import engine_for_checkpoint
 
-    from medssr_nemo import registry
-    from medssr_nemo.models import load_causal_lm
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, tokenizer = load_causal_lm(gen.model or cfg.model.path, dtype=getattr(torch, cfg.model.dtype), device=device)
-    engine = registry.get("rollout_engine", gen.engine)(cfg.rollout, model=model, tokenizer=tokenizer)
+    engine, tokenizer = engine_for_checkpoint(cfg.rollout, gen.engine, gen.model or cfg.model.path, cfg.model.dtype)
     return EngineGenerator(engine, tokenizer, gen.temperature, gen.top_p, gen.max_new_tokens, gen.batch_size)
 
 
